@@ -1,0 +1,1 @@
+"""MLflow runs -> tables, fitted U-curves, size and alignment studies, the report."""

@@ -1,0 +1,1 @@
+"""What one trial runs: datasets, backbones, pretrain -> finetune -> evaluate."""
