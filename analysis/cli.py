@@ -1,0 +1,53 @@
+"""The `granularity analyze` subcommand: MLflow runs of a sweep -> report/ (Markdown + plots)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from analysis.load import ExperimentNotFoundError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `analyze` to the `granularity` CLI's subparsers."""
+    p = subparsers.add_parser(
+        "analyze",
+        help="analyse a sweep's MLflow runs: U-curves, size x granularity, alignment -> report/",
+        description="Read a sweep's trial runs from MLflow, fit U-curves with bootstrap CIs and "
+        "two-lines tests, size x granularity, hierarchy comparisons and alignment studies, and "
+        "write report.md + PNG plots (also logged to the sweep's parent run).",
+    )
+    p.add_argument("experiment", help="MLflow experiment name (= the sweep's name)")
+    p.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+    )
+    p.add_argument("--out", default="report", help="output folder (default: report/)")
+    p.add_argument("--metric", default="target_error", help="error metric to analyse")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument(
+        "--no-log-artifacts", action="store_true", help="do not log the report to the parent run"
+    )
+    p.set_defaults(func=run_analyze)
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """Write the report; exit code 0 on success, 2 on an error the user can fix."""
+    from analysis.report import write_report
+
+    try:
+        path = write_report(
+            args.experiment,
+            args.tracking_uri,
+            args.out,
+            metric=args.metric,
+            n_boot=args.n_boot,
+            log_artifacts=not args.no_log_artifacts,
+        )
+    except (ExperimentNotFoundError, FileNotFoundError, ValueError) as err:
+        print(f"granularity analyze: error: {err}", file=sys.stderr)
+        return 2
+    print(f"report written to {path}")
+    return 0

@@ -1,0 +1,822 @@
+"""Estimators over the tidy trial table: U-curves, gains, size x granularity, hierarchy and alignment studies.
+
+scikit-learn style: settings in ``__init__``, ``fit(df)`` returns ``self`` and
+sets result attributes ending in ``_``. ``df`` is what ``analysis.load.load_runs``
+returns (one row per finished trial). Seeds are paired replicates: seed s has
+the same data subset and init in every arm, so every comparison is made within
+a seed and every bootstrap resamples whole seeds.
+
+Rows whose metric is NaN (a failed or diverged trial that still finished) are
+dropped and counted in ``n_dropped_``; missing cells are left out of the cell's
+statistics; a cell with one seed gets a mean but NaN interval bounds.
+
+Example:
+    >>> from analysis.simulate import simulate_sweep
+    >>> df = simulate_sweep(seeds=5, random_state=0)
+    >>> UCurve().fit(df).results_[["hierarchy", "optimum", "is_u"]]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+
+GROUP_BY = ("hierarchy", "data_fraction", "backbone")
+PAIR_KEYS = ("data_fraction", "backbone", "seed")
+ALIGNMENT_METRICS = ("align/cond_entropy", "align/nmi", "align/purity", "align/ami", "align/ari")
+# The paper's ordering at matched class counts: earlier kinds are expected to beat later ones.
+EXPECTED_ORDER = ("manual", "cluster_within", "cluster_global", "random")
+SINGLE_SEED_NOTE = "single seed: no CI"
+FEW_SEEDS = (
+    5  # below this the optimum bootstrap under-covers (see tests/test_analysis_estimators.py)
+)
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"Trial table lacks column(s) {missing}; has: {sorted(map(str, df.columns))}"
+        )
+
+
+def _prepare(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """Copy with the metric present, missing optional key columns filled, NaN rows dropped."""
+    _require(df, ["hierarchy", "seed", metric])
+    out = df.copy()
+    for col in keys:
+        if col not in out:
+            out[col] = "all"
+    out[metric] = pd.to_numeric(out[metric], errors="coerce")
+    finite = np.isfinite(out[metric].to_numpy(dtype=float))
+    return out[finite], int((~finite).sum())
+
+
+def _kind_order(kinds: Sequence[str]) -> list[str]:
+    rank = {k: i for i, k in enumerate(EXPECTED_ORDER)}
+    return sorted(kinds, key=lambda k: (rank.get(k, len(rank)), k))
+
+
+def _level_grid(g: pd.DataFrame) -> pd.DataFrame:
+    """One row per level of a hierarchy: level, level_name, num_classes, x = log(num_classes)."""
+    agg = {"num_classes": ("num_classes", "median")}
+    if "level_name" in g:
+        agg["level_name"] = ("level_name", "first")
+    grid = g.groupby("level", dropna=True).agg(**agg).reset_index()
+    grid = grid[grid["num_classes"] > 0].sort_values("num_classes", kind="stable")
+    grid["x"] = np.log(grid["num_classes"].astype(float))
+    return grid.reset_index(drop=True)
+
+
+def _matrix(g: pd.DataFrame, metric: str, levels: Sequence, seeds: Sequence) -> np.ndarray:
+    """``[n_seeds, n_levels]`` cell means (NaN for a missing cell)."""
+    table = g.groupby(["seed", "level"])[metric].mean().unstack("level")
+    return table.reindex(index=list(seeds), columns=list(levels)).to_numpy(dtype=float)
+
+
+def _examples_per_class(g: pd.DataFrame) -> pd.Series:
+    """The logged ``examples_per_class`` metric, else ``num_train / num_classes``, per row."""
+    derived = pd.Series(np.nan, index=g.index)
+    if "num_train" in g:
+        derived = pd.to_numeric(g["num_train"], errors="coerce") / g["num_classes"]
+    if "examples_per_class" in g:
+        return pd.to_numeric(g["examples_per_class"], errors="coerce").fillna(derived)
+    return derived
+
+
+def examples_per_class_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Training examples per pretraining class at each (hierarchy, level, data fraction).
+
+    More classes means fewer examples per class (the confound reviewers ask
+    about); ``examples_per_class`` comes from the metric of that name when
+    logged, else ``num_train / num_classes``.
+    """
+    _require(df, ["hierarchy", "level", "num_classes"])
+    d = df.copy()
+    d["examples_per_class"] = _examples_per_class(d)
+    keys = [c for c in ("hierarchy", "level", "level_name", "data_fraction") if c in d]
+    agg = {
+        "num_classes": ("num_classes", "median"),
+        "examples_per_class": ("examples_per_class", "mean"),
+    }
+    if "num_train" in d:
+        agg["num_train"] = ("num_train", "mean")
+    return d.groupby(keys, dropna=False).agg(**agg).reset_index()
+
+
+def _summarise(per_seed: pd.DataFrame, keys: list[str], col: str, alpha: float) -> pd.DataFrame:
+    """Per group of ``keys``: n, mean, sd, t interval, one-sample t p-value and d_z of ``col``.
+
+    ``per_seed`` holds one value per seed (a paired difference); NaNs are ignored.
+    Vectorised over groups (no Python loop per cell).
+    """
+    from scipy import stats as sps
+
+    v = per_seed.dropna(subset=[col])
+    g = v.groupby(keys, dropna=False, sort=True)[col]
+    out = pd.DataFrame({"n": g.count(), "mean": g.mean(), "sd": g.std(ddof=1)})
+    n = out["n"].to_numpy(float)
+    sd = out["sd"].to_numpy(float)
+    mean = out["mean"].to_numpy(float)
+    with np.errstate(all="ignore"):
+        se = sd / np.sqrt(n)
+        half = sps.t.ppf(1 - alpha / 2, n - 1) * se
+        t = mean / se
+        p = 2 * sps.t.sf(np.abs(t), n - 1)
+        p = np.where(se == 0, np.where(mean == 0, 1.0, 0.0), p)
+        dz = np.where(sd == 0, np.where(mean == 0, 0.0, np.sign(mean) * np.inf), mean / sd)
+    single = n < 2
+    out["ci_low"] = np.where(single, np.nan, mean - half)
+    out["ci_high"] = np.where(single, np.nan, mean + half)
+    out["pvalue"] = np.where(single, np.nan, p)
+    out["effect_size"] = np.where(single, np.nan, dz)
+    out["note"] = np.where(single, SINGLE_SEED_NOTE, "")
+    return out.reset_index()
+
+
+class UCurve:
+    """Error versus log(number of classes) per group, its optimum with a seed-bootstrap CI, and a U test.
+
+    Parameters:
+        metric: the error column (lower is better).
+        group_by: one curve per combination of these columns.
+        exclude: hierarchy kinds that are not curves (the scratch baseline).
+        n_boot: bootstrap resamples of seeds.
+        alpha: 1 - confidence level, and the two-lines test's significance level.
+        random_state: seed of the bootstrap.
+
+    Attributes after ``fit``:
+        curve_: one row per (group, level): ``num_classes``, ``n`` seeds, ``mean``,
+            ``sd``, ``ci_low``/``ci_high`` (t interval over seeds), ``examples_per_class``.
+        results_: one row per group: ``optimum`` (number of classes at the fitted
+            minimum: grid argmin refined by a three-point parabola in log classes),
+            ``optimum_ci_low``/``optimum_ci_high`` (percentile bootstrap over seeds,
+            seeds resampled whole so levels stay paired), ``optimum_level``, the
+            two-lines test (``break_classes``, ``slope_low``, ``slope_high``,
+            ``p_low``, ``p_high``, ``is_u``) and a ``note``.
+        optimum_, optimum_ci_, is_u_, slopes_, pvalues_: the same keyed by group tuple.
+        n_dropped_: rows dropped for a NaN metric.
+    """
+
+    def __init__(
+        self,
+        *,
+        metric: str = "target_error",
+        group_by: Sequence[str] = GROUP_BY,
+        exclude: Sequence[str] = ("scratch",),
+        n_boot: int = 2000,
+        alpha: float = 0.05,
+        random_state: int | None = 0,
+    ) -> None:
+        self.metric = metric
+        self.group_by = tuple(group_by)
+        self.exclude = tuple(exclude)
+        self.n_boot = n_boot
+        self.alpha = alpha
+        self.random_state = random_state
+
+    def fit(self, df: pd.DataFrame) -> UCurve:
+        """Fit every group's curve, optimum, bootstrap CI and two-lines test."""
+        _require(df, ["level", "num_classes"])
+        data, self.n_dropped_ = _prepare(df, self.metric, self.group_by)
+        data = data[~data["hierarchy"].isin(self.exclude)]
+        rng = np.random.default_rng(self.random_state)
+        curves, rows = [], []
+        for key, g in data.groupby(list(self.group_by), dropna=False, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            grid = _level_grid(g)
+            seeds = sorted(g["seed"].dropna().unique())
+            Y = _matrix(g, self.metric, grid["level"], seeds)
+            curve = self._curve(g, grid, Y)
+            for i, (col, val) in enumerate(zip(self.group_by, key, strict=True)):
+                curve.insert(i, col, val)
+            curves.append(curve)
+            rows.append(
+                {
+                    **dict(zip(self.group_by, key, strict=True)),
+                    **self._fit_group(g, grid, seeds, Y, rng),
+                }
+            )
+        cols = [
+            *self.group_by,
+            "level",
+            "level_name",
+            "num_classes",
+            "n",
+            "mean",
+            "sd",
+            "ci_low",
+            "ci_high",
+            "examples_per_class",
+        ]
+        self.curve_ = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=cols)
+        self.results_ = pd.DataFrame(rows)
+        keys = [tuple(r[c] for c in self.group_by) for r in rows]
+        self.optimum_ = {k: r["optimum"] for k, r in zip(keys, rows, strict=True)}
+        self.optimum_ci_ = {
+            k: (r["optimum_ci_low"], r["optimum_ci_high"]) for k, r in zip(keys, rows, strict=True)
+        }
+        self.is_u_ = {k: r["is_u"] for k, r in zip(keys, rows, strict=True)}
+        self.slopes_ = {
+            k: (r["slope_low"], r["slope_high"]) for k, r in zip(keys, rows, strict=True)
+        }
+        self.pvalues_ = {k: (r["p_low"], r["p_high"]) for k, r in zip(keys, rows, strict=True)}
+        return self
+
+    def _curve(self, g: pd.DataFrame, grid: pd.DataFrame, Y: np.ndarray) -> pd.DataFrame:
+        out = grid.drop(columns="x").copy()
+        cis = [stats.mean_ci(Y[:, j], self.alpha) for j in range(Y.shape[1])]
+        out["n"] = [c.n for c in cis]
+        out["mean"] = [c.mean for c in cis]
+        out["sd"] = [c.sd for c in cis]
+        out["ci_low"] = [c.low for c in cis]
+        out["ci_high"] = [c.high for c in cis]
+        epc = _examples_per_class(g).groupby(g["level"]).mean()
+        out["examples_per_class"] = out["level"].map(epc).to_numpy()
+        return out
+
+    def _fit_group(
+        self,
+        g: pd.DataFrame,
+        grid: pd.DataFrame,
+        seeds: list,
+        Y: np.ndarray,
+        rng: np.random.Generator,
+    ) -> dict:
+        x = grid["x"].to_numpy()
+        means = stats.nanmean(Y, axis=0)
+        opt = float(stats.optimum_log(means, x)) if len(x) else math.nan
+        row: dict = {"n_seeds": len(seeds), "n_levels": len(x)}
+        row["optimum"] = math.exp(opt) if np.isfinite(opt) else math.nan
+        j = int(np.nanargmin(np.where(np.isfinite(means), means, np.inf))) if len(x) else -1
+        row["optimum_level"] = grid["level"].iloc[j] if j >= 0 else math.nan
+        row["optimum_error"] = float(means[j]) if j >= 0 else math.nan
+        notes = []
+        if len(seeds) >= 2 and len(x) >= 1:
+            idx = stats.bootstrap_indices(len(seeds), self.n_boot, rng)
+            boot = stats.optimum_log(stats.nanmean(Y[idx], axis=1), x)
+            low, high = stats.percentile_ci(boot, self.alpha, n=len(seeds))
+            row["optimum_ci_low"], row["optimum_ci_high"] = math.exp(low), math.exp(high)
+            if len(seeds) < FEW_SEEDS:
+                # Simulated coverage of the nominal 95% interval: ~83% at 3 seeds, >= 90% from 5.
+                notes.append(f"{len(seeds)} seeds: the optimum's CI tends to be too narrow")
+        else:
+            row["optimum_ci_low"] = row["optimum_ci_high"] = math.nan
+            notes.append(SINGLE_SEED_NOTE)
+        obs = g[g["level"].isin(grid["level"])]
+        xobs = obs["level"].map(dict(zip(grid["level"], x, strict=True))).to_numpy(dtype=float)
+        test = stats.two_lines_test(
+            xobs, obs[self.metric].to_numpy(float), obs["seed"].to_numpy(), alpha=self.alpha
+        )
+        row.update(
+            break_classes=math.exp(test.break_x) if np.isfinite(test.break_x) else math.nan,
+            slope_low=test.slope_low,
+            slope_high=test.slope_high,
+            p_low=test.p_low,
+            p_high=test.p_high,
+            is_u=test.is_u,
+        )
+        notes.append(test.note)
+        row["note"] = "; ".join(notes)
+        return row
+
+
+class SizeGranularity:
+    """How the optimal granularity moves with pretraining data size.
+
+    For each hierarchy kind and backbone: the optimum (as in ``UCurve``) at each
+    data fraction, with a joint bootstrap over seeds (seed s's nested subsets
+    stay together, so the fractions are paired), the slope of log(optimum) on
+    log(data fraction) with its CI, and the shift between the largest and the
+    smallest fraction (log ratio of optima, > 0 means the optimum is finer with
+    more data).
+
+    Attributes after ``fit``:
+        optima_: one row per (hierarchy, backbone, data_fraction): ``optimum``,
+            ``optimum_ci_low``/``optimum_ci_high``, ``num_train``, ``n_seeds``.
+        trend_: one row per (hierarchy, backbone): ``slope`` (d log optimum /
+            d log fraction) and CI, ``log_shift`` (log optimum at largest minus at
+            smallest fraction) and CI, ``moves`` (the log_shift CI excludes 0) and a note.
+        heatmap_: mean error with rows (hierarchy, level, num_classes) and one
+            column per data fraction.
+        examples_per_class_: the same layout, examples per class.
+    """
+
+    def __init__(
+        self,
+        *,
+        metric: str = "target_error",
+        hierarchies: Sequence[str] | None = None,
+        exclude: Sequence[str] = ("scratch",),
+        n_boot: int = 2000,
+        alpha: float = 0.05,
+        random_state: int | None = 0,
+    ) -> None:
+        self.metric = metric
+        self.hierarchies = hierarchies
+        self.exclude = tuple(exclude)
+        self.n_boot = n_boot
+        self.alpha = alpha
+        self.random_state = random_state
+
+    def fit(self, df: pd.DataFrame) -> SizeGranularity:
+        """Estimate optima per size, their trend with size, and the heatmap tables."""
+        _require(df, ["level", "num_classes", "data_fraction"])
+        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone",))
+        data = data[~data["hierarchy"].isin(self.exclude)]
+        if self.hierarchies is not None:
+            data = data[data["hierarchy"].isin(self.hierarchies)]
+        rng = np.random.default_rng(self.random_state)
+        optima, trends = [], []
+        for (kind, backbone), g in data.groupby(["hierarchy", "backbone"], sort=True):
+            grid = _level_grid(g)
+            x = grid["x"].to_numpy()
+            fractions = sorted(g["data_fraction"].dropna().unique())
+            seeds = sorted(g["seed"].dropna().unique())
+            Y = np.stack(
+                [
+                    _matrix(g[g["data_fraction"] == f], self.metric, grid["level"], seeds)
+                    for f in fractions
+                ],
+                axis=1,
+            )  # [seed, fraction, level]
+            point = stats.optimum_log(stats.nanmean(Y, axis=0), x)  # [fraction]
+            boot = None
+            if len(seeds) >= 2:
+                idx = stats.bootstrap_indices(len(seeds), self.n_boot, rng)
+                boot = stats.optimum_log(stats.nanmean(Y[idx], axis=1), x)  # [B, fraction]
+            for i, f in enumerate(fractions):
+                sub = g[g["data_fraction"] == f]
+                low = high = math.nan
+                if boot is not None:
+                    low, high = stats.percentile_ci(boot[:, i], self.alpha, n=len(seeds))
+                optima.append(
+                    {
+                        "hierarchy": kind,
+                        "backbone": backbone,
+                        "data_fraction": f,
+                        "num_train": float(sub["num_train"].mean())
+                        if "num_train" in sub
+                        else math.nan,
+                        "n_seeds": int(sub["seed"].nunique()),
+                        "optimum": math.exp(point[i]) if np.isfinite(point[i]) else math.nan,
+                        "optimum_ci_low": math.exp(low) if np.isfinite(low) else math.nan,
+                        "optimum_ci_high": math.exp(high) if np.isfinite(high) else math.nan,
+                    }
+                )
+            trends.append(
+                {
+                    "hierarchy": kind,
+                    "backbone": backbone,
+                    **self._trend(fractions, point, boot, len(seeds)),
+                }
+            )
+        self.optima_ = pd.DataFrame(optima)
+        self.trend_ = pd.DataFrame(trends)
+        keys = ["hierarchy", "level", "num_classes"]
+        cells = data.assign(examples_per_class=_examples_per_class(data))
+        cells["num_classes"] = cells.groupby(["hierarchy", "level"])["num_classes"].transform(
+            "median"
+        )
+        self.heatmap_ = cells.pivot_table(
+            index=keys, columns="data_fraction", values=self.metric, aggfunc="mean"
+        )
+        self.examples_per_class_ = cells.pivot_table(
+            index=keys, columns="data_fraction", values="examples_per_class", aggfunc="mean"
+        )
+        return self
+
+    def _trend(
+        self, fractions: list, point: np.ndarray, boot: np.ndarray | None, n_seeds: int
+    ) -> dict:
+        nan = math.nan
+        out = {
+            "n_fractions": len(fractions),
+            "slope": nan,
+            "slope_ci_low": nan,
+            "slope_ci_high": nan,
+            "log_shift": nan,
+            "log_shift_ci_low": nan,
+            "log_shift_ci_high": nan,
+            "moves": False,
+        }
+        if len(fractions) < 2:
+            out["note"] = "one data fraction: size effect not estimable"
+            return out
+        lf = np.log(np.asarray(fractions, dtype=float))
+        lf = lf - lf.mean()
+
+        def slope(opt: np.ndarray) -> np.ndarray:
+            return (opt * lf).sum(-1) / (lf * lf).sum()
+
+        out["slope"], out["log_shift"] = float(slope(point)), float(point[-1] - point[0])
+        if boot is None:
+            out["note"] = SINGLE_SEED_NOTE
+            return out
+        ok = np.isfinite(boot).all(axis=1)
+        out["slope_ci_low"], out["slope_ci_high"] = map(
+            float, stats.percentile_ci(slope(boot[ok]), self.alpha, n=n_seeds)
+        )
+        diff = boot[ok, -1] - boot[ok, 0]
+        out["log_shift_ci_low"], out["log_shift_ci_high"] = map(
+            float, stats.percentile_ci(diff, self.alpha, n=n_seeds)
+        )
+        out["moves"] = bool(out["log_shift_ci_low"] > 0 or out["log_shift_ci_high"] < 0)
+        if out["moves"]:
+            direction = "finer" if out["log_shift"] > 0 else "coarser"
+            out["note"] = f"optimum is {direction} with more data (shift CI excludes 0)"
+        else:
+            out["note"] = "no detectable move of the optimum with data size (shift CI covers 0)"
+        return out
+
+
+def _cell_means(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> pd.Series:
+    return df.groupby(list(keys), dropna=False)[metric].mean()
+
+
+class BaselineGain:
+    """Paired (same seed, fraction, backbone) gain of every arm over two baselines.
+
+    ``gain = baseline error - arm error`` (positive: the arm's pretraining helps).
+    Baselines:
+      - ``scratch``: rows with ``hierarchy == baseline_kind`` (trained on target labels only).
+      - ``target_level``: pretraining on the target's own labels, i.e. rows of
+        ``reference_kind`` (the manual hierarchy) whose ``level_name`` (or ``level``)
+        equals the trial's ``target`` param; when no such row exists, the
+        reference level whose ``num_classes`` equals the scratch arm's (the
+        target's class count).
+
+    Attributes after ``fit``:
+        table_: one row per (baseline, hierarchy, level, data_fraction, backbone):
+            ``n`` pairs, ``gain`` with ``ci_low``/``ci_high`` (t interval over
+            seeds), ``pvalue`` (paired t), ``baseline_error``, ``relative_gain``
+            (gain / baseline error) and a ``note``.
+        target_level_: how the target level was identified (a sentence).
+    """
+
+    def __init__(
+        self,
+        *,
+        metric: str = "target_error",
+        baseline_kind: str = "scratch",
+        reference_kind: str = "manual",
+        target_column: str = "target",
+        alpha: float = 0.05,
+    ) -> None:
+        self.metric = metric
+        self.baseline_kind = baseline_kind
+        self.reference_kind = reference_kind
+        self.target_column = target_column
+        self.alpha = alpha
+
+    def target_level_rows(self, data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+        """Rows of the target-level arm and a sentence saying how they were found."""
+        ref = data[data["hierarchy"] == self.reference_kind]
+        if ref.empty:
+            return ref, f"no {self.reference_kind} arm: target-level baseline not available"
+        if self.target_column in data and data[self.target_column].notna().any():
+            target = str(data[self.target_column].dropna().iloc[0])
+            by_name = ref["level_name"].astype(str) == target if "level_name" in ref else False
+            by_index = ref["level"].astype("Int64").astype(str) == target
+            rows = ref[by_name | by_index]
+            if not rows.empty:
+                return (
+                    rows,
+                    f"{self.reference_kind} level named by the `{self.target_column}` param ({target})",
+                )
+        scratch = data[data["hierarchy"] == self.baseline_kind]
+        if not scratch.empty:
+            k = scratch["num_classes"].median()
+            rows = ref[ref["num_classes"] == k]
+            if not rows.empty:
+                return rows, f"{self.reference_kind} level with the target's class count ({k:g})"
+        return ref.iloc[0:0], "target level not found in the sweep"
+
+    def fit(self, df: pd.DataFrame) -> BaselineGain:
+        """Compute paired gains of every arm over scratch and over the target level."""
+        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        keys = [c for c in PAIR_KEYS if c in data]
+        baselines = {"scratch": data[data["hierarchy"] == self.baseline_kind]}
+        baselines["target_level"], self.target_level_ = self.target_level_rows(data)
+        arms = data[data["hierarchy"] != self.baseline_kind]
+        arm_keys = ["hierarchy", "level", *[c for c in ("level_name",) if c in arms]]
+        rows = []
+        for name, base in baselines.items():
+            if base.empty:
+                continue
+            base_mean = _cell_means(base, self.metric, keys).rename("baseline")
+            merged = arms.join(base_mean, on=keys, how="inner")
+            merged["gain"] = merged["baseline"] - merged[self.metric]
+            cell_keys = [*arm_keys, "data_fraction", "backbone"]
+            per_seed = merged.groupby([*cell_keys, "seed"], dropna=False)[
+                ["gain", "baseline", "num_classes"]
+            ].mean()
+            table = _summarise(per_seed.reset_index(), cell_keys, "gain", self.alpha)
+            extra = per_seed.groupby(cell_keys, dropna=False)[["baseline", "num_classes"]].mean()
+            table = table.join(extra, on=cell_keys).rename(
+                columns={"mean": "gain", "baseline": "baseline_error"}
+            )
+            table["relative_gain"] = table["gain"] / table["baseline_error"].replace(0, np.nan)
+            table.insert(0, "baseline", name)
+            rows.append(table)
+        cols = [
+            "baseline",
+            *arm_keys,
+            "data_fraction",
+            "backbone",
+            "num_classes",
+            "n",
+            "gain",
+            "ci_low",
+            "ci_high",
+            "pvalue",
+            "baseline_error",
+            "relative_gain",
+            "note",
+        ]
+        self.table_ = (
+            pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+        )
+        return self
+
+
+class HierarchyComparison:
+    """Paired differences between hierarchy kinds at matched class counts, Holm-corrected.
+
+    For a pair (a, b) and each (data fraction, backbone, num_classes) where both
+    kinds have trials, ``advantage = error_b - error_a`` per seed (positive: a is
+    better). Cells where both arms used the same label function (the same
+    partition, e.g. every kind's leaf level) are skipped: their difference is 0
+    by construction. Pooled: per seed, the mean advantage over the matched class
+    counts, then tested across seeds; this is the headline "does structure
+    matter at the same number of classes".
+
+    Attributes after ``fit``:
+        cells_: one row per (a, b, data_fraction, backbone, num_classes): ``n``,
+            ``advantage`` with CI, ``effect_size`` (Cohen's d_z), ``pvalue`` and
+            ``p_holm`` (Holm over all cells).
+        pooled_: one row per (a, b, data_fraction, backbone): the same over
+            seeds of the pooled advantage; ``p_holm`` over the pooled tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        metric: str = "target_error",
+        pairs: Sequence[tuple[str, str]] | None = None,
+        test: str = "t",
+        exclude: Sequence[str] = ("scratch",),
+        alpha: float = 0.05,
+    ) -> None:
+        self.metric = metric
+        self.pairs = pairs
+        self.test = test
+        self.exclude = tuple(exclude)
+        self.alpha = alpha
+
+    def fit(self, df: pd.DataFrame) -> HierarchyComparison:
+        """Compare every pair of kinds cell by cell and pooled, with Holm-adjusted p-values."""
+        if self.test not in ("t", "wilcoxon"):
+            raise ValueError(f"Unknown paired test ({self.test}); accepted: t, wilcoxon")
+        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        _require(data, ["num_classes"])
+        data = data[~data["hierarchy"].isin(self.exclude)]
+        kinds = _kind_order(list(data["hierarchy"].unique()))
+        pairs = (
+            list(self.pairs) if self.pairs is not None else list(itertools.combinations(kinds, 2))
+        )
+        keys = ["data_fraction", "backbone", "num_classes", "seed"]
+        cells, pooled = [], []
+        for a, b in pairs:
+            ea = _cell_means(data[data["hierarchy"] == a], self.metric, keys).rename("a")
+            eb = _cell_means(data[data["hierarchy"] == b], self.metric, keys).rename("b")
+            both = pd.concat([ea, eb], axis=1, join="inner").reset_index()
+            if both.empty:
+                continue
+            both["advantage"] = both["b"] - both["a"]
+            if "label_fn" in data and data["label_fn"].notna().any():
+                la = data[data["hierarchy"] == a].groupby(keys)["label_fn"].first().rename("la")
+                lb = data[data["hierarchy"] == b].groupby(keys)["label_fn"].first().rename("lb")
+                both = both.join(la, on=keys).join(lb, on=keys)
+                same = (
+                    (both["la"] == both["lb"]).groupby([both[k] for k in keys[:3]]).transform("all")
+                )
+                both = both[~same.to_numpy(bool)]
+            if both.empty:
+                continue
+            cell = self._summary(both, keys[:3])
+            cells.append(cell.assign(a=a, b=b))
+            per_seed = (
+                both.groupby(["data_fraction", "backbone", "seed"])["advantage"]
+                .mean()
+                .reset_index()
+            )
+            pool = self._summary(per_seed, ["data_fraction", "backbone"])
+            n_counts = (
+                both.groupby(["data_fraction", "backbone"])["num_classes"]
+                .nunique()
+                .rename("n_class_counts")
+            )
+            pooled.append(pool.join(n_counts, on=["data_fraction", "backbone"]).assign(a=a, b=b))
+        self.cells_ = self._holm(self._order(cells, ["num_classes"]))
+        self.pooled_ = self._holm(self._order(pooled, ["n_class_counts"]))
+        return self
+
+    @staticmethod
+    def _order(parts: list[pd.DataFrame], extra: list[str]) -> pd.DataFrame:
+        cols = [
+            "a",
+            "b",
+            "data_fraction",
+            "backbone",
+            *extra,
+            "n",
+            "advantage",
+            "ci_low",
+            "ci_high",
+            "effect_size",
+            "pvalue",
+            "note",
+        ]
+        if not parts:
+            return pd.DataFrame(columns=cols)
+        table = pd.concat(parts, ignore_index=True).rename(columns={"mean": "advantage"})
+        return table[cols]
+
+    def _summary(self, per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+        out = _summarise(per_seed, keys, "advantage", self.alpha)
+        if self.test == "wilcoxon":
+            p = per_seed.groupby(keys, sort=True)["advantage"].apply(
+                lambda d: stats.paired_test(d.to_numpy(), "wilcoxon")
+            )
+            out["pvalue"] = p.to_numpy()
+        return out
+
+    @staticmethod
+    def _holm(table: pd.DataFrame) -> pd.DataFrame:
+        if not table.empty:
+            table["p_holm"] = stats.holm(table["pvalue"].to_numpy())
+        return table
+
+
+class AlignmentStudy:
+    """Does transfer gain rise with alignment between pretraining and target labels?
+
+    Unit: a label function (tag ``label_fn``; (hierarchy, level) when absent)
+    within a (data fraction, backbone). Its gain is the mean over seeds of the
+    paired ``scratch - arm`` error (without a scratch arm: minus the error). For
+    each alignment metric: Spearman's rho across label functions with a
+    percentile bootstrap CI (label functions resampled) and a t-test p-value,
+    and the partial Spearman controlling for log(num_classes) (ranks of metric
+    and gain residualised on the rank of the class count), as more classes
+    could drive both.
+
+    Attributes after ``fit``:
+        points_: one row per unit: alignment metrics, ``num_classes``, ``gain``.
+        results_: one row per (data_fraction, backbone, alignment metric):
+            ``n``, ``rho`` + CI + ``pvalue``, ``partial_rho`` + CI + ``partial_pvalue``,
+            ``detected`` (the rho CI excludes 0 and p < alpha) and a note.
+        outcome_: "gain over scratch" or "negative error" (no scratch arm).
+    """
+
+    def __init__(
+        self,
+        *,
+        metric: str = "target_error",
+        alignment_metrics: Sequence[str] = ALIGNMENT_METRICS,
+        baseline_kind: str = "scratch",
+        n_boot: int = 2000,
+        alpha: float = 0.05,
+        min_units: int = 5,
+        random_state: int | None = 0,
+    ) -> None:
+        self.metric = metric
+        self.alignment_metrics = tuple(alignment_metrics)
+        self.baseline_kind = baseline_kind
+        self.n_boot = n_boot
+        self.alpha = alpha
+        self.min_units = min_units
+        self.random_state = random_state
+
+    def fit(self, df: pd.DataFrame) -> AlignmentStudy:
+        """Aggregate units, then correlate each alignment metric with the gain."""
+        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        present = [m for m in self.alignment_metrics if m in data and data[m].notna().any()]
+        base = data[data["hierarchy"] == self.baseline_kind]
+        arms = data[data["hierarchy"] != self.baseline_kind].copy()
+        keys = [c for c in PAIR_KEYS if c in data]
+        if base.empty:
+            self.outcome_ = "negative error"
+            arms["gain"] = -arms[self.metric]
+        else:
+            self.outcome_ = "gain over scratch"
+            arms = arms.join(
+                _cell_means(base, self.metric, keys).rename("baseline"), on=keys, how="inner"
+            )
+            arms["gain"] = arms["baseline"] - arms[self.metric]
+        if "label_fn" in arms and arms["label_fn"].notna().all():
+            unit = arms["label_fn"].astype(str)
+        else:
+            unit = arms["hierarchy"].astype(str) + ":" + arms["level"].astype(str)
+        arms["unit"] = unit
+        group = ["data_fraction", "backbone", "unit"]
+        agg = {m: (m, "mean") for m in present}
+        agg.update(
+            num_classes=("num_classes", "median"),
+            gain=("gain", "mean"),
+            n_seeds=("seed", "nunique"),
+            hierarchy=("hierarchy", "first"),
+        )
+        self.points_ = (
+            arms.groupby(group, sort=True).agg(**agg).reset_index() if len(arms) else pd.DataFrame()
+        )
+        rng = np.random.default_rng(self.random_state)
+        rows = []
+        if len(self.points_):
+            for (frac, backbone), g in self.points_.groupby(
+                ["data_fraction", "backbone"], sort=True
+            ):
+                for m in present:
+                    rows.append(
+                        {
+                            "data_fraction": frac,
+                            "backbone": backbone,
+                            "metric": m,
+                            **self._correlate(g, m, rng),
+                        }
+                    )
+        self.results_ = pd.DataFrame(rows)
+        self.metrics_ = present
+        return self
+
+    def _correlate(self, g: pd.DataFrame, m: str, rng: np.random.Generator) -> dict:
+        ok = g[[m, "gain", "num_classes"]].dropna()
+        n = len(ok)
+        nan = math.nan
+        out = {
+            "n": n,
+            "rho": nan,
+            "ci_low": nan,
+            "ci_high": nan,
+            "pvalue": nan,
+            "partial_rho": nan,
+            "partial_ci_low": nan,
+            "partial_ci_high": nan,
+            "partial_pvalue": nan,
+            "detected": False,
+        }
+        if n < self.min_units or ok[m].nunique() < 3:
+            out["note"] = f"too few label functions with varied {m} ({n}; need {self.min_units})"
+            return out
+        a, y, c = (ok[col].to_numpy(float) for col in (m, "gain", "num_classes"))
+        c = np.log(c)
+        out["rho"] = float(stats.spearman(a, y))
+        out["pvalue"] = stats.correlation_pvalue(out["rho"], n)
+        idx = stats.bootstrap_indices(n, self.n_boot, rng)
+        out["ci_low"], out["ci_high"] = map(
+            float, stats.percentile_ci(stats.spearman(a[idx], y[idx]), self.alpha, n=n)
+        )
+        if np.unique(c).size >= 2:
+            out["partial_rho"] = float(stats.spearman(a, y, c))
+            out["partial_pvalue"] = stats.correlation_pvalue(out["partial_rho"], n, 1)
+            boot = stats.spearman(a[idx], y[idx], c[idx])
+            out["partial_ci_low"], out["partial_ci_high"] = map(
+                float, stats.percentile_ci(boot, self.alpha, n=n)
+            )
+        excludes = out["ci_low"] > 0 or out["ci_high"] < 0
+        out["detected"] = bool(excludes and out["pvalue"] < self.alpha)
+        out["note"] = "" if out["detected"] else "no detectable association"
+        return out
+
+
+def hard_example_verdict(
+    df: pd.DataFrame,
+    *,
+    metric: str = "target_error_hard",
+    reference_kind: str = "manual",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Finer-than-target levels versus the target level on hard examples (the theory's claim).
+
+    For each level of ``reference_kind`` with more classes than the target level:
+    paired advantage ``error(target level) - error(level)`` on ``metric`` with a t
+    interval and Holm-adjusted p-values over those levels. Empty when the metric
+    or the target level is absent.
+    """
+    if metric not in df or df[metric].notna().sum() == 0:
+        return pd.DataFrame()
+    gain = BaselineGain(metric=metric, reference_kind=reference_kind, alpha=alpha).fit(df)
+    t = gain.table_
+    if t.empty or "target_level" not in set(t["baseline"]):
+        return pd.DataFrame()
+    t = t[(t["baseline"] == "target_level") & (t["hierarchy"] == reference_kind)]
+    target_k = gain.target_level_rows(df)[0]["num_classes"].median()
+    t = t[t["num_classes"] > target_k].copy()
+    t["p_holm"] = stats.holm(t["pvalue"].to_numpy()) if len(t) else []
+    return t.reset_index(drop=True)

@@ -1,0 +1,85 @@
+"""The report: files written, verdicts stated, artifacts on the parent run, the CLI's exit codes."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from analysis import cli
+from analysis.report import write_report
+from analysis.simulate import simulate_sweep, u_curve, write_sweep
+
+
+def _store(tmp_path, monkeypatch, **kwargs):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    df = simulate_sweep(**kwargs)
+    parent = write_sweep(df, "sweep", uri, bulk=True, artifact_location=str(tmp_path / "artifacts"))
+    return uri, parent
+
+
+def test_report_writes_markdown_and_plots_and_logs_them_to_the_parent(tmp_path, monkeypatch):
+    uri, parent = _store(
+        tmp_path,
+        monkeypatch,
+        curve=u_curve(size_exponent=0.5),
+        kinds={"manual": 0.0, "cluster_within": 0.005, "cluster_global": 0.01, "random": 0.02},
+        data_fractions=(0.1, 1.0),
+        seeds=6,
+        noise=0.005,
+        random_state=0,
+    )
+    path = write_report("sweep", uri, tmp_path / "report", n_boot=300)
+    text = path.read_text()
+    for name in ("report.md", "ucurves.png", "heatmap.png", "alignment.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0, name
+    assert "## Verdicts" in text and "## The three open questions" in text
+    assert "manual beats random at matched class counts | **supported**" in text
+    assert "U-shaped error over granularity (two-lines test) | **supported**" in text
+    assert "coarser with less data | **supported**" in text
+    logged = {a.path for a in MlflowClient(uri).list_artifacts(parent, "analysis")}
+    assert {"analysis/report.md", "analysis/ucurves.png"} <= logged
+
+
+def test_report_says_what_a_small_sweep_cannot_answer(tmp_path, monkeypatch):
+    uri, _ = _store(tmp_path, monkeypatch, num_classes=(2, 10, 50), seeds=1, scratch_error=None)
+    text = write_report("sweep", uri, tmp_path / "r", n_boot=100).read_text()
+    assert "single seed" in text
+    assert "not answerable from this sweep: it lacks a second data fraction" in text.lower()
+    assert "it lacks the random arm" in text
+    assert "at least 4 granularity levels" in text
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="granularity")
+    cli.register(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_cli_analyze_writes_the_report(tmp_path, monkeypatch, capsys):
+    uri, _ = _store(tmp_path, monkeypatch, seeds=2)
+    args = _parser().parse_args(
+        [
+            "analyze",
+            "sweep",
+            "--tracking-uri",
+            uri,
+            "--out",
+            str(tmp_path / "out"),
+            "--n-boot",
+            "100",
+        ]
+    )
+    assert args.func(args) == 0
+    assert (tmp_path / "out" / "report.md").exists()
+
+
+@pytest.mark.parametrize("experiment", ["missing"])
+def test_cli_unknown_experiment_is_a_clear_nonzero_exit(tmp_path, monkeypatch, capsys, experiment):
+    uri, _ = _store(tmp_path, monkeypatch, seeds=2)
+    args = _parser().parse_args(["analyze", experiment, "--tracking-uri", uri])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "Unknown experiment (missing)" in err and "sweep" in err.split("known:")[1]
