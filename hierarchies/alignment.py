@@ -22,7 +22,8 @@ def conditional_entropy_bits(target: np.ndarray, pretrain: np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(contingency > 0, contingency / row_totals, 1.0)
         entropy = -(contingency / total * np.log2(ratio)).sum()
-    return float(max(entropy, 0.0))
+    # max() keeps -0.0 (the sum of zero terms); adding 0.0 turns it into 0.0.
+    return float(max(entropy, 0.0) + 0.0)
 
 
 def purity(target: np.ndarray, pretrain: np.ndarray) -> float:

@@ -211,6 +211,8 @@ class Hierarchy:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            # mkstemp creates 0600; a hierarchy file is shared (Ray workers, other users).
+            os.chmod(tmp, 0o644)
             with os.fdopen(fd, "w") as handle:
                 json.dump(self.to_dict(), handle)
             os.replace(tmp, path)

@@ -1,0 +1,74 @@
+"""The hierarchy registry: `build_hierarchy(kind, **kwargs)`, one builder per kind (timm-style).
+
+A builder is a function taking keyword-only arguments and returning a
+Hierarchy; `@register_hierarchy("name")` adds it. Kinds and their arguments:
+
+- ``manual``: ``path=``, ``format="auto"|"inat2021"|"cifar100"|"csv"|"json"``
+  (``levels=`` for inat2021).
+- ``wordnet``: ``synsets="imagenet21k"|"imagenet1k"|<path to a wnid list>``,
+  ``rule="depth"|"balanced"``.
+- ``random``: ``reference=``, ``seed=``.
+- ``cluster``: ``reference=``, ``embeddings=``, ``mode="within"|"global"``,
+  ``target_level=``, ``seed=``.
+- ``perturbed``: ``reference=``, ``p=``, ``seed=``.
+
+>>> "random" in list_hierarchy_kinds()
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hierarchies.cluster import cluster_hierarchy
+from hierarchies.core import Hierarchy
+from hierarchies.manual import manual_hierarchy
+from hierarchies.perturbed import perturbed_hierarchy
+from hierarchies.random_tree import random_hierarchy
+from hierarchies.wordnet import wordnet_hierarchy
+
+HierarchyBuilder = Callable[..., Hierarchy]
+_BUILDERS: dict[str, HierarchyBuilder] = {}
+
+
+def register_hierarchy(kind: str) -> Callable[[HierarchyBuilder], HierarchyBuilder]:
+    """Decorator: register `fn` as the builder of hierarchy `kind`."""
+
+    def decorate(fn: HierarchyBuilder) -> HierarchyBuilder:
+        if kind in _BUILDERS:
+            raise RuntimeError(f"hierarchy kind ({kind}) is already registered")
+        _BUILDERS[kind] = fn
+        return fn
+
+    return decorate
+
+
+def list_hierarchy_kinds() -> list[str]:
+    """Registered hierarchy kinds, sorted."""
+    return sorted(_BUILDERS)
+
+
+def is_hierarchy_kind(kind: str) -> bool:
+    return kind in _BUILDERS
+
+
+def build_hierarchy(kind: str, **kwargs) -> Hierarchy:
+    """Build a hierarchy of `kind` from keyword arguments (see the module docstring)."""
+    return hierarchy_builder(kind)(**kwargs)
+
+
+# Each kind is a thin wrapper over its module's builder, so the registry stays one screen long.
+register_hierarchy("manual")(manual_hierarchy)
+register_hierarchy("wordnet")(wordnet_hierarchy)
+register_hierarchy("random")(random_hierarchy)
+register_hierarchy("cluster")(cluster_hierarchy)
+register_hierarchy("perturbed")(perturbed_hierarchy)
+
+
+def hierarchy_builder(kind: str) -> HierarchyBuilder:
+    """The builder function of `kind` (to inspect its keyword arguments)."""
+    if kind not in _BUILDERS:
+        raise RuntimeError(
+            f"Unknown hierarchy kind ({kind}); known: {', '.join(list_hierarchy_kinds())}"
+        )
+    return _BUILDERS[kind]
