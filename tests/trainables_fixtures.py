@@ -1,0 +1,113 @@
+"""Tiny datasets in their official on-disk layouts, written into a temp dir (nothing downloads)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _write_image(path: Path, rng: np.random.Generator, size: int = 12) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+
+
+def write_cifar100(root: Path, per_class: int = 2) -> Path:
+    """CIFAR-100 python-version pickles: 4 coarse x 2 fine... padded to 100 fine / 20 coarse names."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    fine_names = [f"fine{i}" for i in range(100)]
+    coarse_names = [f"coarse{i}" for i in range(20)]
+    coarse_of_fine = np.arange(100) // 5
+    with (root / "meta").open("wb") as handle:
+        pickle.dump({"fine_label_names": fine_names, "coarse_label_names": coarse_names}, handle)
+    for split, n in (("train", per_class), ("test", 1)):
+        fine = np.repeat(np.arange(100), n)
+        data = {
+            b"data": rng.integers(0, 255, (len(fine), 3072), dtype=np.uint8),
+            b"fine_labels": fine.tolist(),
+            b"coarse_labels": coarse_of_fine[fine].tolist(),
+        }
+        with (root / split).open("wb") as handle:
+            pickle.dump(data, handle)
+    return root
+
+
+INAT_TAXA = [
+    # (supercategory, kingdom, phylum, class, order, family, genus, epithet)
+    ("Birds", "Animalia", "Chordata", "Aves", "Passeriformes", "Corvidae", "Corvus", "corax"),
+    ("Birds", "Animalia", "Chordata", "Aves", "Passeriformes", "Corvidae", "Pica", "pica"),
+    (
+        "Plants",
+        "Plantae",
+        "Tracheophyta",
+        "Magnoliopsida",
+        "Fagales",
+        "Fagaceae",
+        "Quercus",
+        "robur",
+    ),
+    ("Plants", "Plantae", "Tracheophyta", "Magnoliopsida", "Rosales", "Rosaceae", "Rosa", "canina"),
+]
+
+
+def write_inat2021(root: Path, per_class: int = 3) -> Path:
+    """train_mini.json / val.json + image folders, as in the official release."""
+    rng = np.random.default_rng(1)
+    fields = ("kingdom", "phylum", "class", "order", "family", "genus", "specific_epithet")
+    categories = []
+    for cid, taxa in enumerate(INAT_TAXA):
+        cat = {
+            "id": cid,
+            "name": f"{taxa[6]} {taxa[7]}",
+            "supercategory": taxa[0],
+            "image_dir_name": f"{cid:05d}_{taxa[6]}_{taxa[7]}",
+        }
+        cat.update(dict(zip(fields, taxa[1:], strict=True)))
+        categories.append(cat)
+    image_id = 0
+    for split, n in (("train_mini", per_class), ("val", 2)):
+        images, annotations = [], []
+        for cat in categories:
+            for k in range(n):
+                name = f"{split}/{cat['image_dir_name']}/{k}.jpg"
+                _write_image(root / name, rng)
+                images.append({"id": image_id, "file_name": name, "width": 12, "height": 12})
+                annotations.append({"id": image_id, "image_id": image_id, "category_id": cat["id"]})
+                image_id += 1
+        (root / f"{split}.json").write_text(
+            json.dumps({"images": images, "annotations": annotations, "categories": categories})
+        )
+    return root
+
+
+def write_imagefolder(root: Path, per_class: int = 3) -> tuple[Path, Path]:
+    """root/train/<class>/*.png, root/val/<class>/*.png and a CSV hierarchy (group -> class)."""
+    rng = np.random.default_rng(2)
+    classes = {"cat": "animal", "dog": "animal", "oak": "plant", "fern": "plant"}
+    for split, n in (("train", per_class), ("val", 1)):
+        for name in classes:
+            for k in range(n):
+                _write_image(root / split / name / f"{k}.png", rng)
+    hierarchy = root / "hierarchy.csv"
+    with hierarchy.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group", "class"])
+        for name, group in classes.items():
+            writer.writerow([group, name])
+    return root, hierarchy
+
+
+IMAGENET_WNIDS = ["n02084071", "n02121808", "n01503061", "n12992868"]  # dog, cat, bird, fungus
+
+
+def write_imagenet21k(root: Path, per_class: int = 2) -> Path:
+    rng = np.random.default_rng(3)
+    for wnid in IMAGENET_WNIDS:
+        for k in range(per_class):
+            _write_image(root / "train" / wnid / f"{wnid}_{k}.JPEG", rng)
+    return root

@@ -1,0 +1,258 @@
+"""Training and evaluation loops shared by the trial's stages.
+
+Batches come from `Batches`: slices of an in-memory tensor already on the
+device (no DataLoader overhead: the synthetic trials are tiny), or a
+DataLoader with workers and pinned memory over image files. Every epoch's
+shuffle is seeded by (seed, stage, epoch), so a resumed epoch sees the same
+batches as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainables.data import Dataset, Split
+from trainables.errors import TrialError
+
+
+@dataclass
+class Runtime:
+    """Where and how tensors run: device, bf16 autocast on GPU, channels_last."""
+
+    device: torch.device
+    num_workers: int = 0
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self):
+        # bf16 autocast on GPU only; CPU runs the same code in float32.
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.cuda and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def resolve_runtime(device: str = "auto", num_workers: int | None = None) -> Runtime:
+    """`auto` picks CUDA when present. Turns on cudnn.benchmark there."""
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise TrialError(f"device {device!r} is not one of auto | cpu | cuda")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrialError(f"device {device!r} requested but CUDA is not available")
+        torch.backends.cudnn.benchmark = True
+    if num_workers is None:
+        num_workers = min(8, os.cpu_count() or 1)
+    return Runtime(torch.device(device), num_workers)
+
+
+def stage_seed(seed: int, stage: str, epoch: int) -> int:
+    """A seed for one epoch of one stage, stable across processes."""
+    return (int(seed) * 1_000_003 + sum(map(ord, stage)) * 7919 + epoch) % (2**31)
+
+
+class _FileImages(torch.utils.data.Dataset):
+    """Decodes image files with a torchvision transform; yields (image, position)."""
+
+    def __init__(self, files: list[str], transform: Callable) -> None:
+        self.files, self.transform = files, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        with Image.open(self.files[i]) as img:
+            return self.transform(img.convert("RGB")), i
+
+
+class Batches:
+    """Batches of (input, label) for given example indices of a split.
+
+    In memory: the subset's inputs live on the device and `transform(x, train)`
+    (the dataset's batch_transform) runs per batch. Files: a DataLoader with
+    workers and pinned memory decodes them with the dataset's file transforms.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        split: Split,
+        indices: np.ndarray,
+        labels: np.ndarray,
+        runtime: Runtime,
+    ) -> None:
+        self.runtime = runtime
+        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64)).to(runtime.device)
+        indices = np.asarray(indices, dtype=np.int64)
+        self.inputs: torch.Tensor | None = None
+        self.transform = dataset.batch_transform
+        self.files: list[str] | None = None
+        self.file_transforms = dataset.file_transforms or {}
+        if split.in_memory:
+            # Keep this subset on the device once; epochs only index it.
+            self.inputs = split.inputs[torch.as_tensor(indices)].to(runtime.device)
+        else:
+            self.files = [split.files[i] for i in indices]
+
+    @classmethod
+    def from_tensors(cls, inputs: torch.Tensor, labels: torch.Tensor, runtime: Runtime) -> Batches:
+        """Batches over ready model inputs (e.g. precomputed features for a linear probe)."""
+        batches = cls.__new__(cls)
+        batches.runtime, batches.inputs, batches.labels = runtime, inputs, labels
+        batches.transform = lambda x, train: x
+        batches.files, batches.file_transforms = None, {}
+        return batches
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def iterate(self, batch_size: int, *, train: bool, seed: int | None = None) -> Iterator:
+        """Yield (inputs, labels); shuffled by `seed` when given; `train` turns on augmentation."""
+        n = len(self.labels)
+        if n == 0:
+            return
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        if self.inputs is not None:
+            order = torch.randperm(n, generator=generator) if generator else torch.arange(n)
+            order = order.to(self.runtime.device)
+            for start in range(0, n, batch_size):
+                take = order[start : start + batch_size]
+                yield (
+                    self.runtime.to_input(self.transform(self.inputs[take], train)),
+                    self.labels[take],
+                )
+            return
+        loader = torch.utils.data.DataLoader(
+            _FileImages(self.files or [], self.file_transforms["train" if train else "eval"]),
+            batch_size=batch_size,
+            shuffle=generator is not None,
+            generator=generator,
+            num_workers=self.runtime.num_workers,
+            pin_memory=self.runtime.cuda,
+            persistent_workers=False,
+        )
+        for x, position in loader:
+            yield self.runtime.to_input(x), self.labels[position.to(self.runtime.device)]
+
+
+def make_optimizer(params, settings: dict) -> torch.optim.Optimizer:
+    """SGD (with momentum), Adam or AdamW from a stage's settings."""
+    name = settings.get("optimizer", "sgd").lower()
+    lr, wd = float(settings["lr"]), float(settings.get("weight_decay", 0.0))
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=float(settings.get("momentum", 0.9)), weight_decay=wd
+        )
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise TrialError(f"optimizer {name!r} is not one of sgd | adam | adamw")
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, settings: dict, epoch: int) -> None:
+    """Cosine decay over the stage's epochs (per epoch, so a resume gets the same lr)."""
+    lr, epochs = float(settings["lr"]), int(settings["epochs"])
+    if settings.get("schedule", "cosine") == "cosine" and epochs > 1:
+        lr = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Batches,
+    optimizer: torch.optim.Optimizer,
+    runtime: Runtime,
+    *,
+    batch_size: int,
+    seed: int,
+    where: str,
+) -> tuple[float, float]:
+    """One epoch of SGD; returns (mean loss, error). Raises TrialError on a non-finite loss.
+
+    Sums stay on the device; the loss is checked every step on CPU and every
+    `check_every` steps on GPU (each check is a host sync).
+    """
+    model.train()
+    check_every = 50 if runtime.cuda else 1
+    total_loss = torch.zeros((), device=runtime.device)
+    wrong = torch.zeros((), device=runtime.device, dtype=torch.long)
+    count = 0
+    for step, (x, y) in enumerate(batches.iterate(batch_size, train=True, seed=seed)):
+        with runtime.autocast():
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits.float(), y)
+        if step % check_every == 0 and not torch.isfinite(loss):
+            raise TrialError(f"non-finite loss ({loss.item()}) in {where}, batch {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach() * len(y)
+        wrong += (logits.argmax(1) != y).sum()
+        count += len(y)
+    mean_loss = total_loss.item() / max(count, 1)
+    if not math.isfinite(mean_loss):
+        raise TrialError(f"non-finite loss ({mean_loss}) in {where}")
+    return mean_loss, wrong.item() / max(count, 1)
+
+
+@torch.no_grad()
+def predict(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    batches: Batches,
+    runtime: Runtime,
+    batch_size: int,
+) -> torch.Tensor:
+    """argmax predictions (on CPU) for every example of `batches`, in order."""
+    if isinstance(model, nn.Module):
+        model.eval()
+    out = []
+    for x, _ in batches.iterate(batch_size, train=False):
+        with runtime.autocast():
+            out.append(model(x).argmax(1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def error_rate(
+    predictions: torch.Tensor, labels: torch.Tensor, mask: np.ndarray | None = None
+) -> float:
+    """Top-1 error, optionally on the examples where `mask` is true (nan when none)."""
+    wrong = predictions != labels.cpu()
+    if mask is not None:
+        wrong = wrong[torch.as_tensor(mask)]
+    return float(wrong.float().mean()) if len(wrong) else float("nan")
+
+
+@torch.no_grad()
+def extract_features(
+    model, batches: Batches, runtime: Runtime, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Body features (float32, on the device) and labels of every example, in order."""
+    model.eval()
+    feats, labels = [], []
+    for x, y in batches.iterate(batch_size, train=False):
+        with runtime.autocast():
+            feats.append(model.features(x).float())
+        labels.append(y)
+    if not feats:
+        return torch.zeros(0, model.num_features, device=runtime.device), batches.labels[:0]
+    return torch.cat(feats), torch.cat(labels)

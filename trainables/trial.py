@@ -1,0 +1,474 @@
+"""One trial: pretrain on a granularity level's labels -> finetune on the target -> evaluate.
+
+`train(config, report)` is the contract (docs/ARCHITECTURE.md, trainables): a
+plain function of the trial config dict that calls `report(metrics, step)`
+once per epoch and returns the final metrics. It runs without Ray.
+
+Stages:
+  1. pretrain: a fresh backbone trained on `hierarchy.labels(level, leaf)` of
+     the training subset; stored under `pretrain_key` in `pretrain_store`
+     (a second trial with the key loads it: `pretrain_reused=1.0`).
+  2. finetune: a fresh head on the target labels; `linear` trains the head
+     on frozen, standardised features (the cleanest measure of what
+     pretraining learned), `full` trains everything.
+  3. evaluate: top-1 target error on the test split and its groups.
+The `scratch` arm (`hierarchy_path` None) trains the full model on the target
+labels only, with the `pretrain` settings (the budget a pretraining gets),
+and reports its epochs as `finetune/*`.
+
+Example:
+    >>> result = train({"dataset": "synthetic", "target": "superclass",
+    ...                 "hierarchy_path": None, "seed": 0,
+    ...                 "pretrain": {"epochs": 2}}, None)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hierarchies import Hierarchy, HierarchyError, alignment_metrics, examples_per_class
+from trainables.backbones import Classifier, create_backbone
+from trainables.checkpoints import PretrainStore, load_checkpoint, save_atomic
+from trainables.data import Dataset, create_dataset, subset_indices, train_val_indices
+from trainables.engine import (
+    Batches,
+    Runtime,
+    error_rate,
+    extract_features,
+    make_optimizer,
+    predict,
+    resolve_runtime,
+    set_epoch_lr,
+    stage_seed,
+    train_epoch,
+)
+from trainables.errors import TrialError
+
+Report = Callable[[dict[str, float], int], None]
+
+STAGE_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "lr": 0.05,
+    "batch_size": 128,
+    "weight_decay": 0.0,
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "schedule": "cosine",
+}
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    **STAGE_DEFAULTS,
+    "mode": "linear",
+    "epochs": 10,
+    # Linear probe input scaling. "standardize" (per-feature mean/std of the
+    # training features, like MAE's affine-free BatchNorm probe) lets rare
+    # fine-feature detectors compete with the frequent coarse one, which a
+    # probe trained on easy examples otherwise leans on alone; "scalar"
+    # divides all features by their RMS; "none" leaves them as they are.
+    "feature_norm": "standardize",
+}
+FEATURE_NORMS = ("scalar", "standardize", "none")
+
+
+# ---- config -------------------------------------------------------------------
+def resolve_config(config: dict) -> dict:
+    """The config with defaults filled in; raises TrialError naming a bad value."""
+    cfg = copy.deepcopy(dict(config))
+    cfg.setdefault("dataset", "synthetic")
+    cfg.setdefault("dataset_options", {})
+    cfg.setdefault("hierarchy_path", None)
+    cfg.setdefault("data_fraction", 1.0)
+    cfg.setdefault("backbone", "twolayer")
+    cfg.setdefault("backbone_options", {})
+    cfg.setdefault("seed", 0)
+    cfg.setdefault("device", "auto")
+    cfg.setdefault("val_fraction", 0.1)
+    cfg.setdefault("compile", False)
+    cfg["pretrain"] = {**STAGE_DEFAULTS, **(cfg.get("pretrain") or {})}
+    cfg["finetune"] = {**FINETUNE_DEFAULTS, **(cfg.get("finetune") or {})}
+    if cfg["finetune"]["mode"] not in ("linear", "full"):
+        raise TrialError(f"finetune.mode {cfg['finetune']['mode']!r} is not one of linear | full")
+    if cfg["finetune"]["feature_norm"] not in FEATURE_NORMS:
+        raise TrialError(
+            f"finetune.feature_norm {cfg['finetune']['feature_norm']!r} is not one of "
+            f"{' | '.join(FEATURE_NORMS)}"
+        )
+    for stage in ("pretrain", "finetune"):
+        for key in ("epochs", "batch_size"):
+            if int(cfg[stage][key]) < (0 if key == "epochs" else 1):
+                raise TrialError(f"{stage}.{key}={cfg[stage][key]} is out of range")
+    if cfg["hierarchy_path"] is not None and cfg.get("level") is None:
+        raise TrialError("config has a hierarchy_path but no level")
+    return cfg
+
+
+@lru_cache(maxsize=4)
+def _cached_dataset(name: str, options_json: str) -> Dataset:
+    return create_dataset(name, **json.loads(options_json))
+
+
+def load_dataset(name: str, options: dict) -> Dataset:
+    """create_dataset, memoised per process: a sweep's trials share one generated dataset."""
+    return _cached_dataset(name, json.dumps(options, sort_keys=True))
+
+
+# ---- stages -------------------------------------------------------------------
+def eval_batch_size(train_batch_size: int) -> int:
+    """Evaluation needs no activations kept for backward: larger batches, capped for big models."""
+    return max(train_batch_size, min(4 * train_batch_size, 1024))
+
+
+def _run_stage(
+    stage: str,
+    model: nn.Module,
+    params,
+    train_batches: Batches,
+    val_batches: Batches,
+    settings: dict,
+    runtime: Runtime,
+    *,
+    seed: int,
+    ckpt_path: Path | None,
+    report: Report | None,
+    metric_prefix: str,
+) -> dict[str, float]:
+    """Train `params` of `model` for the stage's epochs, resuming from `ckpt_path`.
+
+    Checkpoints after every epoch (before `report`, so an interrupted report
+    loses nothing). Returns the last epoch's metrics plus the stage's time.
+    """
+    optimizer = make_optimizer(params, settings)
+    start, elapsed, last = 0, 0.0, {}
+    saved = load_checkpoint(ckpt_path) if ckpt_path else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        start, elapsed, last = int(saved["epoch"]), float(saved["elapsed_s"]), dict(saved["last"])
+    bs = int(settings["batch_size"])
+    for epoch in range(start, int(settings["epochs"])):
+        t0 = time.perf_counter()
+        set_epoch_lr(optimizer, settings, epoch)
+        # Seed torch's global RNG too: dropout / drop-path in timm models.
+        torch.manual_seed(stage_seed(seed, stage + "/global", epoch))
+        loss, err = train_epoch(
+            model,
+            train_batches,
+            optimizer,
+            runtime,
+            batch_size=bs,
+            seed=stage_seed(seed, stage, epoch),
+            where=f"{stage} epoch {epoch}",
+        )
+        val_err = (
+            error_rate(
+                predict(model, val_batches, runtime, eval_batch_size(bs)), val_batches.labels
+            )
+            if len(val_batches)
+            else float("nan")
+        )
+        elapsed += time.perf_counter() - t0
+        last = {
+            f"{metric_prefix}/loss": loss,
+            f"{metric_prefix}/error": err,
+            f"{metric_prefix}/val_error": val_err,
+        }
+        if ckpt_path is not None:
+            save_atomic(
+                {
+                    "epoch": epoch + 1,
+                    "elapsed_s": elapsed,
+                    "last": last,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                },
+                ckpt_path,
+            )
+        if report is not None:
+            report(dict(last), epoch)
+    return {**last, "time_s": elapsed}
+
+
+class _Standardized(nn.Module):
+    """Linear head over features standardised with fixed training statistics."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.linear = nn.Linear(len(mean), num_classes)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.linear((f - self.mean) / self.std)
+
+
+def _linear_probe(
+    model: Classifier,
+    num_classes: int,
+    batches: dict[str, Batches],
+    settings: dict,
+    runtime: Runtime,
+    *,
+    seed: int,
+    ckpt_path: Path | None,
+    report: Report | None,
+) -> tuple[dict[str, float], Callable[[str], torch.Tensor]]:
+    """Train a linear head on frozen features; returns stage metrics and a predictor by split name."""
+    bs = int(settings["batch_size"])
+    feats = {
+        k: extract_features(model, b, runtime, eval_batch_size(bs)) for k, b in batches.items()
+    }
+    train_f = feats["train"][0]
+    mean, std = torch.zeros(train_f.shape[1]), torch.ones(train_f.shape[1])
+    norm = settings.get("feature_norm", "standardize")
+    if norm == "standardize" and len(train_f) > 1:
+        mean, std = train_f.mean(0), train_f.std(0).clamp(min=1e-6)
+    elif norm == "scalar" and len(train_f):
+        std = std * train_f.pow(2).mean().sqrt().clamp(min=1e-6).cpu()
+    torch.manual_seed(stage_seed(seed, "probe/init", 0))
+    head = _Standardized(mean.to(runtime.device), std.to(runtime.device), num_classes).to(
+        runtime.device
+    )
+    fb = {k: Batches.from_tensors(f, y, runtime) for k, (f, y) in feats.items()}
+    metrics = _run_stage(
+        "finetune",
+        head,
+        head.parameters(),
+        fb["train"],
+        fb["val"],
+        settings,
+        runtime,
+        seed=seed,
+        ckpt_path=ckpt_path,
+        report=report,
+        metric_prefix="finetune",
+    )
+
+    def predictor(split_name: str) -> torch.Tensor:
+        return predict(head, fb[split_name], runtime, eval_batch_size(bs))
+
+    return metrics, predictor
+
+
+# ---- the trial ----------------------------------------------------------------
+def train(config: dict, report: Report | None = None) -> dict[str, float]:
+    """Run one trial (see the module docstring); returns the final metrics.
+
+    Raises:
+        TrialError: bad level/target/config, non-finite loss.
+        FileNotFoundError: the dataset's root does not exist (before training).
+    """
+    cfg = resolve_config(config)
+    threads = cfg.get("num_threads")
+    on_cpu = cfg["device"] == "cpu" or (cfg["device"] == "auto" and not torch.cuda.is_available())
+    if not threads and on_cpu and cfg["backbone"] == "twolayer":
+        # The twolayer trial is a few tiny matmuls per step: extra threads only
+        # add synchronisation (measured 7x slower with 2 threads on a busy
+        # 2-core machine, bench/bench_trial.py).
+        threads = 1
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _train(cfg, report)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(cfg: dict, report: Report | None) -> dict[str, float]:
+    """The trial proper, on a resolved config."""
+    seed = int(cfg["seed"])
+    dataset = load_dataset(cfg["dataset"], cfg["dataset_options"])
+    manual = dataset.hierarchy
+    try:
+        target_level = manual.level_index(cfg.get("target", dataset.default_target))
+    except HierarchyError as err:
+        raise TrialError(f"bad target: {err}") from err
+    scratch = cfg["hierarchy_path"] is None
+    if scratch:
+        pre_hierarchy, pre_level = manual, target_level
+    else:
+        try:
+            pre_hierarchy = Hierarchy.load(cfg["hierarchy_path"])
+            pre_level = pre_hierarchy.level_index(cfg["level"])
+        except HierarchyError as err:
+            raise TrialError(f"bad pretraining level: {err}") from err
+        if pre_hierarchy.leaf_names != manual.leaf_names:
+            raise TrialError(
+                f"hierarchy {cfg['hierarchy_path']!r} is not over the leaves of dataset "
+                f"{dataset.name!r} ({pre_hierarchy.num_leaves} leaves vs {manual.num_leaves}, "
+                "or other names / order): derive it from the dataset's manual hierarchy"
+            )
+
+    # Data: validation carved from the train split, then the nested subset.
+    leaf = dataset.train_leaf
+    pool, val_idx = train_val_indices(leaf, float(cfg["val_fraction"]), seed)
+    train_idx = pool[subset_indices(leaf[pool], float(cfg["data_fraction"]), seed)]
+    target_all = manual.mapping(target_level)
+    pre_all = pre_hierarchy.mapping(pre_level)
+    num_pre = int(pre_all.max()) + 1
+    num_target = int(target_all.max()) + 1
+
+    runtime = resolve_runtime(cfg["device"], cfg.get("num_workers"))
+    ckpt_dir = Path(cfg["checkpoint_dir"]) if cfg.get("checkpoint_dir") else None
+    test_idx = np.arange(len(dataset.test))
+
+    def batches(split, idx, mapping) -> Batches:
+        return Batches(dataset, split, idx, mapping[split.leaf[idx]], runtime)
+
+    c, h, _ = dataset.input_shape
+    backbone_options = {
+        "in_chans": c,
+        "input_size": h,
+        "patch_size": dataset.patch_size,
+        **cfg["backbone_options"],
+    }
+    # Seed before building: the body's init is the same in every arm for seed s
+    # (the head is built after it, whatever its size).
+    torch.manual_seed(seed)
+    model = create_backbone(cfg["backbone"], num_pre, **backbone_options).to(runtime.device)
+    if runtime.cuda:
+        model = model.to(memory_format=torch.channels_last)
+    compiled = torch.compile(model) if cfg["compile"] else model
+
+    result: dict[str, float] = {"pretrain_reused": 0.0, "time/pretrain_s": 0.0}
+    pre_train = batches(dataset.train, train_idx, pre_all)
+    pre_val = batches(dataset.train, val_idx, pre_all)
+
+    if scratch:
+        stage = _run_stage(
+            "scratch",
+            compiled,
+            model.parameters(),
+            pre_train,
+            pre_val,
+            cfg["pretrain"],
+            runtime,
+            seed=seed,
+            ckpt_path=ckpt_dir / "scratch.pt" if ckpt_dir else None,
+            report=report,
+            metric_prefix="finetune",
+        )
+        result["time/finetune_s"] = stage.pop("time_s")
+        result.update(stage)
+        result["val_error"] = stage.get("finetune/val_error", float("nan"))
+        test_pred = predict(
+            compiled,
+            batches(dataset.test, test_idx, target_all),
+            runtime,
+            eval_batch_size(int(cfg["pretrain"]["batch_size"])),
+        )
+    else:
+        result.update(
+            _pretrain(cfg, model, compiled, pre_train, pre_val, runtime, ckpt_dir, report)
+        )
+        fin = cfg["finetune"]
+        target_train = batches(dataset.train, train_idx, target_all)
+        target_val = batches(dataset.train, val_idx, target_all)
+        target_test = batches(dataset.test, test_idx, target_all)
+        ft_ckpt = ckpt_dir / "finetune.pt" if ckpt_dir else None
+        if fin["mode"] == "linear":
+            stage, predictor = _linear_probe(
+                model,
+                num_target,
+                {"train": target_train, "val": target_val, "test": target_test},
+                fin,
+                runtime,
+                seed=seed,
+                ckpt_path=ft_ckpt,
+                report=report,
+            )
+            test_pred = predictor("test")
+        else:
+            torch.manual_seed(stage_seed(seed, "finetune/head", 0))
+            model.reset_head(num_target)
+            compiled = torch.compile(model) if cfg["compile"] else model
+            stage = _run_stage(
+                "finetune",
+                compiled,
+                model.parameters(),
+                target_train,
+                target_val,
+                fin,
+                runtime,
+                seed=seed,
+                ckpt_path=ft_ckpt,
+                report=report,
+                metric_prefix="finetune",
+            )
+            test_pred = predict(
+                compiled, target_test, runtime, eval_batch_size(int(fin["batch_size"]))
+            )
+        result["time/finetune_s"] = stage.pop("time_s")
+        result.update(stage)
+        result["val_error"] = stage.get("finetune/val_error", float("nan"))
+
+    test_labels = torch.as_tensor(target_all[dataset.test.leaf])
+    result["target_error"] = error_rate(test_pred, test_labels)
+    for group, mask in dataset.test.groups.items():
+        result[f"target_error_{group}"] = error_rate(test_pred, test_labels, mask)
+
+    pre_labels = pre_all[leaf[train_idx]]
+    align = alignment_metrics(pre_labels, target_all[leaf[train_idx]])
+    result.update({f"align/{k}": v for k, v in align.items()})
+    per_class = examples_per_class(pre_labels)
+    result.update(
+        {
+            "num_train": float(len(train_idx)),
+            "num_classes": float(pre_hierarchy.num_classes(pre_level)),
+            "examples_per_class": per_class["mean"],
+            "examples_per_class_min": per_class["min"],
+        }
+    )
+    return result
+
+
+def _pretrain(
+    cfg: dict,
+    model: Classifier,
+    compiled: nn.Module,
+    train_b: Batches,
+    val_b: Batches,
+    runtime: Runtime,
+    ckpt_dir: Path | None,
+    report: Report | None,
+) -> dict[str, float]:
+    """Pretrain `model` in place, or load it from the store; returns stage metrics."""
+
+    def run() -> dict[str, float]:
+        stage = _run_stage(
+            "pretrain",
+            compiled,
+            model.parameters(),
+            train_b,
+            val_b,
+            cfg["pretrain"],
+            runtime,
+            seed=int(cfg["seed"]),
+            ckpt_path=ckpt_dir / "pretrain.pt" if ckpt_dir else None,
+            report=report,
+            metric_prefix="pretrain",
+        )
+        return {"time/pretrain_s": stage.pop("time_s"), **stage}
+
+    store_key = cfg.get("pretrain_key")
+    if not cfg.get("pretrain_store") or not store_key:
+        return run()
+    store = PretrainStore(cfg["pretrain_store"])
+    with store.claim(store_key) as entry:
+        if entry is not None:
+            # The body only: one label function from two hierarchy kinds may
+            # number its classes differently, and finetuning replaces the head.
+            model.body.load_state_dict(entry["body"])
+            return {**entry["metrics"], "pretrain_reused": 1.0, "time/pretrain_s": 0.0}
+        metrics = run()
+        store.put(store_key, {"body": model.body.state_dict(), "metrics": metrics})
+        return metrics
