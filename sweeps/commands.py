@@ -1,0 +1,197 @@
+"""The sweep subcommands: `granularity run | validate | status SPEC [key=value ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter, defaultdict
+from typing import Any
+
+from sweeps.spec import Spec, load_spec
+
+
+def _overrides_anywhere(parser: argparse.ArgumentParser) -> None:
+    """Let KEY=VALUE overrides follow options too (`run spec.yaml --smoke seeds=1`).
+
+    argparse stops filling a `nargs="*"` positional at the first option; the
+    KEY=VALUE words it leaves over are taken here as further overrides.
+    """
+    original = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):  # noqa: ANN001, ANN202
+        namespace, extras = original(args, namespace)
+        late = [e for e in extras if "=" in e and not e.startswith("-")]
+        namespace.overrides = list(getattr(namespace, "overrides", None) or []) + late
+        return namespace, [e for e in extras if e not in late]
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `run`, `validate` and `status` to the `granularity` command."""
+
+    def common(p: argparse.ArgumentParser) -> None:
+        _overrides_anywhere(p)
+        p.add_argument("spec", help="sweep spec (YAML), e.g. sweeps/quickstart.yaml")
+        p.add_argument(
+            "overrides",
+            nargs="*",
+            metavar="KEY=VALUE",
+            help="dotted overrides, YAML values (pretrain.epochs=2 seeds=1)",
+        )
+        p.add_argument(
+            "--smoke", action="store_true", help="apply the spec's `smoke:` overrides first"
+        )
+
+    run = subparsers.add_parser(
+        "run",
+        help="run, resume or extend a sweep",
+        description="Run a sweep on Ray, logging to MLflow. Running again resumes: finished "
+        "trials are skipped, failed and missing ones run. Exit code 1 when trials failed.",
+    )
+    common(run)
+    run.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)",
+    )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Ray's own progress table and worker logs instead of the compact line",
+    )
+    run.set_defaults(func=cmd_run)
+
+    validate = subparsers.add_parser(
+        "validate", help="check a spec and print its expanded plan (writes nothing)"
+    )
+    common(validate)
+    validate.set_defaults(func=cmd_validate)
+
+    status = subparsers.add_parser(
+        "status", help="done / running / failed / missing trials per factor, with failure reasons"
+    )
+    common(status)
+    status.set_defaults(func=cmd_status)
+
+
+def _spec(args: argparse.Namespace) -> Spec:
+    return load_spec(args.spec, args.overrides, smoke=args.smoke)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sweeps.runner import run_sweep
+
+    spec = _spec(args)
+    summary, plan = run_sweep(spec, address=args.address, verbose=args.verbose)
+    print(summary.text(plan))
+    if summary.tuned:
+        print(f"search chose: {summary.tuned}")
+    return 0 if summary.ok else 1
+
+
+def _plan_with_tuning(spec: Spec) -> Any:
+    """The plan as `run` would build it, with searched values read back from MLflow."""
+    from sweeps.plan import build_plan, load_dataset
+    from sweeps.runner import open_tracker_readonly
+
+    dataset = load_dataset(spec)
+    plan = build_plan(spec, dataset=dataset, write=False)
+    if spec.search is not None:
+        from sweeps.search import tuned_from_params
+
+        tracker = open_tracker_readonly(spec)
+        params = tracker.parent_params() if tracker else {}
+        tuned = tuned_from_params(spec, plan, params)
+        if tuned:
+            plan = build_plan(spec, dataset=dataset, tuned=tuned, write=False)
+    return plan
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from sweeps.packs import make_packs
+    from sweeps.runner import trial_states
+
+    spec = _spec(args)
+    plan = _plan_with_tuning(spec)
+    summary = plan.summary()
+    states = Counter(state for state, _ in trial_states(spec, plan).values())
+    packs = make_packs(plan.trials, slots=spec.slots(), pack=spec.pack)
+    print(f"spec {args.spec}: valid (sweep {spec.name!r}, spec hash {spec.spec_hash()})")
+    print(f"  dataset {spec.dataset.name}, target {plan.target!r}")
+    print(
+        f"  {summary['trials']} trials = {summary['cells']} cells x {summary['seeds']} seeds; "
+        f"{summary['pretrainings']} distinct pretrainings"
+    )
+    print(f"  per arm: {dict(summary['trials_per_arm'])}")
+    print(
+        f"  already done: {states['done']}, failed: {states['failed']}, "
+        f"to run: {summary['trials'] - states['done']}"
+    )
+    print(
+        f"  on Ray: {len(packs)} Ray trial(s) (pack={spec.pack}), {spec.slots()} at a time, "
+        f"{spec.resources.cpu:g} cpu / {spec.resources.gpu:g} gpu each"
+    )
+    if spec.search is not None:
+        print(
+            f"  search: {', '.join(spec.search.parameters)} over {spec.search.n_trials} trials "
+            f"({spec.search.scope})"
+        )
+    print(f"  MLflow: {spec.tracking.uri}, experiment {spec.name!r}")
+    print(f"  storage: {plan.storage}")
+    for note in plan.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sweeps.runner import FACTORS, trial_states
+
+    spec = _spec(args)
+    plan = _plan_with_tuning(spec)
+    states = trial_states(spec, plan)
+    columns = ("done", "running", "failed", "missing")
+    total = Counter(state for state, _ in states.values())
+    print(
+        f"sweep {spec.name!r}: "
+        + ", ".join(f"{total[c]} {c}" for c in columns)
+        + f" of {len(plan.trials)}"
+    )
+    by_key = plan.by_key()
+    for factor in FACTORS:
+        table: dict[str, Counter] = defaultdict(Counter)
+        for key, (state, _) in states.items():
+            value = by_key[key].config[factor]
+            table["scratch" if value is None else str(value)][state] += 1
+        if len(table) < 2 and factor != "hierarchy":
+            continue
+        width = max(len(v) for v in table) + 2
+        print(f"\nby {factor}:")
+        print("  " + "".ljust(width) + "".join(c.rjust(9) for c in columns))
+        for value, counts in table.items():
+            print("  " + value.ljust(width) + "".join(str(counts[c]).rjust(9) for c in columns))
+    reasons = Counter(reason or "unknown" for state, reason in states.values() if state == "failed")
+    if reasons:
+        print("\nfailure reasons:")
+        for reason, n in reasons.most_common(20):
+            print(f"  {n} x {reason[:300]}")
+    return 0 if not total["failed"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sweep subcommands alone (`python -m sweeps.commands run spec.yaml`)."""
+    parser = argparse.ArgumentParser(prog="granularity")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, LookupError, RuntimeError) as err:
+        print(f"granularity {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Packs: several logical trials run one after another inside one Ray trial.
+
+Launching a Ray trial costs seconds; a synthetic trial may take one. So the
+driver packs logical trials (`make_packs`), keeping the trials that share a
+pretraining together with that pretraining first, and a worker runs a pack
+with `run_pack`. Each logical trial stands alone inside its pack:
+
+- its final result (with its per-epoch history) is written atomically to
+  `<storage>/results/<trial_key>.json` the moment it finishes, so neither a
+  crashed pack nor a killed driver loses it, and a retried pack skips it;
+- an exception is retried in place (`retries` times, continuing from the
+  trial's own checkpoint_dir) and then recorded as failed, and the pack moves
+  on to its next trial.
+
+Workers talk to the driver through `emit(events)`: a list of JSON-able events
+`start`, `epochs`, `final`, `failed`, each tagged with its `trial_key`. This
+module has no Ray in it; `ray_backend` turns `emit` into `tune.report`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+Emit = Callable[[list[dict[str, Any]]], None]
+Trainable = Callable[[dict, Callable[[dict, int], None] | None], dict]
+
+# Events are batched: at most one round trip to the driver per this many seconds.
+# A Ray Tune report costs a trip through the driver's Tune loop (~0.1 s here),
+# more than a whole synthetic trial; results are safe on disk meanwhile.
+FLUSH_S = 2.0
+
+
+class Outbox:
+    """Buffers a pack's events and sends them in batches (time-based, and at the end)."""
+
+    def __init__(self, emit: Emit, flush_s: float = FLUSH_S) -> None:
+        self.emit = emit
+        self.flush_s = flush_s
+        self.pending: list[dict[str, Any]] = []
+        self.last = time.monotonic()
+
+    def put(self, event: dict[str, Any]) -> None:
+        if (
+            event["event"] == "epochs"
+            and self.pending
+            and self.pending[-1]["event"] == "epochs"
+            and self.pending[-1]["trial_key"] == event["trial_key"]
+        ):
+            self.pending[-1]["epochs"].extend(event["epochs"])
+        else:
+            self.pending.append(event)
+        # A lone `start` goes at once (a long trial shows as running); anything
+        # else waits for the next flush window.
+        lone_start = event["event"] == "start" and len(self.pending) == 1
+        if lone_start or time.monotonic() - self.last >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.emit(self.pending)
+            self.pending = []
+        self.last = time.monotonic()
+
+
+def result_path(storage: str | os.PathLike, trial_key: str) -> Path:
+    """Where a finished logical trial's record lives."""
+    return Path(storage) / "results" / f"{trial_key}.json"
+
+
+def failure_path(storage: str | os.PathLike, trial_key: str) -> Path:
+    """Where a logical trial that used up its retries records why."""
+    return Path(storage) / "results" / f"{trial_key}.failed.json"
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON so that a reader (or a crash) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at `path`, or None when missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def read_results(storage: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """trial_key -> finished record, for every result file under `storage`."""
+    out = {}
+    folder = Path(storage) / "results"
+    if folder.is_dir():
+        for path in folder.glob("*.json"):
+            if path.name.endswith(".failed.json"):
+                continue
+            record = read_json(path)
+            if record and "result" in record:
+                out[path.stem] = record
+    return out
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        out[key] = float(value) if math.isfinite(value) else float("nan")
+    return out
+
+
+def run_pack(
+    items: Sequence[dict[str, Any]],
+    *,
+    trainable: Trainable,
+    emit: Emit,
+    storage: str | os.PathLike,
+    retries: int,
+    invocation: str,
+) -> dict[str, int]:
+    """Run a pack's logical trials in order; returns counts of finished/failed/skipped.
+
+    Args:
+        items: `{"config": trial config, "meta": {...}}` per logical trial.
+        trainable: `train(config, report) -> dict`.
+        emit: sends a list of events to the driver.
+        storage: the sweep's storage directory (results are written there).
+        retries: extra attempts per logical trial after an exception.
+        invocation: id of this `granularity run`; a failure recorded by the same
+            invocation is not retried again when Ray retries the whole pack.
+    """
+    counts = {"finished": 0, "failed": 0, "skipped": 0}
+    outbox = Outbox(emit)
+    for item in items:
+        config = item["config"]
+        key = config["trial_key"]
+        done = read_json(result_path(storage, key))
+        if done and "result" in done:
+            # Finished by an earlier attempt of this pack, whose events may have
+            # died with its worker: replay the final event (the driver dedups).
+            outbox.put(
+                {
+                    "event": "final",
+                    "trial_key": key,
+                    "attempts": done.get("attempts", 1),
+                    "wall_s": done.get("wall_s"),
+                    "result": done["result"],
+                    "history": done.get("history", []),
+                }
+            )
+            counts["skipped"] += 1
+            continue
+        failed = read_json(failure_path(storage, key))
+        if failed and failed.get("invocation") == invocation:
+            counts["skipped"] += 1
+            continue
+        outcome = _run_logical(item, trainable, outbox, storage, retries, invocation)
+        counts[outcome] += 1
+    outbox.flush()
+    return counts
+
+
+def _run_logical(
+    item: dict[str, Any],
+    trainable: Trainable,
+    outbox: Outbox,
+    storage: str | os.PathLike,
+    retries: int,
+    invocation: str,
+) -> str:
+    config = item["config"]
+    key = config["trial_key"]
+    history: list[list[Any]] = []
+
+    def report(metrics: dict[str, Any], step: int) -> None:
+        entry = [int(step), _finite(metrics)]
+        history.append(entry)
+        outbox.put({"event": "epochs", "trial_key": key, "epochs": [entry]})
+
+    for attempt in range(1, retries + 2):
+        outbox.put({"event": "start", "trial_key": key, "attempt": attempt})
+        started = time.time()
+        try:
+            result = trainable(dict(config), report)
+        except Exception as err:  # noqa: BLE001 (any failure of user code is a trial failure)
+            reason = f"{type(err).__name__}: {err}"
+            if attempt <= retries:
+                outbox.put(
+                    {"event": "retry", "trial_key": key, "attempt": attempt, "reason": reason}
+                )
+                continue
+            record = {
+                "trial_key": key,
+                "invocation": invocation,
+                "reason": reason,
+                "traceback": traceback.format_exc()[-8000:],
+                "attempts": attempt,
+            }
+            write_json_atomic(failure_path(storage, key), record)
+            outbox.put({"event": "failed", **record})
+            return "failed"
+        record = {
+            "trial_key": key,
+            "config": config,
+            "meta": item.get("meta", {}),
+            "result": _finite(dict(result or {})),
+            "history": history,
+            "attempts": attempt,
+            "wall_s": time.time() - started,
+            "finished_at": time.time(),
+        }
+        write_json_atomic(result_path(storage, key), record)
+        failure_path(storage, key).unlink(missing_ok=True)
+        outbox.put(
+            {
+                "event": "final",
+                "trial_key": key,
+                "attempts": attempt,
+                "wall_s": record["wall_s"],
+                "result": record["result"],
+            }
+        )
+        return "finished"
+    raise AssertionError("unreachable")
+
+
+# ---- packing (driver side) ---------------------------------------------------
+def _group_cost(trials: Sequence[Any]) -> float:
+    """Rough relative cost of a pretrain group: one pretraining plus each finetune."""
+    first = trials[0].config
+    scale = max(first["data_fraction"], 0.01)
+    pretrain = 0.0 if trials[0].is_scratch else max(first["pretrain"]["epochs"], 0)
+    finetune = sum(max(t.config["finetune"]["epochs"], 1) for t in trials)
+    return scale * (pretrain + finetune)
+
+
+def make_packs(trials: Sequence[Any], *, slots: int, pack: str | int) -> list[list[Any]]:
+    """Split trials into packs (lists run in order by one Ray trial each).
+
+    Trials sharing a `pretrain_key` stay together, so one pretraining serves
+    them without two packs racing for it. `pack: N` caps a pack at N trials
+    (a bigger pretrain group is split; its first chunk is scheduled first).
+    `pack: auto` makes about 4 packs per parallel slot, balanced by estimated
+    cost (longest first), which keeps Ray's per-trial launch cost small for
+    short trials; for long trials (GPU specs) set `pack: 1`.
+    """
+    groups: dict[str, list[Any]] = {}
+    for trial in trials:
+        groups.setdefault(trial.pretrain_key, []).append(trial)
+    if not groups:
+        return []
+    if pack == "auto":
+        num_packs = min(len(groups), max(1, slots) * 4)
+        bins: list[list[Any]] = [[] for _ in range(num_packs)]
+        loads = [0.0] * num_packs
+        for group in sorted(groups.values(), key=_group_cost, reverse=True):
+            i = loads.index(min(loads))
+            bins[i].extend(group)
+            loads[i] += _group_cost(group)
+        order = sorted(range(num_packs), key=lambda i: -loads[i])
+        return [bins[i] for i in order if bins[i]]
+    cap = int(pack)
+    first_chunks: list[list[Any]] = []
+    later_chunks: list[list[Any]] = []
+    for group in groups.values():
+        chunks = [group[i : i + cap] for i in range(0, len(group), cap)]
+        first_chunks.append(chunks[0])
+        later_chunks.extend(chunks[1:])
+    packs: list[list[Any]] = []
+    for chunks in (first_chunks, later_chunks):
+        # First fit decreasing, by trial count, within each phase.
+        phase: list[list[Any]] = []
+        for chunk in sorted(chunks, key=len, reverse=True):
+            for bin_ in phase:
+                if len(bin_) + len(chunk) <= cap:
+                    bin_.extend(chunk)
+                    break
+            else:
+                phase.append(list(chunk))
+        packs.extend(phase)
+    return packs

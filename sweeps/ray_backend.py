@@ -1,0 +1,226 @@
+"""Everything Ray: start or join a cluster, run packs of trials with Ray Tune.
+
+The only module of the project that imports ray, so Ray's API churn touches
+one file. One Ray trial runs one pack (`sweeps.packs.run_pack`); the worker's
+events come back to the driver through `tune.report` and a Tune `Callback`,
+which hands them to the driver's handlers (the driver is the single MLflow
+writer). Ray-level failures (a crashed worker) are retried by Tune's
+`FailureConfig`; a retried pack skips the logical trials it already finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+# Ray and Tune read these at import or Tuner time; set before importing ray.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TBX per trial
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C stops the driver at once
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.progress_reporter import TrialProgressCallback  # noqa: E402
+
+EVENTS_KEY = "granularity_events"
+
+
+@contextmanager
+def ray_session(
+    *, address: str | None = None, num_cpus: int | None = None, verbose: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Use the running Ray, join `address` (or RAY_ADDRESS), or start a local one.
+
+    A Ray started here is shut down on exit; one that was already running (a
+    test session's, say) is left alone. Yields the cluster's address and resources.
+    """
+    started = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": verbose,
+            "logging_level": "INFO" if verbose else "ERROR",
+            "configure_logging": True,
+        }
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, **kwargs)
+        started = True
+    try:
+        yield {
+            "address": ray.get_runtime_context().gcs_address,
+            "resources": dict(ray.cluster_resources()),
+        }
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _pack_trainable(
+    config: dict[str, Any],
+    packs: Sequence[Sequence[dict[str, Any]]] | None = None,
+    train_fn: Callable[..., dict] | None = None,
+    storage: str = "",
+    retries: int = 0,
+    invocation: str = "",
+) -> None:
+    """A Ray Tune function trainable: run pack number `config["pack"]`."""
+    from sweeps.packs import run_pack
+
+    def emit(events: list[dict[str, Any]]) -> None:
+        tune.report({EVENTS_KEY: json.dumps(events)})
+
+    run_pack(
+        packs[config["pack"]],
+        trainable=train_fn,
+        emit=emit,
+        storage=storage,
+        retries=retries,
+        invocation=invocation,
+    )
+
+
+class _Forward(tune.Callback):
+    """Driver-side: hand each pack's events and errors to the orchestrator."""
+
+    def __init__(
+        self,
+        on_events: Callable[[list[dict[str, Any]]], None],
+        on_pack_error: Callable[[int, str], None],
+        on_tick: Callable[[int], None],
+    ) -> None:
+        self.on_events = on_events
+        self.on_pack_error = on_pack_error
+        self.on_tick = on_tick
+        self.errors = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the experiment state; the handlers
+        # (MLflow client, open streams) stay in this driver process.
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.on_events = lambda events: None
+        self.on_pack_error = lambda index, message: None
+        self.on_tick = lambda running: None
+        self.errors = 0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
+        payload = result.get(EVENTS_KEY)
+        if payload:
+            self.on_events(json.loads(payload))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+        message = ""
+        try:
+            message = trial.get_error() or ""
+        except Exception:  # noqa: BLE001 (the error text is best effort)
+            message = ""
+        self.errors += 1
+        lines = [line for line in str(message).strip().splitlines() if line.strip()]
+        self.on_pack_error(int(trial.config["pack"]), lines[-1] if lines else "Ray trial failed")
+
+    def on_step_end(self, iteration, trials, **info) -> None:  # noqa: ANN001
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        self.on_tick(running)
+
+
+PROJECT_PACKAGES = ("trainables", "sweeps", "hierarchies", "analysis")
+
+
+def _ship_by_value(fn: Callable[..., Any]) -> None:
+    """Pickle a trainable from a loose module (a script, a test helper) by value.
+
+    Workers import installed packages themselves; a module that lives only on
+    the driver's sys.path would fail to import there, so its code travels.
+    """
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    if module is None or module.__name__ == "__main__":
+        return
+    top = module.__name__.split(".")[0]
+    path = getattr(module, "__file__", None) or ""
+    if top in PROJECT_PACKAGES or "site-packages" in path or "dist-packages" in path:
+        return
+    ray.cloudpickle.register_pickle_by_value(module)
+
+
+class _Silent(TrialProgressCallback):
+    """Takes the place of Tune's per-trial printing (the driver prints its own line)."""
+
+    def _print(self, msg: str) -> None:
+        pass
+
+
+def run_packs(
+    packs: Sequence[Sequence[dict[str, Any]]],
+    *,
+    trainable: Callable[..., dict],
+    storage: Path,
+    name: str,
+    resources: dict[str, float],
+    max_concurrent: int,
+    retries: int,
+    invocation: str,
+    on_events: Callable[[list[dict[str, Any]]], None],
+    on_pack_error: Callable[[int, str], None],
+    on_tick: Callable[[int], None],
+    verbose: bool = False,
+) -> None:
+    """Run every pack as one Ray Tune trial; call the handlers from the driver's Tune loop.
+
+    Must run inside `ray_session`. `resources` is `{"cpu": c, "gpu": g}` per
+    Ray trial (fractional gpu allowed); `retries` is Tune's max_failures.
+    """
+    if not packs:
+        return
+    _ship_by_value(trainable)
+    fn = tune.with_parameters(
+        _pack_trainable,
+        packs=[list(p) for p in packs],
+        train_fn=trainable,
+        storage=str(storage),
+        retries=retries,
+        invocation=invocation,
+    )
+    fn = tune.with_resources(fn, {k: v for k, v in resources.items() if v})
+    # Ray's new output engine prints its header even when silent; the legacy one
+    # with a silenced progress callback prints nothing. --verbose gets Ray's table.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
+    forward = _Forward(on_events, on_pack_error, on_tick)
+    callbacks: list[tune.Callback] = [forward]
+    if not verbose:
+        callbacks.append(_Silent())
+        # Failures reach the user through the driver's summary and `status`.
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+    tuner = tune.Tuner(
+        fn,
+        param_space={"pack": tune.grid_search(list(range(len(packs))))},
+        tune_config=tune.TuneConfig(
+            num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage / "ray"),
+            failure_config=tune.FailureConfig(max_failures=retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=callbacks,
+            verbose=2 if verbose else 0,
+            log_to_file=False,
+        ),
+    )
+    tuner.fit()
+    if not forward.errors:
+        # Tune's own experiment state is not used to resume (result files and
+        # MLflow are); keep it only when a pack failed, for its error files.
+        shutil.rmtree(storage / "ray" / name, ignore_errors=True)

@@ -1,0 +1,519 @@
+"""The sweep spec: a YAML file validated by a pydantic schema, plus dotted overrides.
+
+Every problem is reported with its field path, the bad value and what is
+accepted, all at once, as one `SpecError` (a ValueError) with a line per problem.
+
+Example:
+    >>> spec = parse_spec({"name": "demo", "dataset": {"name": "synthetic"},
+    ...                    "target": "superclass"}, overrides=["seeds=2"])
+    >>> spec.seed_list()
+    [0, 1]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ARM_KINDS = ("manual", "random", "cluster_within", "cluster_global", "perturbed", "scratch")
+LEVEL_KEYWORDS = ("all", "finer", "target_and_finer")
+DEFAULT_TRAINABLE = "trainables:train"
+
+
+class SpecError(ValueError):
+    """A sweep spec (or an override of it) is invalid; one line per problem."""
+
+    def __init__(self, problems: Sequence[str], *, source: str = "spec") -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {source} ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class _Strict(BaseModel):
+    """A spec section: unknown keys are errors (reported with the accepted ones)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """`create_dataset(name, **options)` of trainables."""
+
+    name: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ArmSpec(_Strict):
+    """One hierarchy arm: where the pretraining labels come from.
+
+    `manual` is the dataset's own taxonomy (or `path` to a hierarchy file);
+    `random`, `cluster_within`, `cluster_global` and `perturbed` are derived from
+    it; `scratch` is the no-pretraining baseline. `p` (perturbed only) is the
+    fraction of leaves reassigned; a list gives one arm per value.
+    """
+
+    kind: Literal["manual", "random", "cluster_within", "cluster_global", "perturbed", "scratch"]
+    label: str | None = None
+    p: list[float] | None = None
+    path: str | None = None
+    format: str = "auto"
+    embeddings: str | None = None
+
+    @field_validator("p", mode="before")
+    @classmethod
+    def _p_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int | float) else value
+
+    @field_validator("p")
+    @classmethod
+    def _p_range(cls, value: list[float] | None) -> list[float] | None:
+        for p in value or []:
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"p={p} is outside [0, 1]")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_options(self) -> ArmSpec:
+        if self.kind == "perturbed" and not self.p:
+            raise ValueError("a perturbed arm needs p (a fraction in [0, 1] or a list of them)")
+        if self.kind != "perturbed" and self.p is not None:
+            raise ValueError(f"p applies only to kind 'perturbed', not {self.kind!r}")
+        if self.path is not None and self.kind != "manual":
+            raise ValueError(f"path applies only to kind 'manual', not {self.kind!r}")
+        if self.embeddings is not None and not self.kind.startswith("cluster"):
+            raise ValueError(f"embeddings applies only to cluster kinds, not {self.kind!r}")
+        return self
+
+
+class BackboneSpec(_Strict):
+    """`create_backbone(name, num_classes, **options)` of trainables."""
+
+    name: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+LevelItem = Union[int, str]  # noqa: UP007 (pydantic reads it at runtime)
+
+
+class FactorsSpec(_Strict):
+    """What is crossed: arms x levels x data fractions x backbones (x seeds)."""
+
+    hierarchies: list[ArmSpec] = Field(
+        default_factory=lambda: [ArmSpec(kind="manual")], min_length=1
+    )
+    levels: Literal["all", "finer", "target_and_finer"] | list[LevelItem] = "all"
+    data_fractions: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    backbones: list[BackboneSpec] = Field(
+        default_factory=lambda: [BackboneSpec(name="twolayer")], min_length=1
+    )
+
+    @field_validator("hierarchies", mode="before")
+    @classmethod
+    def _arms(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"kind": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("backbones", mode="before")
+    @classmethod
+    def _backbones(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _levels(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in LEVEL_KEYWORDS:
+            return [value]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value]
+        return value
+
+    @field_validator("data_fractions", mode="before")
+    @classmethod
+    def _fractions_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int | float) else value
+
+    @field_validator("data_fractions")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        for f in value:
+            if not 0.0 < f <= 1.0:
+                raise ValueError(f"data fraction {f} is outside (0, 1]")
+        if len(set(value)) != len(value):
+            raise ValueError(f"data fractions repeat: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_arms(self) -> FactorsSpec:
+        labels = [label for arm in self.hierarchies for label in arm_labels(arm)]
+        repeated = sorted({x for x in labels if labels.count(x) > 1})
+        if repeated:
+            raise ValueError(
+                f"hierarchy arms repeat the label(s) {repeated}; give each a distinct `label`"
+            )
+        return self
+
+
+class StageSpec(_Strict):
+    """Optimisation settings of one stage (pretraining)."""
+
+    epochs: int = Field(default=20, ge=0)
+    lr: float = Field(default=0.05, gt=0)
+    batch_size: int = Field(default=128, ge=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    schedule: Literal["cosine", "constant"] = "cosine"
+
+
+class FinetuneSpec(StageSpec):
+    """Finetuning settings: a stage plus `mode` (linear probe or full network).
+
+    `feature_norm` scales the linear probe's frozen features (see trainables/trial.py).
+    """
+
+    epochs: int = Field(default=10, ge=0)
+    mode: Literal["linear", "full"] = "linear"
+    feature_norm: Literal["scalar", "standardize", "none"] = "standardize"
+
+
+class SearchParam(_Strict):
+    """A continuous (or integer) range Optuna samples from."""
+
+    low: float
+    high: float
+    log: bool = False
+    type: Literal["float", "int"] = "float"
+
+    @model_validator(mode="after")
+    def _range(self) -> SearchParam:
+        if not self.low < self.high:
+            raise ValueError(f"low={self.low} must be below high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got low={self.low}")
+        return self
+
+
+class ReferenceCell(_Strict):
+    """The cell tuned when `scope` is `reference_cell`; unset fields take the first value."""
+
+    hierarchy: str | None = None
+    level: LevelItem | None = None
+    data_fraction: float | None = None
+    backbone: str | None = None
+
+
+class SearchSpec(_Strict):
+    """Optuna search for continuous settings on validation error."""
+
+    parameters: dict[str, SearchParam] = Field(min_length=1)
+    n_trials: int = Field(default=10, ge=1)
+    metric: Literal["val_error"] = "val_error"
+    scope: Literal["reference_cell", "per_cell"] = "reference_cell"
+    reference: ReferenceCell = Field(default_factory=ReferenceCell)
+    seed: int = 0
+    parallel: int | None = Field(default=None, ge=1)
+
+    @field_validator("parameters")
+    @classmethod
+    def _tunable(cls, value: dict[str, SearchParam]) -> dict[str, SearchParam]:
+        for name in value:
+            stage, _, key = name.partition(".")
+            fields = {"pretrain": StageSpec, "finetune": FinetuneSpec}.get(stage)
+            if (
+                fields is None
+                or key not in fields.model_fields
+                or key in ("optimizer", "mode", "schedule", "feature_norm")
+            ):
+                raise ValueError(
+                    f"cannot tune {name!r}; tunable: pretrain.<x> or finetune.<x> for x in "
+                    "lr, weight_decay, momentum, epochs, batch_size"
+                )
+        return value
+
+
+class ResourcesSpec(_Strict):
+    """Per-trial resources; a fractional gpu packs several trials on one GPU."""
+
+    cpu: float = Field(default=1.0, gt=0)
+    gpu: float = Field(default=0.0, ge=0)
+
+
+class TrackingSpec(_Strict):
+    """Where MLflow lives. Relative sqlite paths are taken from the working directory."""
+
+    uri: str = "sqlite:///mlflow.db"
+    artifact_location: str | None = None
+
+
+class Spec(_Strict):
+    """A whole sweep. See sweeps/quickstart.yaml for an annotated example."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str = ""
+    dataset: DatasetSpec
+    target: LevelItem
+    factors: FactorsSpec = Field(default_factory=FactorsSpec)
+    seeds: int | list[int] = 3
+    hierarchy_seed: Literal["replicate"] | int = "replicate"
+    pretrain: StageSpec = Field(default_factory=StageSpec)
+    finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    search: SearchSpec | None = None
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    max_concurrent: int | None = Field(default=None, ge=1)
+    num_cpus: int | None = Field(default=None, ge=1)
+    retries: int = Field(default=1, ge=0)
+    pack: Literal["auto"] | int = "auto"
+    storage_path: str | None = None
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    trainable: str = DEFAULT_TRAINABLE
+    smoke: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: int | list[int]) -> int | list[int]:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"seeds={value}: give a count >= 1 or a list of seeds")
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("seeds is an empty list")
+            if len(set(value)) != len(value):
+                raise ValueError(f"seeds repeat: {value}")
+        return value
+
+    @field_validator("pack")
+    @classmethod
+    def _pack(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"pack={value}: give 'auto' or a count >= 1")
+        return value
+
+    @field_validator("trainable")
+    @classmethod
+    def _trainable(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError(f"trainable {value!r} is not 'module:function'")
+        return value
+
+    # ---- derived views ----------------------------------------------------
+    def seed_list(self) -> list[int]:
+        """The replicate seeds (a count n means 0..n-1)."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def resolved_storage_path(self, cwd: Path | None = None) -> Path:
+        """Absolute storage path (default `granularity_runs/<name>` under the working dir)."""
+        base = Path(cwd or Path.cwd())
+        path = (
+            Path(self.storage_path) if self.storage_path else Path("granularity_runs") / self.name
+        )
+        return (path if path.is_absolute() else base / path).resolve()
+
+    def slots(self) -> int:
+        """How many Ray trials run at once: max_concurrent, else what the CPUs/GPUs allow."""
+        if self.max_concurrent:
+            return self.max_concurrent
+        import os
+
+        cpus = self.num_cpus or os.cpu_count() or 1
+        return max(1, int(cpus // self.resources.cpu))
+
+    def spec_hash(self) -> str:
+        """Hash of the validated spec (everything, smoke settings excluded)."""
+        payload = self.model_dump(mode="json", exclude={"smoke"})
+        return canonical_hash(payload)
+
+
+def arm_labels(arm: ArmSpec) -> list[str]:
+    """Arm labels an ArmSpec expands to (one per p for perturbed)."""
+    if arm.kind == "perturbed":
+        base = arm.label or "perturbed"
+        return [f"{base}_p{p:g}" for p in arm.p or []]
+    return [arm.label or arm.kind]
+
+
+def canonical_json(payload: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal content, equal text."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def canonical_hash(payload: Any, length: int = 16) -> str:
+    """sha256 (hex, first `length` characters) of `canonical_json(payload)`."""
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:length]
+
+
+# ---- errors -----------------------------------------------------------------
+def _path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "literal[", "list[", "int", "str")) or part in (
+            "tagged-union",
+        ):
+            continue  # pydantic's union-branch markers are noise to a user
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _problems(err: ValidationError) -> list[str]:
+    problems: dict[str, str] = {}
+    for item in err.errors(include_url=False):
+        path = _path(item["loc"])
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            text = f"{path}: required field is missing"
+        elif item["type"] == "extra_forbidden":
+            model = _model_for_loc(item["loc"][:-1])
+            accepted = ", ".join(sorted(model.model_fields)) if model else "see the docs"
+            where = _path(item["loc"][:-1])
+            text = f"{path}: unknown key {item['loc'][-1]!r} under {where} (accepted: {accepted})"
+        else:
+            text = f"{path}: {msg} (got {item.get('input')!r})"
+        # A union reports each branch; keep one line per field path.
+        problems.setdefault(path, text)
+    return list(problems.values())
+
+
+def _model_for_loc(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The spec section (model class) at a pydantic error location."""
+    model: type[BaseModel] | None = Spec
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        if part not in model.model_fields:
+            continue  # a union-branch marker
+        model = _submodel(model.model_fields[part].annotation)
+    return model
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+# ---- overrides ----------------------------------------------------------------
+def _model_at(model: type[BaseModel], key: str) -> tuple[type[BaseModel] | None, bool]:
+    """(sub-model class behind field `key`, whether that field is a free-form dict)."""
+    annotation = model.model_fields[key].annotation
+    candidates = [annotation, *get_args(annotation)]
+    for cand in candidates:
+        if isinstance(cand, type) and issubclass(cand, BaseModel):
+            return cand, False
+    free = any(get_origin(c) is dict or c is dict for c in candidates)
+    return None, free
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `a.b=value` overrides (value parsed as YAML) to a raw spec dict.
+
+    Unknown keys raise SpecError naming the key and what is accepted there.
+    Keys inside free-form mappings (`dataset.options.x`, `smoke.x`) are accepted.
+    """
+    raw = json.loads(json.dumps(raw))  # a deep copy we may mutate
+    problems = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(f"override {item!r}: expected key=value, e.g. pretrain.epochs=2")
+            continue
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as err:
+            problems.append(f"override {item!r}: value is not valid YAML ({err})")
+            continue
+        parts = key.split(".")
+        model: type[BaseModel] | None = Spec
+        node = raw
+        ok = True
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if model is not None:
+                if part not in model.model_fields:
+                    where = ".".join(parts[:depth]) or "the top level"
+                    accepted = ", ".join(sorted(model.model_fields))
+                    problems.append(
+                        f"override {item!r}: unknown key {part!r} under {where} "
+                        f"(accepted: {accepted})"
+                    )
+                    ok = False
+                    break
+                sub, free = _model_at(model, part)
+                if not last and sub is None and not free:
+                    problems.append(
+                        f"override {item!r}: {'.'.join(parts[: depth + 1])} is a single value, "
+                        "it has no sub-keys"
+                    )
+                    ok = False
+                    break
+                model = sub
+            if last:
+                node[part] = value
+            else:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = {}
+                    node[part] = child
+                node = child
+        if not ok:
+            continue
+    if problems:
+        raise SpecError(problems, source="overrides")
+    return raw
+
+
+# ---- entry points ------------------------------------------------------------
+def parse_spec(
+    raw: Any, *, overrides: Sequence[str] = (), smoke: bool = False, source: str = "spec"
+) -> Spec:
+    """Validate a raw (YAML-loaded) spec after applying `smoke` settings then `overrides`."""
+    if not isinstance(raw, dict):
+        raise SpecError([f"(top level): expected a mapping of fields, got {type(raw).__name__}"])
+    if smoke:
+        smoke_overrides = raw.get("smoke") or {}
+        if not isinstance(smoke_overrides, dict):
+            raise SpecError(
+                [f"smoke: expected a mapping of dotted overrides, got {smoke_overrides!r}"]
+            )
+        raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in smoke_overrides.items()])
+    raw = apply_overrides(raw, overrides)
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(_problems(err), source=source) from None
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = (), *, smoke: bool = False) -> Spec:
+    """Read a YAML spec (safe_load) and validate it; SpecError lists every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"spec file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpecError([f"{path}: not valid YAML: {err}"], source=f"spec {path}") from None
+    return parse_spec(raw, overrides=overrides, smoke=smoke, source=f"spec {path}")

@@ -1,0 +1,253 @@
+"""MLflow, the contract of docs/ARCHITECTURE.md: one parent run per sweep, one child per trial.
+
+Only the driver writes (trial processes never touch MLflow), so an embedded
+SQLite store never sees two processes racing to create its schema: the
+`Tracker` creates the store and the experiment before any trial starts. A
+trial's run is found by its tag `granularity.trial_key`; a retried, resumed or
+re-synced trial continues that run, never a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from sweeps.spec import Spec
+
+ROLE = "granularity.role"
+TRIAL_KEY = "granularity.trial_key"
+PRETRAIN_KEY = "granularity.pretrain_key"
+LABEL_FN = "granularity.label_fn"
+SPEC_HASH = "granularity.spec_hash"
+SWEEP = "granularity.sweep"
+FAILURE = "granularity.failure"
+ATTEMPTS = "granularity.attempts"
+HIERARCHY_HASH = "granularity.hierarchy_hash"
+PARENT = "mlflow.parentRunId"
+
+_BATCH = 900  # MLflow takes at most 1000 entities per log_batch
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What MLflow holds about one trial."""
+
+    run_id: str
+    status: str  # RUNNING | FINISHED | FAILED | KILLED | SCHEDULED
+    failure: str | None
+    params: dict[str, str]
+
+
+def default_artifact_location(uri: str, experiment: str) -> str | None:
+    """For a sqlite store, artifacts go beside the database file: `<dir>/mlartifacts/<name>`."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        return None
+    db_path = Path(uri[len("sqlite:///") :])
+    folder = (db_path if db_path.is_absolute() else Path.cwd() / db_path).resolve().parent
+    return (folder / "mlartifacts" / experiment).as_uri()
+
+
+def normalise_uri(uri: str) -> str:
+    """Relative sqlite paths are made absolute (against the working directory)."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((Path.cwd() / uri[len("sqlite:///") :]).resolve())
+    return uri
+
+
+class Tracker:
+    """The driver's MLflow writer for one sweep (experiment = the sweep's name)."""
+
+    def __init__(self, spec: Spec, *, create: bool = True) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = normalise_uri(spec.tracking.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.name = spec.name
+        experiment = self.client.get_experiment_by_name(spec.name)
+        if experiment is None:
+            if not create:
+                self.experiment_id = None
+                return
+            location = spec.tracking.artifact_location or default_artifact_location(
+                spec.tracking.uri, spec.name
+            )
+            self.experiment_id = self.client.create_experiment(
+                spec.name, artifact_location=location
+            )
+        else:
+            if experiment.lifecycle_stage == "deleted":
+                raise ValueError(
+                    f"MLflow experiment {spec.name!r} is deleted; restore it "
+                    f"(mlflow experiments restore) or rename the sweep"
+                )
+            self.experiment_id = experiment.experiment_id
+
+    # ---- reading ------------------------------------------------------------
+    def _search(self, filter_string: str) -> Iterable[Any]:
+        if self.experiment_id is None:
+            return
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string, max_results=5000, page_token=token
+            )
+            yield from page
+            token = page.token
+            if not token:
+                break
+
+    def trial_runs(self) -> dict[str, RunState]:
+        """trial_key -> its run (trials and search trials; the FINISHED one if there are several)."""
+        out: dict[str, RunState] = {}
+        for run in self._search(f"tags.`{ROLE}` != 'sweep'"):
+            key = run.data.tags.get(TRIAL_KEY)
+            if not key:
+                continue
+            state = RunState(
+                run.info.run_id, run.info.status, run.data.tags.get(FAILURE), dict(run.data.params)
+            )
+            if key not in out or (state.status == "FINISHED" and out[key].status != "FINISHED"):
+                out[key] = state
+        return out
+
+    def parent_run_id(self) -> str | None:
+        runs = list(self._search(f"tags.`{ROLE}` = 'sweep'"))
+        runs.sort(key=lambda r: r.info.start_time or 0)
+        return runs[0].info.run_id if runs else None
+
+    def parent_params(self) -> dict[str, str]:
+        run_id = self.parent_run_id()
+        return dict(self.client.get_run(run_id).data.params) if run_id else {}
+
+    # ---- the parent run -----------------------------------------------------
+    def start_parent(self, spec: Spec, spec_text: str) -> str:
+        """Find or create the sweep's parent run and mark it RUNNING."""
+        run_id = self.parent_run_id()
+        if run_id is None:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=spec.name,
+                tags={ROLE: "sweep", SWEEP: spec.name, SPEC_HASH: spec.spec_hash()},
+            )
+            run_id = run.info.run_id
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, SPEC_HASH, spec.spec_hash())
+        self.client.log_text(run_id, spec_text, f"specs/{spec.spec_hash()}.json")
+        self.parent_id = run_id
+        return run_id
+
+    def log_parent_params(self, params: Mapping[str, Any]) -> None:
+        """Params of the parent run (search results); a value once set stays."""
+        existing = self.client.get_run(self.parent_id).data.params
+        new = {k: str(v) for k, v in params.items() if k not in existing}
+        self._log(self.parent_id, params=new)
+
+    def log_hierarchies(self, paths: Iterable[Path]) -> None:
+        """Hierarchy JSON files as parent-run artifacts under `hierarchies/`."""
+        have = {
+            Path(f.path).name for f in self.client.list_artifacts(self.parent_id, "hierarchies")
+        }
+        for path in paths:
+            if Path(path).name not in have:
+                self.client.log_artifact(self.parent_id, str(path), "hierarchies")
+
+    def end_parent(self, status: str) -> None:
+        self.client.set_terminated(self.parent_id, status=status)
+
+    # ---- trial runs ---------------------------------------------------------
+    def open_trial(
+        self,
+        existing: RunState | None,
+        *,
+        key: str,
+        run_name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, str],
+        spec_hash: str,
+    ) -> str:
+        """The trial's run, RUNNING: the existing one continued, or a new child of the parent."""
+        if existing is not None:
+            self.client.update_run(existing.run_id, status="RUNNING")
+            if existing.failure:
+                self.client.delete_tag(existing.run_id, FAILURE)
+            return existing.run_id
+        all_tags = {
+            ROLE: "trial",
+            PARENT: self.parent_id,
+            TRIAL_KEY: key,
+            SPEC_HASH: spec_hash,
+            **tags,
+        }
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        self._log(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def log_epochs(self, run_id: str, epochs: Sequence[Sequence[Any]]) -> None:
+        """Per-epoch metrics: `[[step, {name: value}], ...]`."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(name, float(value), now, int(step))
+            for step, values in epochs
+            for name, value in values.items()
+        ]
+        self._log(run_id, metrics=metrics)
+
+    def finish_trial(
+        self,
+        run_id: str,
+        *,
+        result: Mapping[str, float],
+        config: Mapping[str, Any],
+        attempts: int,
+        params: Mapping[str, str] | None = None,
+    ) -> None:
+        """Final metrics, the resolved config artifact, FINISHED."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in result.items()]
+        extra = dict(params or {})
+        for name in ("num_train",):
+            if name in result:
+                extra[name] = str(int(result[name]))
+        self._log(run_id, metrics=metrics, params=extra, tags={ATTEMPTS: str(attempts)})
+        self.client.log_text(run_id, json.dumps(config, indent=2, sort_keys=True), "config.json")
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def fail_trial(self, run_id: str, *, reason: str, attempts: int) -> None:
+        self._log(run_id, tags={FAILURE: reason[:4000], ATTEMPTS: str(attempts)})
+        self.client.set_terminated(run_id, status="FAILED")
+
+    def set_status(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    # ---- batching -----------------------------------------------------------
+    def _log(
+        self,
+        run_id: str,
+        *,
+        metrics: Sequence[Any] = (),
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        from mlflow.entities import Param, RunTag
+
+        params_list = [Param(k, str(v)) for k, v in (params or {}).items()]
+        tags_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        metrics = list(metrics)
+        # log_batch caps: 100 params, 100 tags, 1000 entities in all.
+        while params_list or tags_list or metrics:
+            p, params_list = params_list[:100], params_list[100:]
+            t, tags_list = tags_list[:100], tags_list[100:]
+            room = _BATCH - len(p) - len(t)
+            m, metrics = metrics[:room], metrics[room:]
+            self.client.log_batch(run_id, metrics=m, params=p, tags=t)

@@ -1,0 +1,93 @@
+"""A fast fake trainable and dataset for the sweeps tests (no torch, milliseconds per trial).
+
+Behaviour is steered by the trial config's `dataset_options` (which the fake
+dataset ignores), or by the JSON file named by its `control` option (so a test
+can change behaviour without changing trial keys): `sleep` seconds per epoch,
+`fail` = arm labels that always raise, `flaky` = arm labels that raise on
+their first attempt only (a marker file in the trial's checkpoint_dir
+remembers the attempt), `crash` = arm labels whose first trial in the sweep kills
+the worker process. Pretrainings are shared through marker files in the
+pretrain_store, so `pretrain_reused` is reported as the real trainable would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hierarchies import Hierarchy
+
+CALLS_FILE = "fake_calls.log"
+
+
+class FakeDataset:
+    """Four levels over 16 leaves (2 -> 4 -> 8 -> 16), with random class embeddings."""
+
+    name = "fake"
+    default_target = "coarse"
+
+    def __init__(self) -> None:
+        leaves = np.arange(16)
+        self.hierarchy = Hierarchy(
+            leaf_names=[f"leaf{i}" for i in leaves],
+            level_names=["coarse", "mid", "fine", "leaf"],
+            levels=[leaves // 8, leaves // 4, leaves // 2, leaves],
+        )
+        self.train_leaf = np.repeat(leaves, 10)
+
+    def class_embeddings(self) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        return rng.standard_normal((16, 8)) + (np.arange(16) // 8)[:, None] * 3.0
+
+
+def train(config: dict, report) -> dict:
+    """Pretend to pretrain then finetune; log every call to <storage>/fake_calls.log."""
+    options = dict(config["dataset_options"])
+    if options.get("control") and Path(options["control"]).exists():
+        options.update(json.loads(Path(options["control"]).read_text()))
+    storage = Path(config["pretrain_store"]).parent
+    with open(storage / CALLS_FILE, "a") as handle:
+        handle.write(json.dumps({"trial_key": config["trial_key"], "t": time.time()}) + "\n")
+    checkpoint = Path(config["checkpoint_dir"])
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    if config["hierarchy"] in options.get("fail", []):
+        raise RuntimeError(f"boom in arm {config['hierarchy']}")
+    crashed = storage / "crashed"  # once per sweep
+    if config["hierarchy"] in options.get("crash", []) and not crashed.exists():
+        crashed.touch()
+        os._exit(1)  # the whole worker process dies: Ray retries the pack
+    if config["hierarchy"] in options.get("flaky", []) and not (checkpoint / "attempted").exists():
+        (checkpoint / "attempted").touch()
+        raise RuntimeError("flaky first attempt")
+    sleep = float(options.get("sleep", 0.0))
+    store = Path(config["pretrain_store"]) / config["pretrain_key"]
+    reused = config["level"] is None or store.exists()
+    for epoch in range(0 if reused else config["pretrain"]["epochs"]):
+        time.sleep(sleep)
+        report({"pretrain/loss": 1.0 / (epoch + 1), "pretrain/error": 0.5}, epoch)
+    if config["level"] is not None:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.touch()
+    for epoch in range(config["finetune"]["epochs"]):
+        time.sleep(sleep)
+        report({"finetune/loss": 1.0 / (epoch + 1), "finetune/error": 0.4}, epoch)
+    lr = config["pretrain"]["lr"]
+    return {
+        "target_error": 0.1 + 0.01 * config["seed"],
+        "val_error": abs(np.log10(lr) + 2.0),  # best at lr = 0.01
+        "align/nmi": 0.5,
+        "num_train": 160 * config["data_fraction"],
+        "num_classes": 2,
+        "time/pretrain_s": sleep,
+        "time/finetune_s": sleep,
+        "pretrain_reused": float(reused and config["level"] is not None),
+    }
+
+
+def fake_dataset(**options) -> FakeDataset:
+    """The fake dataset as a `module:function` dataset name (options steer `train`)."""
+    return FakeDataset()
