@@ -116,6 +116,38 @@ def test_imagefolder_loader_follows_the_hierarchy_file(tmp_path):
     assert tuple(x.shape) == ds.input_shape
 
 
+def test_file_batches_ship_uint8_and_normalise_like_torchvision(tmp_path):
+    """Workers decode to uint8; Batches normalises on the device: ToTensor + Normalize's floats."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from trainables.engine import Batches, resolve_runtime
+    from trainables.image_datasets import IMAGENET_MEAN, IMAGENET_STD
+
+    ds = build("imagefolder", tmp_path)
+    assert ds.file_transforms["eval"](Image.open(ds.train.files[0]).convert("RGB")).dtype == (
+        torch.uint8
+    )
+    index = np.arange(len(ds.train))
+    batches = Batches(ds, ds.train, index, ds.train.leaf, resolve_runtime("cpu", 0))
+    x, y = next(batches.iterate(len(index), train=False))
+    size = ds.input_shape[1]
+    reference = T.Compose(
+        [
+            T.Resize(int(round(size * 256 / 224))),
+            T.CenterCrop(size),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    for i in (0, len(index) - 1):
+        with Image.open(ds.train.files[i]) as img:
+            expected = reference(img.convert("RGB"))
+        assert x.dtype == torch.float32
+        assert torch.allclose(x[i], expected, atol=1e-5)
+    assert torch.equal(y, torch.as_tensor(ds.train.leaf))
+
+
 def ds_first_item(ds: Dataset):
     from PIL import Image
 

@@ -70,8 +70,9 @@ class Dataset:
         train, test: the splits.
         input_shape: (channels, height, width) of a model input.
         patch_size: the tile side a patch-wise backbone (`twolayer`) should use.
-        batch_transform: for in-memory splits, turns a stored batch (uint8 or
-            float) into model input on the device; `train=True` may augment.
+        batch_transform: turns a batch (uint8 or float; stored in memory, or
+            decoded from files by `file_transforms`) into model input on the
+            device; `train=True` may augment.
         file_transforms: for file splits, torchvision transforms
             `{"train": ..., "eval": ...}` applied by DataLoader workers.
         embed: per-leaf embedding function behind `class_embeddings()`.

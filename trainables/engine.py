@@ -86,9 +86,11 @@ class _FileImages(torch.utils.data.Dataset):
 class Batches:
     """Batches of (input, label) for given example indices of a split.
 
-    In memory: the subset's inputs live on the device and `transform(x, train)`
-    (the dataset's batch_transform) runs per batch. Files: a DataLoader with
-    workers and pinned memory decodes them with the dataset's file transforms.
+    In memory: the subset's inputs live on the device. Files: a DataLoader with
+    workers and pinned memory decodes them with the dataset's file transforms
+    (uint8 for the folder datasets) and copies each batch to the device. Either
+    way `transform(x, train)` (the dataset's batch_transform) then runs per
+    batch on the device.
     """
 
     def __init__(
@@ -150,7 +152,10 @@ class Batches:
             persistent_workers=False,
         )
         for x, position in loader:
-            yield self.runtime.to_input(x), self.labels[position.to(self.runtime.device)]
+            # non_blocking: a blocking copy would make every step wait for the GPU.
+            x = x.to(self.runtime.device, non_blocking=True)
+            position = position.to(self.runtime.device, non_blocking=True)
+            yield self.runtime.to_input(self.transform(x, train)), self.labels[position]
 
 
 def make_optimizer(params, settings: dict) -> torch.optim.Optimizer:
@@ -186,33 +191,64 @@ def train_epoch(
     batch_size: int,
     seed: int,
     where: str,
+    check_every: int = 50,
 ) -> tuple[float, float]:
     """One epoch of SGD; returns (mean loss, error). Raises TrialError on a non-finite loss.
 
-    Sums stay on the device; the loss is checked every step on CPU and every
-    `check_every` steps on GPU (each check is a host sync).
+    No step waits for the GPU: loss and error sums stay on the device (a
+    NaN/inf loss makes the loss sum non-finite, so the sum is also the flag).
+    Every `check_every` steps the flag is copied to pinned host memory without
+    blocking and read once that copy has landed, so a diverged epoch stops
+    within a few checks; the epoch's end reads both sums (the one sync).
     """
     model.train()
-    check_every = 50 if runtime.cuda else 1
     total_loss = torch.zeros((), device=runtime.device)
     wrong = torch.zeros((), device=runtime.device, dtype=torch.long)
+    finite = _FiniteWatch(runtime)
     count = 0
     for step, (x, y) in enumerate(batches.iterate(batch_size, train=True, seed=seed)):
         with runtime.autocast():
             logits = model(x)
             loss = nn.functional.cross_entropy(logits.float(), y)
-        if step % check_every == 0 and not torch.isfinite(loss):
-            raise TrialError(f"non-finite loss ({loss.item()}) in {where}, batch {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total_loss += loss.detach() * len(y)
         wrong += (logits.argmax(1) != y).sum()
         count += len(y)
+        if step % check_every == 0 and not finite.poll(total_loss):
+            raise TrialError(f"non-finite loss in {where}, by batch {step}")
     mean_loss = total_loss.item() / max(count, 1)
     if not math.isfinite(mean_loss):
         raise TrialError(f"non-finite loss ({mean_loss}) in {where}")
     return mean_loss, wrong.item() / max(count, 1)
+
+
+class _FiniteWatch:
+    """Asks whether a device scalar is finite without making the host wait for the GPU.
+
+    On CPU the answer is immediate. On CUDA `poll` starts a non-blocking copy
+    of isfinite(value) to pinned memory and answers from the previous copy
+    once its event has completed (True while none has landed yet).
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.cuda = runtime.cuda
+        self.host = torch.ones((), dtype=torch.bool, pin_memory=self.cuda)
+        self.event: torch.cuda.Event | None = None
+
+    def poll(self, value: torch.Tensor) -> bool:
+        if not self.cuda:
+            return bool(torch.isfinite(value))
+        if self.event is not None:
+            if not self.event.query():
+                return True  # the last copy is still queued: ask again next time
+            if not bool(self.host):
+                return False
+        self.host.copy_(torch.isfinite(value), non_blocking=True)
+        self.event = torch.cuda.Event()
+        self.event.record()
+        return True
 
 
 @torch.no_grad()
@@ -228,8 +264,8 @@ def predict(
     out = []
     for x, _ in batches.iterate(batch_size, train=False):
         with runtime.autocast():
-            out.append(model(x).argmax(1).cpu())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+            out.append(model(x).argmax(1))  # stays on the device: one copy at the end
+    return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.long)
 
 
 def error_rate(
