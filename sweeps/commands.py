@@ -1,4 +1,4 @@
-"""The sweep subcommands: `granularity run | validate | status SPEC [key=value ...]`."""
+"""The sweep subcommands: `granularity run | validate | status | sync SPEC [key=value ...]`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _overrides_anywhere(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `run`, `validate` and `status` to the `granularity` command."""
+    """Add `run`, `validate`, `status` and `sync` to the `granularity` command."""
 
     def common(p: argparse.ArgumentParser) -> None:
         _overrides_anywhere(p)
@@ -74,6 +74,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common(status)
     status.set_defaults(func=cmd_status)
 
+    sync = subparsers.add_parser(
+        "sync",
+        help="write results kept in the sweep's storage to MLflow (after a tracking outage)",
+        description="Log every result (and failure) under <storage_path>/results/ that MLflow "
+        "lacks, without duplicating what it has. `run` does this first anyway; use sync when "
+        "the tracking server was unreachable during a sweep and you do not want to rerun.",
+    )
+    common(sync)
+    sync.set_defaults(func=cmd_sync)
+
 
 def _spec(args: argparse.Namespace) -> Spec:
     return load_spec(args.spec, args.overrides, smoke=args.smoke)
@@ -87,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(summary.text(plan))
     if summary.tuned:
         print(f"search chose: {summary.tuned}")
-    return 0 if summary.ok else 1
+    return 0 if summary.ok and not summary.pending_sync else 1
 
 
 def _plan_with_tuning(spec: Spec) -> Any:
@@ -110,9 +120,10 @@ def _plan_with_tuning(spec: Spec) -> Any:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from sweeps.packs import make_packs
-    from sweeps.runner import trial_states
+    from sweeps.runner import resolve_trainable, trial_states
 
     spec = _spec(args)
+    resolve_trainable(spec)  # an unimportable trainable is a spec error here, not at run time
     plan = _plan_with_tuning(spec)
     summary = plan.summary()
     states = Counter(state for state, _ in trial_states(spec, plan).values())
@@ -176,6 +187,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         for reason, n in reasons.most_common(20):
             print(f"  {n} x {reason[:300]}")
     return 0 if not total["failed"] else 1
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from sweeps.runner import sync_storage
+
+    spec = _spec(args)
+    synced, total = sync_storage(spec)
+    print(
+        f"sweep {spec.name!r}: {synced} trial(s) written to MLflow ({spec.tracking.uri}); "
+        f"{total - synced} of {total} stored record(s) were there already"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

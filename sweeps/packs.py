@@ -10,7 +10,10 @@ with `run_pack`. Each logical trial stands alone inside its pack:
   crashed pack nor a killed driver loses it, and a retried pack skips it;
 - an exception is retried in place (`retries` times, continuing from the
   trial's own checkpoint_dir) and then recorded as failed, and the pack moves
-  on to its next trial.
+  on to its next trial;
+- its per-epoch metrics are appended to `<checkpoint_dir>/history.jsonl` as
+  they are reported, so a trial resumed after its worker (or node) died still
+  has the epochs it reported before, even those whose events died unsent.
 
 Workers talk to the driver through `emit(events)`: a list of JSON-able events
 `start`, `epochs`, `final`, `failed`, each tagged with its `trial_key`. This
@@ -117,6 +120,57 @@ def read_results(storage: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return out
 
 
+def read_failures(storage: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """trial_key -> failure record, for every `<key>.failed.json` under `storage`."""
+    out = {}
+    folder = Path(storage) / "results"
+    if folder.is_dir():
+        for path in folder.glob("*.failed.json"):
+            record = read_json(path)
+            if record and "reason" in record:
+                out[path.name.removesuffix(".failed.json")] = record
+    return out
+
+
+def _release_memory() -> None:
+    """After a failed attempt (an out-of-memory error, say): free what it held before retrying."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")  # only if the trainable uses it; never imported here
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _read_history(path: Path | None) -> list[list[Any]]:
+    """Per-epoch entries `[step, metrics]` a trial reported before (a torn last line is skipped)."""
+    if path is None or not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            step, metrics = json.loads(line)
+        except (json.JSONDecodeError, ValueError, TypeError):
+            continue
+        _add_epoch(out, [int(step), metrics])
+    return out
+
+
+def _add_epoch(history: list[list[Any]], entry: list[Any]) -> None:
+    """Append `[step, metrics]`, replacing an earlier report of the same step and metrics.
+
+    A trial restarted without a checkpoint reports its first epochs again; the
+    history keeps one entry per (step, metric names), the latest.
+    """
+    names = sorted(entry[1])
+    for i, (step, metrics) in enumerate(history):
+        if step == entry[0] and sorted(metrics) == names:
+            history[i] = entry
+            return
+    history.append(entry)
+
+
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in metrics.items():
@@ -187,19 +241,30 @@ def _run_logical(
 ) -> str:
     config = item["config"]
     key = config["trial_key"]
-    history: list[list[Any]] = []
+    history_file = (
+        Path(config["checkpoint_dir"]) / "history.jsonl" if config.get("checkpoint_dir") else None
+    )
+    history = _read_history(history_file)
+    resumed = bool(history)
 
     def report(metrics: dict[str, Any], step: int) -> None:
         entry = [int(step), _finite(metrics)]
-        history.append(entry)
+        _add_epoch(history, entry)
+        if history_file is not None:
+            history_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(history_file, "a") as handle:
+                handle.write(json.dumps(entry) + "\n")
         outbox.put({"event": "epochs", "trial_key": key, "epochs": [entry]})
 
     for attempt in range(1, retries + 2):
+        if attempt > 1:
+            _release_memory()  # outside the except block: the failed frames are gone
         outbox.put({"event": "start", "trial_key": key, "attempt": attempt})
         started = time.time()
         try:
             result = trainable(dict(config), report)
         except Exception as err:  # noqa: BLE001 (any failure of user code is a trial failure)
+            tb = traceback.format_exc()[-8000:]
             reason = f"{type(err).__name__}: {err}"
             if attempt <= retries:
                 outbox.put(
@@ -210,10 +275,15 @@ def _run_logical(
                 "trial_key": key,
                 "invocation": invocation,
                 "reason": reason,
-                "traceback": traceback.format_exc()[-8000:],
+                "traceback": tb,
                 "attempts": attempt,
             }
-            write_json_atomic(failure_path(storage, key), record)
+            # With config and meta, `granularity sync` can log the failure if
+            # the driver could not (tracking server down, driver killed).
+            write_json_atomic(
+                failure_path(storage, key),
+                {**record, "config": config, "meta": item.get("meta", {})},
+            )
             outbox.put({"event": "failed", **record})
             return "failed"
         record = {
@@ -228,15 +298,16 @@ def _run_logical(
         }
         write_json_atomic(result_path(storage, key), record)
         failure_path(storage, key).unlink(missing_ok=True)
-        outbox.put(
-            {
-                "event": "final",
-                "trial_key": key,
-                "attempts": attempt,
-                "wall_s": record["wall_s"],
-                "result": record["result"],
-            }
-        )
+        final = {
+            "event": "final",
+            "trial_key": key,
+            "attempts": attempt,
+            "wall_s": record["wall_s"],
+            "result": record["result"],
+        }
+        if resumed:  # epochs of an earlier worker, whose events may never have arrived
+            final["history"] = history
+        outbox.put(final)
         return "finished"
     raise AssertionError("unreachable")
 

@@ -184,8 +184,41 @@ def load_dataset(spec: Spec) -> Any:
         from trainables import create_dataset
 
         return create_dataset(name, **options)
-    except (RuntimeError, TypeError, ImportError, AttributeError) as err:
+    except FileNotFoundError as err:  # a missing data root (or a file under it)
+        where = next(
+            (f"dataset.options.{k}" for k in ("root", "path", "data_root") if k in options),
+            "dataset.options",
+        )
+        raise SpecError([f"{where}: {err}"]) from None
+    except (RuntimeError, TypeError, ImportError, AttributeError, ValueError, OSError) as err:
         raise SpecError([f"dataset: {name!r} with options {options}: {err}"]) from None
+
+
+def check_backbones(spec: Spec) -> None:
+    """Unknown backbone names are a spec error, found before anything runs.
+
+    Only for the project's own trainable (a custom trainable has its own names).
+    """
+    from sweeps.spec import DEFAULT_TRAINABLE
+
+    if spec.trainable != DEFAULT_TRAINABLE:
+        return
+    from trainables import list_backbones
+
+    known = set(list_backbones())
+    problems = []
+    for i, backbone in enumerate(spec.factors.backbones):
+        if backbone.name in known:
+            continue
+        import timm
+
+        if not timm.is_model(backbone.name):
+            problems.append(
+                f"factors.backbones[{i}].name: unknown backbone {backbone.name!r}; known: "
+                f"{', '.join(sorted(known))} or any timm model name"
+            )
+    if problems:
+        raise SpecError(problems)
 
 
 def _default_builder() -> HierarchyBuilder:
@@ -207,12 +240,19 @@ def _level_names(spec: Spec, manual: Any, target_index: int) -> list[str]:
     problems, chosen = [], []
     for i, item in enumerate(levels):
         try:
-            chosen.append(names[manual.level_index(item)])
+            name = names[manual.level_index(item)]
         except ValueError as err:
             problems.append(f"factors.levels[{i}]: {err}")
+            continue
+        if name in chosen:
+            problems.append(
+                f"factors.levels[{i}]: {item!r} repeats level {name!r} "
+                f"(listed as {levels[chosen.index(name)]!r} before)"
+            )
+        chosen.append(name)
     if problems:
         raise SpecError(problems)
-    return list(dict.fromkeys(chosen))
+    return chosen
 
 
 def build_plan(
@@ -234,6 +274,7 @@ def build_plan(
         write: save hierarchies under `<storage>/hierarchies/` (False: plan only).
         storage: the storage directory (the spec's resolved one when None).
     """
+    check_backbones(spec)
     dataset = dataset if dataset is not None else load_dataset(spec)
     manual = dataset.hierarchy
     storage = storage or spec.resolved_storage_path()
@@ -306,7 +347,7 @@ def build_plan(
     }
     trials: list[Trial] = []
     seeds = spec.seed_list()
-    for arm in spec.factors.hierarchies:
+    for arm_index, arm in enumerate(spec.factors.hierarchies):
         ps: list[float | None] = list(arm.p) if arm.kind == "perturbed" else [None]
         for label, p in zip(arm_labels(arm), ps, strict=True):
             for backbone in spec.factors.backbones:
@@ -316,7 +357,7 @@ def build_plan(
                             levels: list[tuple[int | None, str | None]] = [(None, None)]
                             h = None
                         else:
-                            h = hierarchy_for(arm, p, seed)
+                            h = _arm_hierarchy(hierarchy_for, arm, arm_index, p, seed)
                             levels = [
                                 (i, name) for i, name in enumerate(h.level_names) if name in wanted
                             ]
@@ -354,6 +395,19 @@ def build_plan(
             [f"factors: {len(dup)} trials repeat (same config twice); remove the repeat"]
         )
     return Plan(spec, trials, hierarchies, paths, target, storage, notes)
+
+
+def _arm_hierarchy(
+    hierarchy_for: Callable[..., Any], arm: ArmSpec, index: int, p: float | None, seed: int
+) -> Any:
+    """Build an arm's hierarchy; a bad file or option is a spec error naming the arm's field."""
+    from hierarchies import HierarchyError
+
+    field = "path" if arm.path else "embeddings" if arm.embeddings else "kind"
+    try:
+        return hierarchy_for(arm, p, seed)
+    except (HierarchyError, FileNotFoundError, OSError, ValueError) as err:
+        raise SpecError([f"factors.hierarchies[{index}].{field}: {err}"]) from None
 
 
 def _make_trial(

@@ -8,28 +8,46 @@
 3. create the MLflow store, experiment and parent run (before any trial runs:
    the driver is the single writer);
 4. sync every result file under `<storage>/results/` that MLflow lacks (what a
-   killed driver left behind);
+   killed driver, or a tracking outage, left behind; `granularity sync` does
+   this step alone);
 5. optionally tune continuous settings with Optuna (`sweeps.search`);
 6. run the trials whose MLflow run is not FINISHED, packed, on Ray, logging
    each event as it arrives.
+
+MLflow writes during the sweep never stop it: a write that fails (the
+tracking server unreachable) is skipped for that trial, which is then
+"pending sync"; its result (or failure) is on disk under `<storage>/results/`
+and is written to MLflow at the end of the run if the server is back, else
+by the next `run` or `granularity sync` (never twice: see sweeps/tracking.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from sweeps.packs import make_packs, read_json, read_results, result_path, write_json_atomic
+from sweeps.packs import (
+    failure_path,
+    make_packs,
+    read_failures,
+    read_json,
+    read_results,
+    result_path,
+    write_json_atomic,
+)
 from sweeps.plan import Plan, Trial, build_plan
-from sweeps.spec import Spec
+from sweeps.spec import Spec, SpecError
 from sweeps.tracking import HIERARCHY_HASH, LABEL_FN, PRETRAIN_KEY, RunState, Tracker
 
 Trainable = Callable[[dict, Callable[[dict, int], None] | None], dict]
@@ -48,7 +66,7 @@ def resolve_trainable(spec: Spec, trainable: Trainable | None = None) -> Trainab
         module = importlib.import_module(module_name)
         return getattr(module, attr)
     except (ImportError, AttributeError) as err:
-        raise LookupError(f"trainable {spec.trainable!r} cannot be imported: {err}") from err
+        raise SpecError([f"trainable: {spec.trainable!r} cannot be imported: {err}"]) from None
 
 
 def trial_meta(trial: Trial, role: str = "trial", extra_tags: dict[str, str] | None = None) -> dict:
@@ -109,6 +127,41 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+# ---- Ctrl-C ---------------------------------------------------------------------
+_INTERRUPTED = threading.Event()
+
+
+def _raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt in the driver's loop after a Ctrl-C.
+
+    The first KeyboardInterrupt can land inside Ray or MLflow code that
+    swallows it (a callback from C++, say); the driver's own handlers raise it
+    again at the next event or Tune step, so an interrupted sweep always stops
+    and marks its open runs KILLED.
+    """
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        _INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _INTERRUPTED.clear()
+
+
 # ---- the event handler ------------------------------------------------------------
 @dataclass
 class Recorder:
@@ -130,10 +183,65 @@ class Recorder:
     reused: int = 0  # results known before this run (not counted as finished now)
     finished_now: list[str] = field(default_factory=list)
     packs: int = 0
+    pending: set[str] = field(default_factory=set)  # trials whose MLflow writes failed
+    logged: dict[str, set[tuple[str, int]]] = field(
+        default_factory=dict
+    )  # (metric, step) in MLflow
+    tracking_errors: int = 0
+    retry_tracking_at: float = 0.0  # while offline, MLflow is not tried before this
+    stream: TextIO | None = None
+
+    # While the tracking server is unreachable, each trial's writes are skipped
+    # (not retried event by event, which would stall the Tune loop in HTTP
+    # retries); the server is tried again after this many seconds.
+    OFFLINE_RETRY_S = 10.0
+
+    def _track(self, key: str, write: Callable[..., Any], *args: Any) -> bool:
+        """Do one MLflow write for trial `key`; on failure mark it pending and go on."""
+        if key in self.pending or time.monotonic() < self.retry_tracking_at:
+            self.pending.add(key)
+            return False
+        try:
+            write(*args)
+            return True
+        except Exception as err:  # noqa: BLE001 (any tracking failure: the sweep goes on)
+            self.pending.add(key)
+            self.tracking_errors += 1
+            self.retry_tracking_at = time.monotonic() + self.OFFLINE_RETRY_S
+            if self.tracking_errors == 1:
+                text = str(err).strip().splitlines()
+                print(
+                    f"warning: MLflow write failed ({type(err).__name__}: "
+                    f"{text[0][:200] if text else ''}); trials go on, results stay in "
+                    f"{self.storage / 'results'} and are synced when the server is back",
+                    file=self.stream if self.stream is not None else sys.stderr,
+                    flush=True,
+                )
+            return False
+
+    def _epochs(self, key: str, epochs: Sequence[Sequence[Any]]) -> None:
+        """Log per-epoch metrics not logged yet: each (metric, step) once per run."""
+        self._track(key, self._log_epochs, key, epochs)
+
+    def _log_epochs(self, key: str, epochs: Sequence[Sequence[Any]]) -> None:
+        run_id = self._run_id(key)  # opening a run reads what it already has (`logged`)
+        seen = self.logged.setdefault(key, set())
+        unseen = []
+        for step, values in epochs:
+            new = {n: v for n, v in values.items() if (n, step) not in seen}
+            if new:
+                unseen.append([step, new])
+        if unseen:
+            self.tracker.log_epochs(run_id, unseen)
+            seen.update((n, step) for step, values in unseen for n in values)
+            self.history.setdefault(key, []).extend(unseen)
 
     def _run_id(self, key: str) -> str:
         if key not in self.open_runs:
             meta = self.items[key]["meta"]
+            existing = self.runs.get(key)
+            if existing is not None:  # a resumed run: what an earlier driver logged stays once
+                self.logged[key] = self.tracker.logged_points(existing.run_id)
             self.open_runs[key] = self.tracker.open_trial(
                 self.runs.get(key),
                 key=key,
@@ -145,25 +253,23 @@ class Recorder:
         return self.open_runs[key]
 
     def on_events(self, events: Sequence[dict[str, Any]]) -> None:
+        _raise_if_interrupted()
         for event in events:
             key = event["trial_key"]
             if key not in self.items:
                 continue  # not ours (a stale worker of an older plan)
             kind = event["event"]
             if kind == "start":
-                self._run_id(key)
+                self._track(key, self._run_id, key)
                 self.attempts[key] = event.get("attempt", 1)
                 if event.get("attempt", 1) == 1 and self.progress:
                     self.progress.running += 1
             elif kind == "epochs":
-                self.history.setdefault(key, []).extend(event["epochs"])
-                self.tracker.log_epochs(self._run_id(key), event["epochs"])
+                self._epochs(key, event["epochs"])
             elif kind == "final":
-                if "history" in event:  # a replay: log the epochs this driver has not seen
-                    unseen = event["history"][len(self.history.get(key, [])) :]
-                    if unseen and key not in self.results:
-                        self.history.setdefault(key, []).extend(unseen)
-                        self.tracker.log_epochs(self._run_id(key), unseen)
+                if "history" in event and key not in self.results:
+                    # A replay or a resumed trial: the epochs this driver has not seen.
+                    self._epochs(key, event["history"])
                 self._finish(key, event["result"], event.get("attempts", 1), event.get("wall_s"))
             elif kind == "failed":
                 self._fail(key, event["reason"], event.get("attempts", 1))
@@ -191,8 +297,15 @@ class Recorder:
                     "finished_at": time.time(),
                 },
             )
-        self.tracker.finish_trial(
-            self._run_id(key), result=result, config=item["config"], attempts=attempts
+        self._track(
+            key,
+            lambda: self.tracker.finish_trial(
+                self._run_id(key),
+                result=result,
+                config=item["config"],
+                attempts=attempts,
+                skip_logged=key in self.runs,  # an earlier driver may have logged some of it
+            ),
         )
         self.results[key] = result
         self.finished_now.append(key)
@@ -205,7 +318,24 @@ class Recorder:
     def _fail(self, key: str, reason: str, attempts: int) -> None:
         if key in self.results or key in self.failures:
             return
-        self.tracker.fail_trial(self._run_id(key), reason=reason, attempts=attempts)
+        path = failure_path(self.storage, key)
+        record = read_json(path)
+        if not record or "meta" not in record:  # a pack that died (no worker record)
+            write_json_atomic(
+                path,
+                {
+                    "trial_key": key,
+                    "reason": reason,
+                    "attempts": attempts,
+                    "config": self.items[key]["config"],
+                    "meta": self.items[key]["meta"],
+                    **(record or {}),
+                },
+            )
+        self._track(
+            key,
+            lambda: self.tracker.fail_trial(self._run_id(key), reason=reason, attempts=attempts),
+        )
         self.failures[key] = reason
         if self.progress:
             self.progress.failed += 1
@@ -218,16 +348,25 @@ class Recorder:
                 self._fail(key, f"Ray trial failed: {message}", self.attempts.get(key, 1))
 
     def tick(self, running_packs: int) -> None:
+        _raise_if_interrupted()
         if self.progress:
             self.progress.show()
 
 
 # ---- result files -> MLflow ---------------------------------------------------------
-def sync_results(tracker: Tracker, storage: Path, spec_hash: str) -> int:
-    """Log every result file whose trial has no FINISHED run; returns how many were synced."""
+def sync_results(tracker: Tracker, storage: Path, spec_hash: str, *, failures: bool = True) -> int:
+    """Log what `<storage>/results/` holds and MLflow lacks; returns how many trials were synced.
+
+    A result file whose trial has no FINISHED run finishes that run (or a new
+    child run); a failure record (`<key>.failed.json`) of a trial with no
+    result marks its run FAILED unless MLflow already has it FINISHED or
+    FAILED. Only what the run lacks is logged, so syncing twice (or after a
+    partial write) duplicates nothing.
+    """
     runs = tracker.trial_runs()
+    results = read_results(storage)
     synced = 0
-    for key, record in read_results(storage).items():
+    for key, record in results.items():
         state = runs.get(key)
         if state is not None and state.status == "FINISHED":
             continue
@@ -239,15 +378,67 @@ def sync_results(tracker: Tracker, storage: Path, spec_hash: str) -> int:
         )
         run_id = recorder._run_id(key)
         if record.get("history"):
-            tracker.log_epochs(run_id, record["history"])
+            tracker.log_epochs(run_id, record["history"], skip_logged=state is not None)
         tracker.finish_trial(
             run_id,
             result=record["result"],
             config=record["config"],
             attempts=record.get("attempts", 1),
+            skip_logged=state is not None,
+        )
+        synced += 1
+    if not failures:
+        return synced
+    for key, record in read_failures(storage).items():
+        state = runs.get(key)
+        if key in results or (state is not None and state.status in ("FINISHED", "FAILED")):
+            continue
+        meta = record.get("meta") or {}
+        if not meta or "config" not in record:
+            continue
+        recorder = Recorder(
+            tracker, storage, spec_hash, {key: {"config": record["config"], "meta": meta}}, runs
+        )
+        tracker.fail_trial(
+            recorder._run_id(key), reason=record["reason"], attempts=record.get("attempts", 1)
         )
         synced += 1
     return synced
+
+
+def sync_storage(spec: Spec) -> tuple[int, int]:
+    """`granularity sync`: (trials written to MLflow, records in storage) for `spec`'s sweep.
+
+    Takes the sweep's driver lock (a running driver syncs by itself), finds or
+    creates the sweep's parent run, then `sync_results`.
+    """
+    from filelock import FileLock, Timeout
+
+    storage = spec.resolved_storage_path()
+    if not (storage / "results").is_dir():
+        raise SweepError(f"nothing to sync: {storage / 'results'} does not exist")
+    lock = FileLock(str(storage / "driver.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SweepError(
+            f"a `granularity run` is driving this sweep (lock {storage / 'driver.lock'}); "
+            "it syncs by itself"
+        ) from None
+    try:
+        tracker = Tracker(spec)
+        parent = tracker.parent_run_id()
+        if parent is None:
+            tracker.start_parent(spec, json.dumps(spec.model_dump(mode="json"), indent=2))
+            tracker.end_parent("FINISHED")
+        else:
+            tracker.parent_id = parent
+        total = len(read_results(storage)) + len(
+            set(read_failures(storage)) - set(read_results(storage))
+        )
+        return sync_results(tracker, storage, spec.spec_hash()), total
+    finally:
+        lock.release()
 
 
 # ---- the sweep ------------------------------------------------------------------
@@ -269,6 +460,7 @@ class RunSummary:
     slots: int
     tuned: dict[str, Any] = field(default_factory=dict)
     not_run: int = 0
+    pending_sync: int = 0  # trials whose MLflow writes failed and are still not synced
 
     @property
     def ok(self) -> bool:
@@ -283,6 +475,12 @@ class RunSummary:
             f"pretrainings: {self.pretrainings_executed} executed "
             f"({self.pretrainings_planned} distinct in the plan); {self.packs} Ray trial(s)",
         ]
+        if self.pending_sync:
+            lines.append(
+                f"MLflow was unreachable: {self.pending_sync} trial result(s) pending sync, kept "
+                "in the sweep's storage (results/); run `granularity sync SPEC` (or `run` "
+                "again) once the tracking server is back"
+            )
         if self.failed:
             by_key = plan.by_key() if plan else {}
             lines.append("failed trials:")
@@ -323,7 +521,8 @@ def run_sweep(
             f"another `granularity run` is driving this sweep (lock {storage / 'driver.lock'})"
         ) from None
     try:
-        return _run_locked(spec, plan, fn, storage, address, verbose, stream, dataset, started)
+        with _interruptible():
+            return _run_locked(spec, plan, fn, storage, address, verbose, stream, dataset, started)
     finally:
         lock.release()
 
@@ -391,6 +590,7 @@ def _run_locked(
             slots=executor.slots,
             tuned={k if isinstance(k, str) else "/".join(map(str, k)): v for k, v in tuned.items()},
             not_run=recorder.scheduled - finished - len(recorder.failures),
+            pending_sync=len(executor.pending),
         )
         status = "FINISHED" if summary.ok else "FAILED"
         return summary, plan
@@ -398,7 +598,12 @@ def _run_locked(
         status = "KILLED"
         raise
     finally:
-        tracker.end_parent(status)
+        try:
+            tracker.end_parent(status)
+        except Exception as err:  # noqa: BLE001 (the trials' results are safe on disk)
+            print(
+                f"warning: could not mark the sweep's MLflow run {status}: {err}", file=sys.stderr
+            )
 
 
 @dataclass
@@ -415,6 +620,7 @@ class _Executor:
     address: str | None = None
     _ray: Any = None  # the open ray_session, started on first need
     _resources: dict[str, float] | None = None
+    recorders: list[Recorder] = field(default_factory=list)
 
     @property
     def slots(self) -> int:
@@ -472,8 +678,15 @@ class _Executor:
         ]
         progress = None if self.verbose else Progress(len(todo), stream=self.stream, label=label)
         recorder = Recorder(
-            self.tracker, self.storage, self.spec.spec_hash(), items, runs, progress
+            self.tracker,
+            self.storage,
+            self.spec.spec_hash(),
+            items,
+            runs,
+            progress,
+            stream=self.stream,
         )
+        self.recorders.append(recorder)
         for t in trials:  # results of trials done before, for the search's bookkeeping
             if t not in todo and t.trial_key in stored:
                 recorder.results[t.trial_key] = stored[t.trial_key]["result"]
@@ -487,14 +700,58 @@ class _Executor:
         try:
             self._run(ray_backend, packs, items, recorder, label)
         finally:
-            # Runs left open (Ctrl-C, a crash of the driver's loop) say so; their
-            # trials rerun next time (or sync, if a worker finished them meanwhile).
-            for key, run_id in recorder.open_runs.items():
-                if key not in recorder.results and key not in recorder.failures:
-                    self.tracker.set_status(run_id, "KILLED")
+            self._mark_killed(recorder, [t.trial_key for t in todo])
+        if recorder.pending:
+            self.sync_pending(recorder)
         if progress:
             progress.show(force=True)
         return recorder
+
+    def _mark_killed(self, recorder: Recorder, keys: Sequence[str]) -> None:
+        """Runs left open (Ctrl-C, a crash of the driver's loop) say so: KILLED.
+
+        Their trials rerun next time (or sync, if a worker finished them
+        meanwhile). MLflow is asked too: an interrupt can land after a run was
+        created and before the driver noted its id.
+        """
+        open_keys = [
+            k
+            for k in keys
+            if k not in recorder.results
+            and k not in recorder.failures
+            and k not in recorder.pending
+        ]
+        if not open_keys:
+            return
+        try:
+            states = self.tracker.trial_runs()
+        except Exception:  # noqa: BLE001 (unreachable: the next run finds them RUNNING)
+            states = {}
+        for key in open_keys:
+            state = states.get(key)
+            run_id = recorder.open_runs.get(key)
+            if run_id is None and state is not None and state.status == "RUNNING":
+                run_id = state.run_id
+            if run_id is not None and (state is None or state.status == "RUNNING"):
+                recorder._track(key, self.tracker.set_status, run_id, "KILLED")
+
+    def sync_pending(self, recorder: Recorder) -> None:
+        """After an outage: write what MLflow missed, if the server is back (else leave it)."""
+        try:
+            sync_results(self.tracker, self.storage, self.spec.spec_hash())
+            runs = self.tracker.trial_runs()
+        except Exception:  # noqa: BLE001 (still unreachable: stays pending)
+            return
+        for key in list(recorder.pending):
+            state = runs.get(key)
+            status = state.status if state else None
+            if status == "FINISHED" or (status == "FAILED" and key in recorder.failures):
+                recorder.pending.discard(key)
+
+    @property
+    def pending(self) -> set[str]:
+        """Trials of this run whose MLflow record is still incomplete."""
+        return {key for r in self.recorders for key in r.pending}
 
     def _run(
         self,

@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 ARM_KINDS = ("manual", "random", "cluster_within", "cluster_global", "perturbed", "scratch")
 LEVEL_KEYWORDS = ("all", "finer", "target_and_finer")
@@ -43,10 +44,42 @@ class SpecError(ValueError):
         super().__init__(f"invalid {source} ({len(self.problems)} problem(s)):\n{lines}")
 
 
-class _Strict(BaseModel):
-    """A spec section: unknown keys are errors (reported with the accepted ones)."""
+def _admits_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    if get_origin(annotation) is dict or annotation is dict:
+        return True  # free-form mappings (options, smoke)
+    return any(_admits_bool(arg) for arg in get_args(annotation) if get_origin(arg) is not list)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class _Strict(BaseModel):
+    """A spec section: unknown keys are errors (reported with the accepted ones).
+
+    Numbers are finite (no .nan / .inf) and a YAML boolean is never taken for a
+    number (`seeds: true` is an error, not 1).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            info = cls.model_fields.get(name) if isinstance(name, str) else None
+            if info is None or _admits_bool(info.annotation):
+                continue
+            items = value if isinstance(value, list) else [value]
+            for i, item in enumerate(items):
+                if isinstance(item, bool):
+                    where = f"{name}[{i}]" if isinstance(value, list) else name
+                    raise PydanticCustomError(
+                        "not_bool",
+                        "{where}: got the boolean {value}, expected a number or a name",
+                        {"where": where, "value": str(item).lower()},
+                    )
+        return data
 
 
 class DatasetSpec(_Strict):
@@ -115,6 +148,21 @@ class FactorsSpec(_Strict):
         default_factory=lambda: [ArmSpec(kind="manual")], min_length=1
     )
     levels: Literal["all", "finer", "target_and_finer"] | list[LevelItem] = "all"
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_listed(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError(
+                    "levels is an empty list; give level names or indices, or one of "
+                    + ", ".join(LEVEL_KEYWORDS)
+                )
+            repeated = _repeats(value)
+            if repeated:
+                raise ValueError(f"levels repeat: {repeated}")
+        return value
+
     data_fractions: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     backbones: list[BackboneSpec] = Field(
         default_factory=lambda: [BackboneSpec(name="twolayer")], min_length=1
@@ -157,18 +205,28 @@ class FactorsSpec(_Strict):
             if not 0.0 < f <= 1.0:
                 raise ValueError(f"data fraction {f} is outside (0, 1]")
         if len(set(value)) != len(value):
-            raise ValueError(f"data fractions repeat: {value}")
+            raise ValueError(f"data fractions repeat: {_repeats(value)}")
         return value
 
-    @model_validator(mode="after")
-    def _unique_arms(self) -> FactorsSpec:
-        labels = [label for arm in self.hierarchies for label in arm_labels(arm)]
-        repeated = sorted({x for x in labels if labels.count(x) > 1})
+    @field_validator("backbones")
+    @classmethod
+    def _unique_backbones(cls, value: list[BackboneSpec]) -> list[BackboneSpec]:
+        keys = [canonical_json(b.model_dump(mode="json")) for b in value]
+        repeated = sorted({value[i].name for i, k in enumerate(keys) if keys.count(k) > 1})
+        if repeated:
+            raise ValueError(f"backbones repeat: {repeated} (same name and options twice)")
+        return value
+
+    @field_validator("hierarchies")
+    @classmethod
+    def _unique_arms(cls, value: list[ArmSpec]) -> list[ArmSpec]:
+        labels = [label for arm in value for label in arm_labels(arm)]
+        repeated = _repeats(labels)
         if repeated:
             raise ValueError(
                 f"hierarchy arms repeat the label(s) {repeated}; give each a distinct `label`"
             )
-        return self
+        return value
 
 
 class StageSpec(_Strict):
@@ -296,8 +354,28 @@ class Spec(_Strict):
             if not value:
                 raise ValueError("seeds is an empty list")
             if len(set(value)) != len(value):
-                raise ValueError(f"seeds repeat: {value}")
+                raise ValueError(f"seeds repeat: {_repeats(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _json_options(self) -> Spec:
+        """Options end up in trial keys (canonical JSON): finite numbers, plain values only."""
+        sections: list[tuple[str, Any]] = [("dataset.options", self.dataset.options)]
+        sections += [
+            (f"factors.backbones[{i}].options", b.options)
+            for i, b in enumerate(self.factors.backbones)
+        ]
+        sections.append(("smoke", self.smoke))
+        for where, value in sections:
+            try:
+                canonical_json(json.loads(json.dumps(value, default=str)))
+            except ValueError as err:
+                raise PydanticCustomError(
+                    "not_json",
+                    "{where}: values must be finite numbers, strings, lists or mappings ({err})",
+                    {"where": where, "err": str(err)},
+                ) from None
+        return self
 
     @field_validator("pack")
     @classmethod
@@ -341,6 +419,17 @@ class Spec(_Strict):
         return canonical_hash(payload)
 
 
+def _repeats(values: Sequence[Any]) -> list[Any]:
+    """The values that occur more than once, in first-seen order."""
+    seen: list[Any] = []
+    out: list[Any] = []
+    for v in values:
+        if v in seen and v not in out:
+            out.append(v)
+        seen.append(v)
+    return out
+
+
 def arm_labels(arm: ArmSpec) -> list[str]:
     """Arm labels an ArmSpec expands to (one per p for perturbed)."""
     if arm.kind == "perturbed":
@@ -381,6 +470,9 @@ def _problems(err: ValidationError) -> list[str]:
         msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":
             text = f"{path}: required field is missing"
+        elif item["type"] in ("not_bool", "not_json"):
+            where = path if path != "(top level)" else ""
+            text = f"{where}.{msg}" if where and not msg.startswith(where) else msg
         elif item["type"] == "extra_forbidden":
             model = _model_for_loc(item["loc"][:-1])
             accepted = ", ".join(sorted(model.model_fields)) if model else "see the docs"

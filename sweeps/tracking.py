@@ -4,12 +4,17 @@ Only the driver writes (trial processes never touch MLflow), so an embedded
 SQLite store never sees two processes racing to create its schema: the
 `Tracker` creates the store and the experiment before any trial starts. A
 trial's run is found by its tag `granularity.trial_key`; a retried, resumed or
-re-synced trial continues that run, never a second one.
+re-synced trial continues that run, never a second one. Writes that may be
+repeated after an outage (`log_epochs(..., skip_logged=True)`,
+`finish_trial(..., skip_logged=True)`, `open_trial` on an existing run) log
+only what the run lacks, so a re-sync never duplicates a metric point.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +36,14 @@ HIERARCHY_HASH = "granularity.hierarchy_hash"
 PARENT = "mlflow.parentRunId"
 
 _BATCH = 900  # MLflow takes at most 1000 entities per log_batch
+
+# An unreachable tracking server should be noticed in seconds, not minutes
+# (MLflow's defaults retry 7 times with exponential backoff, 120 s timeout):
+# the driver then keeps the sweep going and syncs later. A user's own
+# settings win.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
 @dataclass(frozen=True)
@@ -177,6 +190,10 @@ class Tracker:
             self.client.update_run(existing.run_id, status="RUNNING")
             if existing.failure:
                 self.client.delete_tag(existing.run_id, FAILURE)
+            # A driver killed between creating the run and logging its params.
+            missing = {k: v for k, v in params.items() if k not in existing.params}
+            if missing:
+                self._log(existing.run_id, params=missing)
             return existing.run_id
         all_tags = {
             ROLE: "trial",
@@ -189,8 +206,13 @@ class Tracker:
         self._log(run.info.run_id, params=params)
         return run.info.run_id
 
-    def log_epochs(self, run_id: str, epochs: Sequence[Sequence[Any]]) -> None:
-        """Per-epoch metrics: `[[step, {name: value}], ...]`."""
+    def log_epochs(
+        self, run_id: str, epochs: Sequence[Sequence[Any]], *, skip_logged: bool = False
+    ) -> None:
+        """Per-epoch metrics: `[[step, {name: value}], ...]`.
+
+        `skip_logged`: leave out (metric, step) points the run already has (a re-sync).
+        """
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -199,7 +221,20 @@ class Tracker:
             for step, values in epochs
             for name, value in values.items()
         ]
+        if skip_logged and metrics:
+            have = self.client.get_run(run_id).data.metrics
+            steps: dict[str, set[int]] = {}
+            for name in {m.key for m in metrics if m.key in have}:
+                steps[name] = {m.step for m in self.client.get_metric_history(run_id, name)}
+            metrics = [m for m in metrics if m.step not in steps.get(m.key, ())]
         self._log(run_id, metrics=metrics)
+
+    def logged_points(self, run_id: str) -> set[tuple[str, int]]:
+        """(metric, step) pairs a run already holds."""
+        names = self.client.get_run(run_id).data.metrics
+        return {
+            (name, m.step) for name in names for m in self.client.get_metric_history(run_id, name)
+        }
 
     def finish_trial(
         self,
@@ -209,16 +244,24 @@ class Tracker:
         config: Mapping[str, Any],
         attempts: int,
         params: Mapping[str, str] | None = None,
+        skip_logged: bool = False,
     ) -> None:
-        """Final metrics, the resolved config artifact, FINISHED."""
+        """Final metrics, the resolved config artifact, FINISHED.
+
+        `skip_logged`: leave out metrics and params the run already holds (a re-sync).
+        """
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in result.items()]
         extra = dict(params or {})
         for name in ("num_train",):
-            if name in result:
+            if name in result and math.isfinite(float(result[name])):
                 extra[name] = str(int(result[name]))
+        if skip_logged:
+            data = self.client.get_run(run_id).data
+            metrics = [m for m in metrics if not _same(data.metrics.get(m.key), m.value)]
+            extra = {k: v for k, v in extra.items() if k not in data.params}
         self._log(run_id, metrics=metrics, params=extra, tags={ATTEMPTS: str(attempts)})
         self.client.log_text(run_id, json.dumps(config, indent=2, sort_keys=True), "config.json")
         self.client.set_terminated(run_id, status="FINISHED")
@@ -251,3 +294,9 @@ class Tracker:
             room = _BATCH - len(p) - len(t)
             m, metrics = metrics[:room], metrics[room:]
             self.client.log_batch(run_id, metrics=m, params=p, tags=t)
+
+
+def _same(logged: float | None, value: float) -> bool:
+    if logged is None:
+        return False
+    return logged == value or (math.isnan(logged) and math.isnan(value))

@@ -310,7 +310,7 @@ def test_quickstart_smoke_with_the_real_trainable(tmp_path, mlflow_dir, ray_addr
     spec = str(ROOT / "sweeps" / "quickstart.yaml")
     overrides = [
         "factors.hierarchies=[manual, cluster_within, scratch]",
-        "factors.levels=[class, extra1]",
+        "factors.levels=[class, extra2]",
         f"tracking.uri=sqlite:///{mlflow_dir / 'mlflow.db'}",
         "name=quickstart-smoke",
     ]
@@ -321,7 +321,7 @@ def test_quickstart_smoke_with_the_real_trainable(tmp_path, mlflow_dir, ray_addr
     for run in trials:
         assert 0.0 <= run.data.metrics["target_error"] <= 1.0
         assert "finetune/loss" in run.data.metrics
-    # extra1 is every arm's finest level: one pretraining serves both arms.
-    finest = [r for r in trials if r.data.params["level_name"] == "extra1"]
+    # extra2 is every arm's finest level: one pretraining serves both arms.
+    finest = [r for r in trials if r.data.params["level_name"] == "extra2"]
     assert len({r.data.tags["granularity.pretrain_key"] for r in finest}) == 1
     assert sorted(r.data.metrics["pretrain_reused"] for r in finest) == [0.0, 1.0]

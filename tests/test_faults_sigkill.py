@@ -1,0 +1,123 @@
+"""The driver killed with SIGKILL at 10 random moments of one sweep, rerun each time (slow).
+
+Moments are drawn (seeded) over the whole life of a driver: while it starts,
+creates the MLflow store and parent run, syncs, schedules, logs events. At the
+end: exactly one FINISHED run per trial_key, every final metric and every
+per-epoch point present exactly once, no duplicate runs, and no trial that had
+a result file before a kill ran again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import sweeps_fake
+import yaml
+
+from sweeps import commands
+from sweeps.packs import read_results
+from sweeps.spec import load_spec
+from sweeps.tracking import Tracker
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+KILLS = 10
+
+
+def calls(store: Path) -> Counter:
+    log = store / sweeps_fake.CALLS_FILE
+    lines = log.read_text().splitlines() if log.exists() else []
+    return Counter(json.loads(line)["trial_key"] for line in lines)
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    from sweeps.ray_backend import _ship_by_value, ray_session
+
+    _ship_by_value(sweeps_fake.train)
+    with ray_session(num_cpus=2) as info:
+        yield info["address"]
+
+
+def test_ten_sigkills_then_one_finished_run_per_trial(tmp_path, ray_address, capsys):
+    raw = {
+        "name": "sigkill-10",
+        "dataset": {"name": "sweeps_fake:fake_dataset", "options": {"sleep": 0.2}},
+        "trainable": "sweeps_fake:train",
+        "target": "coarse",
+        "factors": {"hierarchies": ["manual", "random", "scratch"], "levels": ["mid", "leaf"]},
+        "seeds": 4,
+        "pretrain": {"epochs": 3},
+        "finetune": {"epochs": 2},
+        "retries": 1,
+        "pack": 2,
+        "storage_path": str(tmp_path / "store"),
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    }
+    path = tmp_path / "sigkill.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    store = tmp_path / "store"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
+    rng = random.Random(7)
+    moments = []
+    calls_when_done: dict[str, int] = {}  # trial_key -> calls of it when its result first existed
+    for _ in range(KILLS):
+        delay = rng.uniform(1.0, 12.0)  # a driver needs ~5 s to start its first trial here
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "sweeps.commands", "run", str(path), "--address", ray_address],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        exited = driver.poll() is not None
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+        time.sleep(0.5)  # let Ray reap the dead driver's workers
+        moments.append((round(delay, 2), len(read_results(store)), exited))
+        now = calls(store)
+        for key in read_results(store):
+            calls_when_done.setdefault(key, now[key])
+    # The kills landed while a driver was working (else the sweep was too short).
+    assert sum(exited for _, _, exited in moments) == 0, moments
+    assert sum(0 < n < 20 for _, n, _ in moments) >= 3, moments  # several kills mid-sweep
+    assert commands.main(["run", str(path)]) == 0, capsys.readouterr()
+    (tmp_path / "kills.json").write_text(json.dumps(moments))
+
+    spec = load_spec(path)
+    tracker = Tracker(spec, create=False)
+    runs = tracker.client.search_runs([tracker.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("granularity.role") == "sweep"]
+    trials = [r for r in runs if r.data.tags.get("granularity.role") == "trial"]
+    assert len(parents) == 1
+    keys = [r.data.tags["granularity.trial_key"] for r in trials]
+    assert len(keys) == len(set(keys)) == 20  # no duplicate runs
+    assert {r.info.status for r in trials} == {"FINISHED"}
+    stored = read_results(store)
+    assert set(stored) == set(keys)
+    for run in trials:
+        record = stored[run.data.tags["granularity.trial_key"]]
+        assert set(record["result"]) <= set(run.data.metrics)
+        for name in {n for _, values in record["history"] for n in values}:
+            points = Counter(
+                m.step for m in tracker.client.get_metric_history(run.info.run_id, name)
+            )
+            expected = {s for s, v in record["history"] if name in v}
+            assert set(points) == expected and max(points.values()) == 1, (name, points)
+        for name in ("target_error", "num_train"):
+            assert len(tracker.client.get_metric_history(run.info.run_id, name)) == 1
+        assert "num_train" in run.data.params and "pretrain.epochs" in run.data.params
+    final_calls = calls(store)
+    assert all(final_calls[k] == n for k, n in calls_when_done.items())  # finished work never reran
+    print(f"kills (delay s, results on disk, exited): {moments}; runs checked: {len(trials)}")
