@@ -41,6 +41,29 @@ def label_function_hash(mapping: np.ndarray) -> str:
     return hashlib.sha256(canon.astype("<i8").tobytes()).hexdigest()[:16]
 
 
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` via a temporary file, fsync and rename.
+
+    A reader (or a crash) never sees half a file. Every package's persistent
+    files (hierarchies, checkpoints, result records) go through here.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp creates 0600; these files are shared (Ray workers, other users).
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 @dataclass
 class Hierarchy:
     """A tree over `leaf_names`, cut into levels (coarsest first).
@@ -207,19 +230,7 @@ class Hierarchy:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSON atomically: a reader never sees a half-written file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            # mkstemp creates 0600; a hierarchy file is shared (Ray workers, other users).
-            os.chmod(tmp, 0o644)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.to_dict(), handle)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomic(path, json.dumps(self.to_dict()).encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Hierarchy:

@@ -25,12 +25,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from hierarchies.core import write_atomic
 
 Emit = Callable[[list[dict[str, Any]]], None]
 Trainable = Callable[[dict, Callable[[dict, int], None] | None], dict]
@@ -85,17 +86,7 @@ def failure_path(storage: str | os.PathLike, trial_key: str) -> Path:
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON so that a reader (or a crash) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(payload).encode())
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from filelock import FileLock
 
+from hierarchies.core import write_atomic
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -39,19 +41,6 @@ def _sha256(path: Path) -> str:
 def digest_path(path: str | os.PathLike) -> Path:
     """The checksum sidecar of checkpoint `path`: `<path>.sha256`."""
     return Path(str(path) + ".sha256")
-
-
-def _write_atomic(data: bytes, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -69,7 +58,7 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
         torch.save(obj, tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        _write_atomic(f"{_sha256(Path(tmp))}  {path.name}\n".encode(), digest_path(path))
+        write_atomic(digest_path(path), f"{_sha256(Path(tmp))}  {path.name}\n".encode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
