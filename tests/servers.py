@@ -60,13 +60,31 @@ def postgres_server(root: Path) -> Iterator[str]:
     run([_pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
     run(
         [
-            _pg_bin("pg_ctl"), "-D", str(data), "-w", "-l", str(root / "pg.log"), "start",
-            "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off",
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "pg.log"),
+            "start",
+            "-o",
+            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off",
         ]
     )
     try:
-        run([_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-             "-c", "CREATE DATABASE mlflow"])
+        run(
+            [
+                _pg_bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-c",
+                "CREATE DATABASE mlflow",
+            ]
+        )
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
     finally:
         subprocess.run(
@@ -83,13 +101,24 @@ def mlflow_server(backend_uri: str, artifact_root: Path, *, timeout_s: float = 9
     log = open(artifact_root.parent / f"mlflow-server-{port}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", backend_uri,
-            "--artifacts-destination", str(artifact_root),
-            "--workers", "2",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            backend_uri,
+            "--artifacts-destination",
+            str(artifact_root),
+            "--workers",
+            "2",
         ],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
