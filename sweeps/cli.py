@@ -31,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen subcommand; its return value is the exit code.
 
-    Each subcommand sets `func(args) -> int`. Errors a user can fix are raised as
-    `UserError` (or ValueError subclasses) and printed without a traceback.
+    Each subcommand sets `func(args) -> int`. Errors a user can fix (ValueError and
+    its subclasses such as SpecError, missing files, the registries' "Unknown ..."
+    RuntimeErrors) are printed as one line, exit code 2, without a traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, LookupError) as err:
+    except (ValueError, FileNotFoundError, LookupError, RuntimeError) as err:
         print(f"granularity {args.command}: error: {err}", file=sys.stderr)
         return 2
 

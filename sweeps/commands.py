@@ -202,18 +202,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the sweep subcommands alone (`python -m sweeps.commands run spec.yaml`)."""
-    parser = argparse.ArgumentParser(prog="granularity")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, LookupError, RuntimeError) as err:
-        print(f"granularity {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    """`python -m sweeps.commands ...`: the same as the `granularity` command."""
+    from sweeps.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
