@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -93,33 +95,41 @@ def postgres_server(root: Path) -> Iterator[str]:
         )
 
 
+@dataclass
+class Server:
+    """A running `mlflow server`: its URL and process (a test may kill it mid-sweep)."""
+
+    url: str
+    proc: subprocess.Popen
+
+
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifact_root: Path, *, timeout_s: float = 90) -> Iterator[str]:
-    """`mlflow server` on 127.0.0.1 over `backend_uri`; yields its http URL."""
-    port = free_port()
+def mlflow_server(
+    backend_uri: str,
+    artifact_root: Path,
+    *,
+    port: int | None = None,
+    workers: int = 2,
+    timeout_s: float = 90,
+) -> Iterator[Server]:
+    """`mlflow server` on 127.0.0.1 over `backend_uri` (on `port`, else a free one).
+
+    A fixed port lets a test bring the server back at the same address.
+    """
+    port = port or free_port()
     artifact_root.mkdir(parents=True, exist_ok=True)
-    log = open(artifact_root.parent / f"mlflow-server-{port}.log", "wb")  # noqa: SIM115
+    log_path = artifact_root.parent / f"mlflow-server-{port}.log"
+    log = open(log_path, "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            backend_uri,
-            "--artifacts-destination",
-            str(artifact_root),
-            "--workers",
-            "2",
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", backend_uri,
+            "--artifacts-destination", str(artifact_root),
+            "--workers", str(workers),
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -132,12 +142,13 @@ def mlflow_server(backend_uri: str, artifact_root: Path, *, timeout_s: float = 9
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
-                tail = (artifact_root.parent / f"mlflow-server-{port}.log").read_text()[-2000:]
-                raise RuntimeError(f"mlflow server did not start on {url}:\n{tail}")
+                raise RuntimeError(
+                    f"mlflow server did not start on {url}:\n{log_path.read_text()[-2000:]}"
+                )
             time.sleep(0.5)
-        yield url
+        yield Server(url, proc)
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         log.close()

@@ -16,18 +16,15 @@ PostgreSQL cluster and `mlflow server --backend-store-uri postgresql+psycopg2://
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,7 +143,8 @@ def check_complete(spec_path: Path, storage: Path) -> int:
 def test_eight_concurrent_trials_log_everything_to_postgres(
     tmp_path, postgres, ray_address, capsys
 ):
-    with mlflow_server(postgres, tmp_path / "artifacts") as url:
+    with mlflow_server(postgres, tmp_path / "artifacts") as server:
+        url = server.url
         path = write_spec(tmp_path, "pg-eight", url, options={"sleep": 0.4})
         assert load_spec(path).slots() == 8
         assert commands.main(["run", str(path)]) == 0
@@ -168,51 +166,6 @@ def test_eight_concurrent_trials_log_everything_to_postgres(
         assert "20 already done, 0 run now" in capsys.readouterr().out
 
 
-@contextlib.contextmanager
-def mlflow_on_port(
-    port: int, backend: str, artifacts: Path, log: Path
-) -> Iterator[subprocess.Popen]:
-    """`mlflow server` on 127.0.0.1:`port` (so it can come back at the same address)."""
-    handle = open(log, "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            backend,
-            "--artifacts-destination",
-            str(artifacts),
-            "--workers",
-            "1",
-        ],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(log.read_text()[-2000:]) from None
-                time.sleep(0.5)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        handle.close()
-
-
 def test_server_lost_mid_sweep_loses_nothing_and_duplicates_nothing(
     tmp_path, postgres, ray_address, capsys
 ):
@@ -226,14 +179,14 @@ def test_server_lost_mid_sweep_loses_nothing_and_duplicates_nothing(
     storage = tmp_path / "store"
     killed_after: list[int] = []
 
-    with mlflow_on_port(port, postgres, artifacts, tmp_path / "server.log") as server:
+    with mlflow_server(postgres, artifacts, port=port, workers=1) as server:
 
         def kill_when_two_finished() -> None:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and len(read_results(storage)) < 2:
                 time.sleep(0.05)
             killed_after.append(len(read_results(storage)))
-            os.killpg(server.pid, signal.SIGKILL)
+            os.killpg(server.proc.pid, signal.SIGKILL)
 
         killer = threading.Thread(target=kill_when_two_finished, daemon=True)
         killer.start()
@@ -247,7 +200,7 @@ def test_server_lost_mid_sweep_loses_nothing_and_duplicates_nothing(
     assert pending >= 15 - killed_after[0] - 2
     assert len(read_results(storage)) == 15  # nothing lost
 
-    with mlflow_on_port(port, postgres, artifacts, tmp_path / "server.log"):
+    with mlflow_server(postgres, artifacts, port=port, workers=1):
         assert commands.main(["sync", str(path)]) == 0
         out = capsys.readouterr().out
         written = int(re.search(r"(\d+) trial\(s\) written", out).group(1))

@@ -61,7 +61,8 @@ def test_quickstart_sweep_is_browsable_in_the_mlflow_ui(tmp_path: Path) -> None:
     sweep = [r for r in runs if r.data.tags.get("granularity.role") == "sweep"]
     assert len(sweep) == 1 and len(trials) >= 10
 
-    with mlflow_server(store, tmp_path / "artifacts-served") as url:
+    with mlflow_server(store, tmp_path / "artifacts-served") as server:
+        url = server.url
         shot = tmp_path / "mlflow-ui.png"
         page = render(f"{url}/#/experiments/{experiment.experiment_id}/runs", screenshot=shot)
         counted = re.search(r"<strong>(\d+)</strong>\s*matching runs", page)
