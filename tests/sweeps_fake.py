@@ -91,3 +91,32 @@ def train(config: dict, report) -> dict:
 def fake_dataset(**options) -> FakeDataset:
     """The fake dataset as a `module:function` dataset name (options steer `train`)."""
     return FakeDataset()
+
+
+def write_fake_spec(
+    folder: Path, name: str, *, tracking_uri: str, options: dict | None = None, **fields
+) -> Path:
+    """A small spec over the fake dataset and trainable, written to `folder/<name>.yaml`.
+
+    Defaults: manual/random/scratch x mid/leaf x 2 seeds, 2+2 epochs, 1 retry,
+    storage in `folder/store`; `fields` replace top-level keys.
+    """
+    import yaml
+
+    raw = {
+        "name": name,
+        "dataset": {"name": "sweeps_fake:fake_dataset", "options": options or {}},
+        "trainable": "sweeps_fake:train",
+        "target": "coarse",
+        "factors": {"hierarchies": ["manual", "random", "scratch"], "levels": ["mid", "leaf"]},
+        "seeds": 2,
+        "pretrain": {"epochs": 2},
+        "finetune": {"epochs": 2},
+        "retries": 1,
+        "storage_path": str(folder / "store"),
+        "tracking": {"uri": tracking_uri},
+        **fields,
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 import sweeps_fake
-import yaml
 from servers import free_port, mlflow_server, postgres_available, postgres_server
+from sweeps_fake import write_fake_spec
 
 from sweeps import commands
 from sweeps.packs import read_results
@@ -91,25 +91,15 @@ def ray_address():
 
 
 def write_spec(tmp_path: Path, name: str, uri: str, **extra) -> Path:
-    raw = {
-        "name": name,
-        "dataset": {"name": "sweeps_fake:fake_dataset", "options": extra.pop("options", {})},
+    fields = {
         "trainable": "test_cluster_mlflow_postgres:timed_train",
-        "target": "coarse",
-        "factors": {"hierarchies": ["manual", "random", "scratch"], "levels": ["mid", "leaf"]},
         "seeds": 4,
         "pretrain": {"epochs": 3},
-        "finetune": {"epochs": 2},
-        "retries": 1,
         "pack": 1,
         "resources": {"cpu": 0.25},
-        "storage_path": str(tmp_path / "store"),
-        "tracking": {"uri": uri},
+        **extra,
     }
-    raw.update(extra)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_fake_spec(tmp_path, name, tracking_uri=uri, **fields)
 
 
 def check_complete(spec_path: Path, storage: Path) -> int:

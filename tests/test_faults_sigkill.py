@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import sweeps_fake
-import yaml
+from sweeps_fake import write_fake_spec
 
 from sweeps import commands
 from sweeps.packs import read_results
@@ -51,22 +51,15 @@ def ray_address():
 
 
 def test_ten_sigkills_then_one_finished_run_per_trial(tmp_path, ray_address, capsys):
-    raw = {
-        "name": "sigkill-10",
-        "dataset": {"name": "sweeps_fake:fake_dataset", "options": {"sleep": 0.2}},
-        "trainable": "sweeps_fake:train",
-        "target": "coarse",
-        "factors": {"hierarchies": ["manual", "random", "scratch"], "levels": ["mid", "leaf"]},
-        "seeds": 4,
-        "pretrain": {"epochs": 3},
-        "finetune": {"epochs": 2},
-        "retries": 1,
-        "pack": 2,
-        "storage_path": str(tmp_path / "store"),
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-    }
-    path = tmp_path / "sigkill.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path = write_fake_spec(
+        tmp_path,
+        "sigkill-10",
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        options={"sleep": 0.2},
+        seeds=4,
+        pretrain={"epochs": 3},
+        pack=2,
+    )
     store = tmp_path / "store"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
     rng = random.Random(7)

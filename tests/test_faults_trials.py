@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import sweeps_fake
-import yaml
+from sweeps_fake import write_fake_spec
 
 from sweeps import commands
 from sweeps.packs import read_results
@@ -64,26 +64,10 @@ def ray_address():
 
 
 def write_spec(tmp_path: Path, name: str, **extra) -> Path:
-    raw = {
-        "name": name,
-        "dataset": {"name": "sweeps_fake:fake_dataset", "options": extra.pop("options", {})},
-        "trainable": "test_faults_trials:faulty_train",
-        "target": "coarse",
-        "factors": {
-            "hierarchies": ["manual", "random", "scratch"],
-            "levels": ["mid", "leaf"],
-        },
-        "seeds": 1,
-        "pretrain": {"epochs": 2},
-        "finetune": {"epochs": 2},
-        "retries": 2,
-        "storage_path": str(tmp_path / "store"),
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-    }
-    raw.update(extra)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    fields = {"trainable": "test_faults_trials:faulty_train", "seeds": 1, "retries": 2, **extra}
+    return write_fake_spec(
+        tmp_path, name, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", **fields
+    )
 
 
 def trial_runs(path: Path) -> list:

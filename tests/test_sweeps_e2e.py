@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from sweeps_fake import CALLS_FILE
+from sweeps_fake import CALLS_FILE, write_fake_spec
 
 from sweeps import commands
 from sweeps.packs import read_results
@@ -44,27 +43,9 @@ def mlflow_dir(tmp_path_factory):
 
 
 def write_spec(tmp_path: Path, mlflow_dir: Path, name: str, **extra) -> Path:
-    raw = {
-        "name": name,
-        "dataset": {"name": "sweeps_fake:fake_dataset", "options": extra.pop("options", {})},
-        "trainable": "sweeps_fake:train",
-        "target": "coarse",
-        "factors": {
-            "hierarchies": ["manual", "random", "scratch"],
-            "levels": ["mid", "leaf"],
-            "data_fractions": [1.0],
-        },
-        "seeds": 2,
-        "pretrain": {"epochs": 2},
-        "finetune": {"epochs": 2},
-        "retries": 1,
-        "storage_path": str(tmp_path / "store"),
-        "tracking": {"uri": f"sqlite:///{mlflow_dir / 'mlflow.db'}"},
-    }
-    raw.update(extra)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_fake_spec(
+        tmp_path, name, tracking_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}", **extra
+    )
 
 
 def run_cli(*argv: str) -> int:
