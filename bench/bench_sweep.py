@@ -6,7 +6,11 @@ storage) and prints:
 - wall time of `granularity run`, and the sum of the trials' own times (each
   logical trial's wall time inside its worker);
 - overhead ratio = wall / (sum of trial times / parallel slots): 1.0 would be
-  a perfectly packed machine with free orchestration;
+  a perfectly packed machine with free orchestration; the overhead split into
+  start-up (to the first trial), idle slots while trials run, and shutdown;
+- the trials' own CPU time: on a small machine the driver (MLflow writes), Ray's
+  daemons and the trials share the cores, so a trial's wall time includes
+  waiting for one;
 - pretrainings executed against trials (shared label functions run once).
 
 Usage:
@@ -48,11 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     if any(workdir.iterdir()) and not args.keep:
         raise SystemExit(f"{workdir} is not empty")
 
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     summary, plan = run_sweep(spec)
     wall = time.monotonic() - started
     records = read_results(plan.storage)
     trial_s = sum(r.get("wall_s") or 0.0 for r in records.values())
+    cpu_s = sum(r.get("cpu_s") or 0.0 for r in records.values())
+    first = min(r["finished_at"] - r["wall_s"] for r in records.values()) - started_at
+    last = max(r["finished_at"] for r in records.values()) - started_at
     ideal = trial_s / summary.slots if summary.slots else float("nan")
     print(
         f"spec {spec_path.name}: {summary.planned} trials, {summary.packs} Ray trial(s), "
@@ -66,6 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         f"overhead ratio:          {wall / ideal if ideal else float('nan'):8.2f}  (wall / ideal)"
     )
     print(f"overhead:                {wall - ideal:8.1f} s  (startup, MLflow, Ray, idle slots)")
+    print(f"  start to first trial:  {first:8.1f} s  (plan, MLflow store, Ray, workers)")
+    print(
+        f"  trials:                {last - first:8.1f} s  "
+        f"(slots busy {trial_s / summary.slots / (last - first):.0%})"
+    )
+    print(f"  last trial to return:  {wall - last:8.1f} s  (Ray shutdown)")
+    print(
+        f"trials' own CPU time:    {cpu_s:8.1f} s  ({1 - cpu_s / trial_s:.0%} of their wall time "
+        "they waited for a core: driver, MLflow, Ray daemons)"
+    )
     print(
         f"pretrainings executed:   {summary.pretrainings_executed:8d}  "
         f"of {summary.planned - sum(t.is_scratch for t in plan.trials)} pretrained trials "

@@ -89,6 +89,9 @@ def sweep_rows(spec: str | None, overrides: list[str]) -> list[Row]:
     executed = number(r"^pretrainings executed:\s+(\d+)", text)
     pretrained = number(r"of (\d+) pretrained trials", text)
     distinct = number(r"\((\d+) distinct pretrain keys\)", text)
+    startup = number(r"^  start to first trial:\s+([\d.]+) s", text)
+    busy = number(r"^  trials:\s+[\d.]+ s\s+\(slots busy (\d+)%\)", text)
+    waited = number(r"\((\d+)% of their wall time", text)
     name = Path(spec).stem if spec else "quickstart"
     return [
         (f"{name} wall time", fmt(wall, " s"), "target <= 180 s on 2 cores"),
@@ -96,6 +99,12 @@ def sweep_rows(spec: str | None, overrides: list[str]) -> list[Row]:
             f"{name} overhead ratio",
             fmt(ratio, "", 2),
             "wall / (trial time / slots); target <= 1.15",
+        ),
+        (
+            f"{name} start to first trial",
+            fmt(startup, " s"),
+            f"then slots busy {fmt(busy, '%', 0)}; trials waited for a core "
+            f"{fmt(waited, '%', 0)} of their time",
         ),
         (
             "pretrainings executed / pretrained trials",

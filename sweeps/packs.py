@@ -43,15 +43,29 @@ FLUSH_S = 2.0
 
 
 class Outbox:
-    """Buffers a pack's events and sends them in batches (time-based, and at the end)."""
+    """Buffers a pack's events and sends them in batches (time-based, and at the end).
+
+    A trial's `start` goes at once when trials are long (the pack's first
+    trial, or one after a trial that took `flush_s` or more), so MLflow shows
+    it running and the previous trial's result is not held back until the
+    next report; short trials' events wait for the next flush window, so a
+    run of short trials costs a few reports (and few MLflow writes) per window.
+    """
 
     def __init__(self, emit: Emit, flush_s: float = FLUSH_S) -> None:
         self.emit = emit
         self.flush_s = flush_s
         self.pending: list[dict[str, Any]] = []
         self.last = time.monotonic()
+        self.trial_started: float | None = None  # when the current trial's start was put
+        self.long_trials = True  # until a trial shows otherwise
 
     def put(self, event: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if event["event"] == "start":
+            self.trial_started = now
+        elif event["event"] in ("final", "failed") and self.trial_started is not None:
+            self.long_trials = now - self.trial_started >= self.flush_s
         if (
             event["event"] == "epochs"
             and self.pending
@@ -61,10 +75,8 @@ class Outbox:
             self.pending[-1]["epochs"].extend(event["epochs"])
         else:
             self.pending.append(event)
-        # A lone `start` goes at once (a long trial shows as running); anything
-        # else waits for the next flush window.
-        lone_start = event["event"] == "start" and len(self.pending) == 1
-        if lone_start or time.monotonic() - self.last >= self.flush_s:
+        long_start = event["event"] == "start" and self.long_trials
+        if long_start or now - self.last >= self.flush_s:
             self.flush()
 
     def flush(self) -> None:
@@ -144,11 +156,11 @@ def _read_history(path: Path | None) -> list[list[Any]]:
             step, metrics = json.loads(line)
         except (json.JSONDecodeError, ValueError, TypeError):
             continue
-        _add_epoch(out, [int(step), metrics])
+        add_epoch(out, [int(step), metrics])
     return out
 
 
-def _add_epoch(history: list[list[Any]], entry: list[Any]) -> None:
+def add_epoch(history: list[list[Any]], entry: list[Any]) -> None:
     """Append `[step, metrics]`, replacing an earlier report of the same step and metrics.
 
     A trial restarted without a checkpoint reports its first epochs again; the
@@ -240,7 +252,7 @@ def _run_logical(
 
     def report(metrics: dict[str, Any], step: int) -> None:
         entry = [int(step), _finite(metrics)]
-        _add_epoch(history, entry)
+        add_epoch(history, entry)
         if history_file is not None:
             history_file.parent.mkdir(parents=True, exist_ok=True)
             with open(history_file, "a") as handle:
@@ -251,7 +263,7 @@ def _run_logical(
         if attempt > 1:
             _release_memory()  # outside the except block: the failed frames are gone
         outbox.put({"event": "start", "trial_key": key, "attempt": attempt})
-        started = time.time()
+        started, cpu_started = time.time(), time.process_time()
         try:
             result = trainable(dict(config), report)
         except Exception as err:  # noqa: BLE001 (any failure of user code is a trial failure)
@@ -285,6 +297,7 @@ def _run_logical(
             "history": history,
             "attempts": attempt,
             "wall_s": time.time() - started,
+            "cpu_s": time.process_time() - cpu_started,  # the worker process's CPU time
             "finished_at": time.time(),
         }
         write_json_atomic(result_path(storage, key), record)

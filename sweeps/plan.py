@@ -41,6 +41,7 @@ _NOT_IN_KEY = (
     "trial_key",
     "pretrain_key",
     "device",
+    "checkpoint_every_s",
 )
 
 HierarchyBuilder = Callable[..., Any]
@@ -448,6 +449,7 @@ def _make_trial(
         "pretrain": spec.pretrain.model_dump(),
         "finetune": spec.finetune.model_dump(),
         "device": spec.device,
+        "checkpoint_every_s": spec.checkpoint_every_s,
     }
     cell = (label, level_name or "scratch", fraction, backbone.name)
     values: dict[str, Any] = {}

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +66,52 @@ def ray_session(
     finally:
         if started:
             ray.shutdown()
+
+
+class BackgroundSession:
+    """A `ray_session` opened on a helper thread, so the driver's own set-up runs meanwhile.
+
+    Starting a local Ray takes seconds, mostly waiting for its daemons; the
+    driver creates the MLflow store in that time. The thread lives until
+    `close`: the daemons are started with PR_SET_PDEATHSIG, which Linux ties
+    to the thread that spawned them, so they would die with a thread that
+    returned.
+    """
+
+    def __init__(
+        self, *, address: str | None = None, num_cpus: int | None = None, verbose: bool = False
+    ) -> None:
+        self._kwargs = {"address": address, "num_cpus": num_cpus, "verbose": verbose}
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._info: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._hold, name="granularity-ray", daemon=True)
+        self._thread.start()
+
+    def _hold(self) -> None:
+        try:
+            with ray_session(**self._kwargs) as info:
+                self._info = info
+                self._ready.set()
+                self._stop.wait()
+        except BaseException as err:  # noqa: BLE001 (re-raised in the driver's thread by wait)
+            self._error = err
+        finally:
+            self._ready.set()
+
+    def wait(self) -> dict[str, Any]:
+        """Block until Ray is up; its address and resources (or the error that stopped it)."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._info is not None
+        return self._info
+
+    def close(self) -> None:
+        """Shut down the Ray started here (a Ray that was running already is left alone)."""
+        self._stop.set()
+        self._thread.join()
 
 
 def _pack_trainable(

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sweeps.packs import (
+    add_epoch,
     failure_path,
     make_packs,
     read_failures,
@@ -48,7 +49,14 @@ from sweeps.packs import (
 )
 from sweeps.plan import Plan, Trial, build_plan
 from sweeps.spec import Spec, SpecError
-from sweeps.tracking import HIERARCHY_HASH, LABEL_FN, PRETRAIN_KEY, RunState, Tracker
+from sweeps.tracking import (
+    HIERARCHY_HASH,
+    LABEL_FN,
+    PRETRAIN_KEY,
+    RunState,
+    Tracker,
+    WriteQueue,
+)
 
 Trainable = Callable[[dict, Callable[[dict, int], None] | None], dict]
 
@@ -190,20 +198,27 @@ class Recorder:
     tracking_errors: int = 0
     retry_tracking_at: float = 0.0  # while offline, MLflow is not tried before this
     stream: TextIO | None = None
+    writer: WriteQueue | None = None  # set while Ray runs: the Tune loop never waits on MLflow
 
     # While the tracking server is unreachable, each trial's writes are skipped
     # (not retried event by event, which would stall the Tune loop in HTTP
     # retries); the server is tried again after this many seconds.
     OFFLINE_RETRY_S = 10.0
 
-    def _track(self, key: str, write: Callable[..., Any], *args: Any) -> bool:
-        """Do one MLflow write for trial `key`; on failure mark it pending and go on."""
+    def _track(self, key: str, write: Callable[..., Any], *args: Any) -> None:
+        """Do one MLflow write for trial `key`: on the writer thread while Ray runs, else now."""
+        if self.writer is not None:
+            self.writer.submit(lambda: self._write(key, write, *args))
+        else:
+            self._write(key, write, *args)
+
+    def _write(self, key: str, write: Callable[..., Any], *args: Any) -> None:
+        """One MLflow write; on failure mark the trial pending and go on."""
         if key in self.pending or time.monotonic() < self.retry_tracking_at:
             self.pending.add(key)
-            return False
+            return
         try:
             write(*args)
-            return True
         except Exception as err:  # noqa: BLE001 (any tracking failure: the sweep goes on)
             self.pending.add(key)
             self.tracking_errors += 1
@@ -217,70 +232,106 @@ class Recorder:
                     file=self.stream if self.stream is not None else sys.stderr,
                     flush=True,
                 )
-            return False
 
-    def _epochs(self, key: str, epochs: Sequence[Sequence[Any]]) -> None:
-        """Log per-epoch metrics not logged yet: each (metric, step) once per run."""
-        self._track(key, self._log_epochs, key, epochs)
-
-    def _log_epochs(self, key: str, epochs: Sequence[Sequence[Any]]) -> None:
-        run_id = self._run_id(key)  # opening a run reads what it already has (`logged`)
-        seen = self.logged.setdefault(key, set())
-        unseen = []
+    def _keep_epochs(self, key: str, epochs: Sequence[Sequence[Any]]) -> None:
+        history = self.history.setdefault(key, [])
         for step, values in epochs:
-            new = {n: v for n, v in values.items() if (n, step) not in seen}
-            if new:
-                unseen.append([step, new])
-        if unseen:
-            self.tracker.log_epochs(run_id, unseen)
-            seen.update((n, step) for step, values in unseen for n in values)
-            self.history.setdefault(key, []).extend(unseen)
+            add_epoch(history, [int(step), dict(values)])
 
-    def _run_id(self, key: str) -> str:
-        if key not in self.open_runs:
-            meta = self.items[key]["meta"]
-            existing = self.runs.get(key)
-            if existing is not None:  # a resumed run: what an earlier driver logged stays once
-                self.logged[key] = self.tracker.logged_points(existing.run_id)
-            self.open_runs[key] = self.tracker.open_trial(
-                self.runs.get(key),
-                key=key,
-                run_name=meta["run_name"],
-                tags={"granularity.role": meta["role"], **meta["tags"]},
-                params=meta["params"],
-                spec_hash=self.spec_hash,
+    def _open(self, key: str) -> tuple[str, dict[str, str]]:
+        """The trial's run id, and the params still to log (a new run's go with its first batch)."""
+        if key in self.open_runs:
+            return self.open_runs[key], {}
+        meta = self.items[key]["meta"]
+        existing = self.runs.get(key)
+        if existing is not None:  # a resumed run: what an earlier driver logged stays once
+            self.logged[key] = self.tracker.logged_points(existing.run_id)
+        self.open_runs[key] = self.tracker.open_trial(
+            existing,
+            key=key,
+            run_name=meta["run_name"],
+            tags={"granularity.role": meta["role"], **meta["tags"]},
+            params=meta["params"] if existing is not None else {},
+            spec_hash=self.spec_hash,
+        )
+        return self.open_runs[key], ({} if existing is not None else dict(meta["params"]))
+
+    def _log_batch(self, key: str, batch: dict[str, Any]) -> None:
+        """One trial's events of one report in as few MLflow calls as possible.
+
+        `batch`: `{"epochs": [[step, metrics], ...]}`, plus `"final": {"result",
+        "attempts"}` or `"failed": {"reason", "attempts"}`. Each (metric, step)
+        is logged once per run (a resumed run's earlier points are read first).
+        """
+        run_id, params = self._open(key)
+        seen = self.logged.setdefault(key, set())
+        epochs = []
+        for step, values in batch["epochs"]:
+            new = {n: v for n, v in values.items() if (n, int(step)) not in seen}
+            if new:
+                epochs.append([int(step), new])
+        if "final" in batch:
+            self.tracker.finish_trial(
+                run_id,
+                result=batch["final"]["result"],
+                config=self.items[key]["config"],
+                attempts=batch["final"]["attempts"],
+                params=params,
+                epochs=epochs,
+                skip_logged=key in self.runs,  # an earlier driver may have logged some of it
             )
-        return self.open_runs[key]
+        elif "failed" in batch:
+            self.tracker.fail_trial(
+                run_id,
+                reason=batch["failed"]["reason"],
+                attempts=batch["failed"]["attempts"],
+                params=params,
+                epochs=epochs,
+            )
+        elif params or epochs:
+            self.tracker.log_epochs(run_id, epochs, params=params)
+        seen.update((n, step) for step, values in epochs for n in values)
 
     def on_events(self, events: Sequence[dict[str, Any]]) -> None:
+        """Book a report's events at once; queue their MLflow writes, one batch per trial."""
         _raise_if_interrupted()
+        batches: dict[str, dict[str, Any]] = {}
         for event in events:
             key = event["trial_key"]
             if key not in self.items:
                 continue  # not ours (a stale worker of an older plan)
             kind = event["event"]
+            batch = batches.setdefault(key, {"epochs": []})
             if kind == "start":
-                self._track(key, self._run_id, key)
                 self.attempts[key] = event.get("attempt", 1)
                 if event.get("attempt", 1) == 1 and self.progress:
                     self.progress.running += 1
             elif kind == "epochs":
-                self._epochs(key, event["epochs"])
+                self._keep_epochs(key, event["epochs"])
+                batch["epochs"].extend(event["epochs"])
             elif kind == "final":
                 if "history" in event and key not in self.results:
                     # A replay or a resumed trial: the epochs this driver has not seen.
-                    self._epochs(key, event["history"])
-                self._finish(key, event["result"], event.get("attempts", 1), event.get("wall_s"))
+                    self._keep_epochs(key, event["history"])
+                    batch["epochs"].extend(event["history"])
+                attempts = event.get("attempts", 1)
+                if self._finish(key, event["result"], attempts, event.get("wall_s")):
+                    batch["final"] = {"result": event["result"], "attempts": attempts}
             elif kind == "failed":
-                self._fail(key, event["reason"], event.get("attempts", 1))
+                attempts = event.get("attempts", 1)
+                if self._fail(key, event["reason"], attempts):
+                    batch["failed"] = {"reason": event["reason"], "attempts": attempts}
+        for key, batch in batches.items():
+            self._track(key, self._log_batch, key, batch)
         if self.progress:
             self.progress.show()
 
     def _finish(
         self, key: str, result: dict[str, float], attempts: int, wall_s: float | None
-    ) -> None:
+    ) -> bool:
+        """Book a finished trial (False if it was booked before)."""
         if key in self.results:
-            return
+            return False
         item = self.items[key]
         path = result_path(self.storage, key)
         if not path.exists():  # the worker's copy is missing (storage not shared): keep ours
@@ -297,16 +348,6 @@ class Recorder:
                     "finished_at": time.time(),
                 },
             )
-        self._track(
-            key,
-            lambda: self.tracker.finish_trial(
-                self._run_id(key),
-                result=result,
-                config=item["config"],
-                attempts=attempts,
-                skip_logged=key in self.runs,  # an earlier driver may have logged some of it
-            ),
-        )
         self.results[key] = result
         self.finished_now.append(key)
         if wall_s is not None:
@@ -314,10 +355,12 @@ class Recorder:
         if self.progress:
             self.progress.done += 1
             self.progress.running = max(0, self.progress.running - 1)
+        return True
 
-    def _fail(self, key: str, reason: str, attempts: int) -> None:
+    def _fail(self, key: str, reason: str, attempts: int) -> bool:
+        """Book a failed trial (False if it was booked, finished or failed, before)."""
         if key in self.results or key in self.failures:
-            return
+            return False
         path = failure_path(self.storage, key)
         record = read_json(path)
         if not record or "meta" not in record:  # a pack that died (no worker record)
@@ -332,20 +375,20 @@ class Recorder:
                     **(record or {}),
                 },
             )
-        self._track(
-            key,
-            lambda: self.tracker.fail_trial(self._run_id(key), reason=reason, attempts=attempts),
-        )
         self.failures[key] = reason
         if self.progress:
             self.progress.failed += 1
             self.progress.running = max(0, self.progress.running - 1)
+        return True
 
     def on_pack_error(self, keys: Sequence[str], message: str) -> None:
         """A whole pack died (after Ray's retries): its unfinished trials failed with it."""
         for key in keys:
-            if key not in self.results and key not in self.failures:
-                self._fail(key, f"Ray trial failed: {message}", self.attempts.get(key, 1))
+            reason = f"Ray trial failed: {message}"
+            attempts = self.attempts.get(key, 1)
+            if self._fail(key, reason, attempts):
+                failed = {"reason": reason, "attempts": attempts}
+                self._track(key, self._log_batch, key, {"epochs": [], "failed": failed})
 
     def tick(self, running_packs: int) -> None:
         _raise_if_interrupted()
@@ -365,6 +408,7 @@ def sync_results(tracker: Tracker, storage: Path, spec_hash: str, *, failures: b
     """
     runs = tracker.trial_runs()
     results = read_results(storage)
+    recorder = Recorder(tracker, storage, spec_hash, {}, runs)
     synced = 0
     for key, record in results.items():
         state = runs.get(key)
@@ -373,19 +417,9 @@ def sync_results(tracker: Tracker, storage: Path, spec_hash: str, *, failures: b
         meta = record.get("meta") or {}
         if not meta:
             continue
-        recorder = Recorder(
-            tracker, storage, spec_hash, {key: {"config": record["config"], "meta": meta}}, runs
-        )
-        run_id = recorder._run_id(key)
-        if record.get("history"):
-            tracker.log_epochs(run_id, record["history"], skip_logged=state is not None)
-        tracker.finish_trial(
-            run_id,
-            result=record["result"],
-            config=record["config"],
-            attempts=record.get("attempts", 1),
-            skip_logged=state is not None,
-        )
+        recorder.items[key] = {"config": record["config"], "meta": meta}
+        final = {"result": record["result"], "attempts": record.get("attempts", 1)}
+        recorder._log_batch(key, {"epochs": record.get("history") or [], "final": final})
         synced += 1
     if not failures:
         return synced
@@ -396,12 +430,9 @@ def sync_results(tracker: Tracker, storage: Path, spec_hash: str, *, failures: b
         meta = record.get("meta") or {}
         if not meta or "config" not in record:
             continue
-        recorder = Recorder(
-            tracker, storage, spec_hash, {key: {"config": record["config"], "meta": meta}}, runs
-        )
-        tracker.fail_trial(
-            recorder._run_id(key), reason=record["reason"], attempts=record.get("attempts", 1)
-        )
+        recorder.items[key] = {"config": record["config"], "meta": meta}
+        failed = {"reason": record["reason"], "attempts": record.get("attempts", 1)}
+        recorder._log_batch(key, {"epochs": [], "failed": failed})
         synced += 1
     return synced
 
@@ -542,10 +573,18 @@ def _run_locked(
     for digest, h in plan.hierarchies.items():
         if not plan.hierarchy_paths[digest].exists():
             h.save(plan.hierarchy_paths[digest])
-    tracker = Tracker(spec)  # creates the store and experiment before any trial starts
-    tracker.start_parent(spec, json.dumps(spec.model_dump(mode="json"), indent=2))
-    tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
-    synced = sync_results(tracker, storage, spec_hash)
+    ray = None
+    if spec.search is not None or any(
+        not result_path(storage, t.trial_key).exists() for t in plan.trials
+    ):
+        ray = _start_ray(spec, address, verbose)  # comes up while the driver sets up MLflow
+    try:
+        tracker = Tracker(spec)  # creates the store and experiment before any trial starts
+        tracker.start_parent(spec, json.dumps(spec.model_dump(mode="json"), indent=2))
+    except BaseException:
+        if ray is not None:
+            ray.close()
+        raise
     executor = _Executor(
         spec=spec,
         tracker=tracker,
@@ -555,10 +594,13 @@ def _run_locked(
         stream=stream,
         invocation=uuid.uuid4().hex[:12],
         address=address,
+        ray=ray,
     )
     status = "FAILED"
     try:
         with executor:
+            tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
+            synced = sync_results(tracker, storage, spec_hash)
             tuned: dict[Any, Any] = {}
             if spec.search is not None:
                 from sweeps.search import run_search
@@ -606,6 +648,13 @@ def _run_locked(
             )
 
 
+def _start_ray(spec: Spec, address: str | None, verbose: bool) -> Any:
+    """Start (or join) Ray in the background: a ray_backend.BackgroundSession."""
+    from sweeps import ray_backend
+
+    return ray_backend.BackgroundSession(address=address, num_cpus=spec.num_cpus, verbose=verbose)
+
+
 @dataclass
 class _Executor:
     """Runs a list of trials on Ray (inside a ray_session), skipping those already done."""
@@ -618,7 +667,7 @@ class _Executor:
     stream: TextIO | None
     invocation: str
     address: str | None = None
-    _ray: Any = None  # the open ray_session, started on first need
+    ray: Any = None  # a ray_backend.BackgroundSession (started early, or on first need)
     _resources: dict[str, float] | None = None
     recorders: list[Recorder] = field(default_factory=list)
 
@@ -637,30 +686,29 @@ class _Executor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._ray is not None:
-            self._ray.__exit__(*exc)
-            self._ray = None
+        if self.ray is not None:
+            self.ray.close()
+            self.ray = None
 
     def _ensure_ray(self) -> None:
-        from sweeps import ray_backend
-
-        if self._ray is None:
-            session = ray_backend.ray_session(
-                address=self.address, num_cpus=self.spec.num_cpus, verbose=self.verbose
+        if self._resources is not None:
+            return
+        if self.ray is None:
+            self.ray = _start_ray(self.spec, self.address, self.verbose)
+        try:
+            self._resources = self.ray.wait()["resources"]
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        gpus = self._resources.get("GPU", 0.0)
+        if self.spec.resources.gpu > gpus and not (self.address or os.environ.get("RAY_ADDRESS")):
+            self.__exit__(None, None, None)
+            self._resources = None
+            raise SweepError(
+                f"resources.gpu={self.spec.resources.gpu:g} per trial, but this machine's Ray "
+                f"has {gpus:g} GPU(s); use resources.gpu=0 device=cpu (or --smoke), or a "
+                "cluster (--address)"
             )
-            info = session.__enter__()
-            self._ray = session
-            self._resources = info["resources"]
-            gpus = self._resources.get("GPU", 0.0)
-            if self.spec.resources.gpu > gpus and not (
-                self.address or os.environ.get("RAY_ADDRESS")
-            ):
-                self.__exit__(None, None, None)
-                raise SweepError(
-                    f"resources.gpu={self.spec.resources.gpu:g} per trial, but this machine's Ray "
-                    f"has {gpus:g} GPU(s); use resources.gpu=0 device=cpu (or --smoke), or a "
-                    "cluster (--address)"
-                )
 
     def __call__(
         self, trials: Sequence[Trial], metas: dict[str, dict], label: str, pack: str | int
@@ -697,9 +745,12 @@ class _Executor:
         self._ensure_ray()
         packs = make_packs(todo, slots=self.slots, pack=pack)
         recorder.packs = len(packs)
+        recorder.writer = WriteQueue()
         try:
             self._run(ray_backend, packs, items, recorder, label)
         finally:
+            recorder.writer.close()  # every write queued so far is done
+            recorder.writer = None
             self._mark_killed(recorder, [t.trial_key for t in todo])
         if recorder.pending:
             self.sync_pending(recorder)

@@ -334,6 +334,9 @@ class Spec(_Strict):
     pretrain: StageSpec = Field(default_factory=StageSpec)
     finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Seconds of training between a stage's epoch checkpoints (0: every epoch);
+    # where a trial stopped is not part of what it computes, so not of its key.
+    checkpoint_every_s: float = Field(default=60.0, ge=0)
     search: SearchSpec | None = None
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_concurrent: int | None = Field(default=None, ge=1)

@@ -121,6 +121,7 @@ def _trial_config(tmp_path: Path) -> dict:
         "trial_key": "t0",
         "pretrain_key": "p0",
         "checkpoint_dir": str(tmp_path / "ckpt"),
+        "checkpoint_every_s": 0,  # a checkpoint after every epoch
         "pretrain_store": None,
     }
 

@@ -1,7 +1,8 @@
 """The driver killed with SIGKILL at 10 random moments of one sweep, rerun each time (slow).
 
 Moments are drawn (seeded) over the whole life of a driver: while it starts,
-creates the MLflow store and parent run, syncs, schedules, logs events. At the
+creates the MLflow store and parent run, syncs, schedules, logs events (every
+third kill waits for the driver's first result, so some always land mid-sweep). At the
 end: exactly one FINISHED run per trial_key, every final metric and every
 per-epoch point present exactly once, no duplicate runs, and no trial that had
 a result file before a kill ran again.
@@ -65,7 +66,7 @@ def test_ten_sigkills_then_one_finished_run_per_trial(tmp_path, ray_address, cap
     rng = random.Random(7)
     moments = []
     calls_when_done: dict[str, int] = {}  # trial_key -> calls of it when its result first existed
-    for _ in range(KILLS):
+    for kill in range(KILLS):
         delay = rng.uniform(1.0, 12.0)  # a driver needs ~5 s to start its first trial here
         driver = subprocess.Popen(
             [sys.executable, "-m", "sweeps.commands", "run", str(path), "--address", ray_address],
@@ -73,7 +74,14 @@ def test_ten_sigkills_then_one_finished_run_per_trial(tmp_path, ray_address, cap
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(delay)
+        started, before = time.monotonic(), len(read_results(store))
+        if kill % 3 == 2:
+            # Every third kill lands mid-sweep whatever the machine's load: once
+            # this driver's trials have produced a result, within 1.5 s.
+            while len(read_results(store)) == before and time.monotonic() - started < 120:
+                time.sleep(0.1)
+            delay = time.monotonic() - started + rng.uniform(0.0, 1.5)
+        time.sleep(max(0.0, delay - (time.monotonic() - started)))
         exited = driver.poll() is not None
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)

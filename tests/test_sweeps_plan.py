@@ -53,6 +53,7 @@ def test_expansion_counts_and_contract_config(plan):
         "pretrain",
         "finetune",
         "device",
+        "checkpoint_every_s",
         "trial_key",
         "pretrain_key",
         "checkpoint_dir",

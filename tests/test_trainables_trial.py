@@ -59,6 +59,7 @@ def config(tmp_path: Path, **overrides) -> dict:
         "trial_key": "t0",
         "pretrain_key": "p0",
         "checkpoint_dir": None,
+        "checkpoint_every_s": 0,  # a checkpoint after every epoch
         "pretrain_store": None,
     }
     cfg.update(overrides)
@@ -134,6 +135,26 @@ def test_restart_continues_from_the_last_epoch(tmp_path, mode):
     )
     assert resumed["target_error"] == straight["target_error"]
     assert resumed["val_error"] == straight["val_error"]
+
+
+def test_checkpoints_wait_for_their_interval(tmp_path):
+    """Under a long interval a short stage saves no epoch checkpoint: a restart redoes it."""
+    base = config(
+        tmp_path,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        checkpoint_every_s=3600,
+        pretrain={"epochs": 3, "lr": 0.2},
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train(base, Recorder(fail_at=("pretrain", 2)))
+    assert not (tmp_path / "ckpt" / "pretrain.pt").exists()
+    again = Recorder()
+    resumed = train(base, again)
+    assert again.steps("pretrain") == [0, 1, 2]
+    straight = train(config(tmp_path, pretrain={"epochs": 3, "lr": 0.2}), None)
+    assert resumed["target_error"] == straight["target_error"]
+    with pytest.raises(TrialError, match="checkpoint_every_s=-1"):
+        train(config(tmp_path, checkpoint_every_s=-1), None)
 
 
 def test_second_trial_with_the_pretrain_key_loads_it(tmp_path):

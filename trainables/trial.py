@@ -56,6 +56,11 @@ from trainables.errors import TrialError
 
 Report = Callable[[dict[str, float], int], None]
 
+# Seconds of training between epoch checkpoints (0: after every epoch). A crash
+# loses at most this much of a stage; a short trial is not slowed down by a
+# checkpoint per epoch (15% of a quickstart trial's time when it was).
+CHECKPOINT_EVERY_S = 60.0
+
 STAGE_DEFAULTS: dict[str, Any] = {
     "epochs": 20,
     "lr": 0.05,
@@ -93,6 +98,9 @@ def resolve_config(config: dict) -> dict:
     cfg.setdefault("device", "auto")
     cfg.setdefault("val_fraction", 0.1)
     cfg.setdefault("compile", False)
+    cfg.setdefault("checkpoint_every_s", CHECKPOINT_EVERY_S)
+    if not float(cfg["checkpoint_every_s"]) >= 0:
+        raise TrialError(f"checkpoint_every_s={cfg['checkpoint_every_s']} must be >= 0")
     cfg["pretrain"] = {**STAGE_DEFAULTS, **(cfg.get("pretrain") or {})}
     cfg["finetune"] = {**FINETUNE_DEFAULTS, **(cfg.get("finetune") or {})}
     if cfg["finetune"]["mode"] not in ("linear", "full"):
@@ -140,11 +148,14 @@ def _run_stage(
     ckpt_path: Path | None,
     report: Report | None,
     metric_prefix: str,
+    checkpoint_every_s: float,
 ) -> dict[str, float]:
     """Train `params` of `model` for the stage's epochs, resuming from `ckpt_path`.
 
-    Checkpoints after every epoch (before `report`, so an interrupted report
-    loses nothing). Returns the last epoch's metrics plus the stage's time.
+    Checkpoints after an epoch once `checkpoint_every_s` seconds have passed
+    since the stage's start or last checkpoint (before `report`; a resumed
+    stage reports the epochs after its checkpoint again, which the history
+    keeps once). Returns the last epoch's metrics plus the stage's time.
     """
     optimizer = make_optimizer(params, settings)
     start, elapsed, last = 0, 0.0, {}
@@ -154,11 +165,12 @@ def _run_stage(
         optimizer.load_state_dict(saved["optimizer"])
         start, elapsed, last = int(saved["epoch"]), float(saved["elapsed_s"]), dict(saved["last"])
     bs = int(settings["batch_size"])
+    last_saved = time.perf_counter()
     for epoch in range(start, int(settings["epochs"])):
         t0 = time.perf_counter()
         set_epoch_lr(optimizer, settings, epoch)
         # Seed torch's global RNG too: dropout / drop-path in timm models.
-        torch.manual_seed(stage_seed(seed, stage + "/global", epoch))
+        runtime.seed(stage_seed(seed, stage + "/global", epoch))
         loss, err = train_epoch(
             model,
             train_batches,
@@ -181,7 +193,8 @@ def _run_stage(
             f"{metric_prefix}/error": err,
             f"{metric_prefix}/val_error": val_err,
         }
-        if ckpt_path is not None:
+        if ckpt_path is not None and time.perf_counter() - last_saved >= checkpoint_every_s:
+            last_saved = time.perf_counter()
             save_atomic(
                 {
                     "epoch": epoch + 1,
@@ -220,6 +233,7 @@ def _linear_probe(
     seed: int,
     ckpt_path: Path | None,
     report: Report | None,
+    checkpoint_every_s: float,
 ) -> tuple[dict[str, float], Callable[[str], torch.Tensor]]:
     """Train a linear head on frozen features; returns stage metrics and a predictor by split name."""
     bs = int(settings["batch_size"])
@@ -233,7 +247,7 @@ def _linear_probe(
         mean, std = train_f.mean(0), train_f.std(0).clamp(min=1e-6)
     elif norm == "scalar" and len(train_f):
         std = std * train_f.pow(2).mean().sqrt().clamp(min=1e-6).cpu()
-    torch.manual_seed(stage_seed(seed, "probe/init", 0))
+    runtime.seed(stage_seed(seed, "probe/init", 0))
     head = _Standardized(mean.to(runtime.device), std.to(runtime.device), num_classes).to(
         runtime.device
     )
@@ -248,6 +262,7 @@ def _linear_probe(
         runtime,
         seed=seed,
         ckpt_path=ckpt_path,
+        checkpoint_every_s=checkpoint_every_s,
         report=report,
         metric_prefix="finetune",
     )
@@ -333,7 +348,7 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
     }
     # Seed before building: the body's init is the same in every arm for seed s
     # (the head is built after it, whatever its size).
-    torch.manual_seed(seed)
+    runtime.seed(seed)
     model = create_backbone(cfg["backbone"], num_pre, **backbone_options).to(runtime.device)
     if runtime.cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -354,6 +369,7 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
             runtime,
             seed=seed,
             ckpt_path=ckpt_dir / "scratch.pt" if ckpt_dir else None,
+            checkpoint_every_s=float(cfg["checkpoint_every_s"]),
             report=report,
             metric_prefix="finetune",
         )
@@ -384,11 +400,12 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
                 runtime,
                 seed=seed,
                 ckpt_path=ft_ckpt,
+                checkpoint_every_s=float(cfg["checkpoint_every_s"]),
                 report=report,
             )
             test_pred = predictor("test")
         else:
-            torch.manual_seed(stage_seed(seed, "finetune/head", 0))
+            runtime.seed(stage_seed(seed, "finetune/head", 0))
             model.reset_head(num_target)
             compiled = torch.compile(model) if cfg["compile"] else model
             stage = _run_stage(
@@ -401,6 +418,7 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
                 runtime,
                 seed=seed,
                 ckpt_path=ft_ckpt,
+                checkpoint_every_s=float(cfg["checkpoint_every_s"]),
                 report=report,
                 metric_prefix="finetune",
             )
@@ -454,6 +472,7 @@ def _pretrain(
             runtime,
             seed=int(cfg["seed"]),
             ckpt_path=ckpt_dir / "pretrain.pt" if ckpt_dir else None,
+            checkpoint_every_s=float(cfg["checkpoint_every_s"]),
             report=report,
             metric_prefix="pretrain",
         )
