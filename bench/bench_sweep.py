@@ -11,10 +11,13 @@ storage) and prints:
 - the trials' own CPU time: on a small machine the driver (MLflow writes), Ray's
   daemons and the trials share the cores, so a trial's wall time includes
   waiting for one;
-- pretrainings executed against trials (shared label functions run once).
+- pretrainings executed against trials (shared label functions run once), and
+  what loading a stored pretraining costs against running that trial's
+  finetune alone.
 
 Usage:
     python bench/bench_sweep.py                        # sweeps/quickstart.yaml
+    python bench/bench_sweep.py seeds=24               # the quickstart, 3x the trials
     python bench/bench_sweep.py sweeps/theory.yaml seeds=2 --keep /tmp/bench
 """
 
@@ -37,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="apply the spec's smoke overrides")
     parser.add_argument("--keep", default=None, help="run in this directory and keep it")
     args = parser.parse_args(argv)
+    if "=" in args.spec and not Path(args.spec).exists():  # `bench_sweep.py seeds=16`
+        args.overrides.insert(0, args.spec)
+        args.spec = str(ROOT / "sweeps" / "quickstart.yaml")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -88,6 +94,21 @@ def main(argv: list[str] | None = None) -> int:
         f"of {summary.planned - sum(t.is_scratch for t in plan.trials)} pretrained trials "
         f"({summary.pretrainings_planned} distinct pretrain keys)"
     )
+    reused = [r for r in records.values() if r["result"].get("pretrain_reused", 0.0) >= 0.5]
+    pretrained = [
+        r
+        for r in records.values()
+        if r["result"].get("pretrain_reused", 0.0) < 0.5 and r["config"]["hierarchy"] != "scratch"
+    ]
+    if reused and pretrained:
+        # What a reusing trial costs beyond "its finetune run once": against the
+        # part of a pretraining trial outside its pretraining.
+        rest = sum(r["wall_s"] - r["result"].get("time/pretrain_s", 0.0) for r in pretrained)
+        extra = sum(r["wall_s"] for r in reused) - len(reused) * rest / len(pretrained)
+        print(
+            f"shared pretraining:      {extra / trial_s:+8.1%}  of trial time beyond pretrainings + "
+            f"finetunes run once each ({len(reused)} trials loaded a stored pretraining)"
+        )
     print(f"failed:                  {len(summary.failed):8d}")
     return 0 if summary.ok else 1
 

@@ -92,6 +92,7 @@ def sweep_rows(spec: str | None, overrides: list[str]) -> list[Row]:
     startup = number(r"^  start to first trial:\s+([\d.]+) s", text)
     busy = number(r"^  trials:\s+[\d.]+ s\s+\(slots busy (\d+)%\)", text)
     waited = number(r"\((\d+)% of their wall time", text)
+    sharing = number(r"^shared pretraining:\s+([+-]?[\d.]+)%", text)
     name = Path(spec).stem if spec else "quickstart"
     return [
         (f"{name} wall time", fmt(wall, " s"), "target <= 180 s on 2 cores"),
@@ -110,6 +111,11 @@ def sweep_rows(spec: str | None, overrides: list[str]) -> list[Row]:
             "pretrainings executed / pretrained trials",
             f"{fmt(executed, '', 0)} / {fmt(pretrained, '', 0)}",
             f"{fmt(distinct, '', 0)} distinct pretrain keys",
+        ),
+        (
+            "shared pretraining, compute beyond once each",
+            fmt(sharing, "%"),
+            "target within 10% of pretrainings + finetunes run once each",
         ),
     ]
 
