@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Each subcommand sets `func(args) -> int`. Errors a user can fix (ValueError and
     its subclasses such as SpecError, missing files, the registries' "Unknown ..."
-    RuntimeErrors) are printed as one line, exit code 2, without a traceback.
+    RuntimeErrors, an unreachable --address) are printed as one line, exit code 2,
+    without a traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, LookupError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, LookupError, RuntimeError, ConnectionError) as err:
         print(f"granularity {args.command}: error: {err}", file=sys.stderr)
         return 2
 

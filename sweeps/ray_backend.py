@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +55,7 @@ def ray_session(
             "configure_logging": True,
         }
         if address:
+            check_reachable(address)
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=num_cpus, **kwargs)
@@ -66,6 +68,25 @@ def ray_session(
     finally:
         if started:
             ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Raise ConnectionError naming `address` when nothing listens there.
+
+    ray.init retries an unreachable GCS address for minutes; a driver given a
+    wrong --address (or RAY_ADDRESS) should say so in seconds. `auto` and
+    `ray://` client addresses are left to Ray.
+    """
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConnectionError(
+            f"no Ray cluster answers at {address} ({err}); start one (`ray start --head`) "
+            "or fix --address / RAY_ADDRESS"
+        ) from None
 
 
 class BackgroundSession:

@@ -212,6 +212,20 @@ def test_invalid_spec_writes_nothing(tmp_path, capsys):
     assert not db.exists() and not (tmp_path / "store").exists()
 
 
+def test_unreachable_address_is_named_at_once():
+    import socket
+
+    from sweeps.ray_backend import check_reachable
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectionError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        check_reachable(f"127.0.0.1:{port}")
+    check_reachable("auto")  # left to Ray
+    check_reachable("ray://head:10001")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killed_driver_loses_nothing(tmp_path, mlflow_dir, ray_address, signum):
     name = f"killed-{signal.Signals(signum).name}"
