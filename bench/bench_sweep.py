@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     summary, plan = run_sweep(spec)
     wall = time.monotonic() - started
     records = read_results(plan.storage)
+    if not records:
+        raise SystemExit(f"no trial finished ({len(summary.failed)} failed): nothing to measure")
     trial_s = sum(r.get("wall_s") or 0.0 for r in records.values())
     cpu_s = sum(r.get("cpu_s") or 0.0 for r in records.values())
     first = min(r["finished_at"] - r["wall_s"] for r in records.values()) - started_at

@@ -437,26 +437,33 @@ def sync_results(tracker: Tracker, storage: Path, spec_hash: str, *, failures: b
     return synced
 
 
+@contextlib.contextmanager
+def _driver_lock(storage: Path, busy: str) -> Iterator[None]:
+    """Hold `<storage>/driver.lock` (one driver per sweep); SweepError(busy) when it is taken."""
+    from filelock import FileLock, Timeout
+
+    path = storage / "driver.lock"
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SweepError(f"{busy} (lock {path})") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def sync_storage(spec: Spec) -> tuple[int, int]:
     """`granularity sync`: (trials written to MLflow, records in storage) for `spec`'s sweep.
 
     Takes the sweep's driver lock (a running driver syncs by itself), finds or
     creates the sweep's parent run, then `sync_results`.
     """
-    from filelock import FileLock, Timeout
-
     storage = spec.resolved_storage_path()
     if not (storage / "results").is_dir():
         raise SweepError(f"nothing to sync: {storage / 'results'} does not exist")
-    lock = FileLock(str(storage / "driver.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise SweepError(
-            f"a `granularity run` is driving this sweep (lock {storage / 'driver.lock'}); "
-            "it syncs by itself"
-        ) from None
-    try:
+    with _driver_lock(storage, "a `granularity run` is driving this sweep; it syncs by itself"):
         tracker = Tracker(spec)
         parent = tracker.parent_run_id()
         if parent is None:
@@ -464,12 +471,9 @@ def sync_storage(spec: Spec) -> tuple[int, int]:
             tracker.end_parent("FINISHED")
         else:
             tracker.parent_id = parent
-        total = len(read_results(storage)) + len(
-            set(read_failures(storage)) - set(read_results(storage))
-        )
+        finished = set(read_results(storage))
+        total = len(finished | set(read_failures(storage)))
         return sync_results(tracker, storage, spec.spec_hash()), total
-    finally:
-        lock.release()
 
 
 # ---- the sweep ------------------------------------------------------------------
@@ -537,25 +541,13 @@ def run_sweep(
 
     `trainable(config, report) -> dict` defaults to the spec's (`trainables:train`).
     """
-    from filelock import FileLock, Timeout
-
     started = time.monotonic()
     fn = resolve_trainable(spec, trainable)
     storage = spec.resolved_storage_path()
     plan = build_plan(spec, dataset=dataset, write=False, storage=storage)  # validates first
     storage.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(storage / "driver.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise SweepError(
-            f"another `granularity run` is driving this sweep (lock {storage / 'driver.lock'})"
-        ) from None
-    try:
-        with _interruptible():
-            return _run_locked(spec, plan, fn, storage, address, verbose, stream, dataset, started)
-    finally:
-        lock.release()
+    with _driver_lock(storage, "another `granularity run` is driving this sweep"), _interruptible():
+        return _run_locked(spec, plan, fn, storage, address, verbose, stream, dataset, started)
 
 
 def _run_locked(

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import trainables_fixtures as fixtures
 
 torch = pytest.importorskip("torch")
 
@@ -23,7 +24,6 @@ from trainables.checkpoints import (  # noqa: E402
     load_checkpoint,
     save_atomic,
 )
-from trainables.trial import load_dataset  # noqa: E402
 
 
 def _entry() -> dict:
@@ -96,34 +96,12 @@ def test_corrupt_store_entry_is_retrained(tmp_path):
         assert entry is None  # the caller trains again and puts a good one
 
 
-SMALL = {"train_per_leaf": 12, "test_per_leaf": 6}
-
-
 def _trial_config(tmp_path: Path) -> dict:
-    hierarchy = tmp_path / "manual.json"
-    load_dataset("synthetic", SMALL).hierarchy.save(hierarchy)
-    return {
-        "dataset": "synthetic",
-        "dataset_options": SMALL,
-        "target": "superclass",
-        "hierarchy": "manual",
-        "hierarchy_path": str(hierarchy),
-        "level": 2,
-        "level_name": "subclass",
-        "data_fraction": 1.0,
-        "backbone": "twolayer",
-        "backbone_options": {},
-        "seed": 0,
-        "pretrain": {"epochs": 3, "lr": 0.2, "batch_size": 128},
-        "finetune": {"mode": "full", "epochs": 2, "lr": 0.05, "batch_size": 128},
-        "device": "cpu",
-        "num_threads": 1,
-        "trial_key": "t0",
-        "pretrain_key": "p0",
-        "checkpoint_dir": str(tmp_path / "ckpt"),
-        "checkpoint_every_s": 0,  # a checkpoint after every epoch
-        "pretrain_store": None,
-    }
+    return fixtures.trial_config(
+        tmp_path,
+        finetune={"mode": "full", "epochs": 2, "lr": 0.05, "batch_size": 128},
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
 
 
 class _StopAt:

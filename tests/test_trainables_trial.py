@@ -13,7 +13,6 @@ import trainables_fixtures as fixtures
 from trainables import TrialError, train
 from trainables.trial import load_dataset
 
-SMALL = {"train_per_leaf": 12, "test_per_leaf": 6}
 FINAL_KEYS = {
     "target_error",
     "target_error_easy",
@@ -33,37 +32,8 @@ FINAL_KEYS = {
 }
 
 
-def hierarchy_file(tmp_path: Path, options: dict = SMALL) -> str:
-    path = tmp_path / "manual.json"
-    load_dataset("synthetic", options).hierarchy.save(path)
-    return str(path)
-
-
-def config(tmp_path: Path, **overrides) -> dict:
-    cfg = {
-        "dataset": "synthetic",
-        "dataset_options": SMALL,
-        "target": "superclass",
-        "hierarchy": "manual",
-        "hierarchy_path": hierarchy_file(tmp_path),
-        "level": 2,
-        "level_name": "subclass",
-        "data_fraction": 1.0,
-        "backbone": "twolayer",
-        "backbone_options": {},
-        "seed": 0,
-        "pretrain": {"epochs": 3, "lr": 0.2, "batch_size": 128},
-        "finetune": {"mode": "linear", "epochs": 2, "lr": 0.05, "batch_size": 128},
-        "device": "cpu",
-        "num_threads": 1,
-        "trial_key": "t0",
-        "pretrain_key": "p0",
-        "checkpoint_dir": None,
-        "checkpoint_every_s": 0,  # a checkpoint after every epoch
-        "pretrain_store": None,
-    }
-    cfg.update(overrides)
-    return cfg
+hierarchy_file = fixtures.hierarchy_file  # shared with the checkpoint fault tests
+config = fixtures.trial_config
 
 
 class Recorder:

@@ -111,3 +111,44 @@ def write_imagenet21k(root: Path, per_class: int = 2) -> Path:
         for k in range(per_class):
             _write_image(root / "train" / wnid / f"{wnid}_{k}.JPEG", rng)
     return root
+
+
+# ---- a small synthetic trial ----------------------------------------------------
+SMALL = {"train_per_leaf": 12, "test_per_leaf": 6}
+
+
+def hierarchy_file(tmp_path: Path, options: dict = SMALL) -> str:
+    """The synthetic dataset's manual hierarchy, saved as JSON in `tmp_path`."""
+    from trainables.trial import load_dataset
+
+    path = tmp_path / "manual.json"
+    load_dataset("synthetic", options).hierarchy.save(path)
+    return str(path)
+
+
+def trial_config(tmp_path: Path, **overrides) -> dict:
+    """A complete trial config (twolayer on SMALL synthetic data, CPU, one thread)."""
+    cfg = {
+        "dataset": "synthetic",
+        "dataset_options": SMALL,
+        "target": "superclass",
+        "hierarchy": "manual",
+        "hierarchy_path": hierarchy_file(tmp_path),
+        "level": 2,
+        "level_name": "subclass",
+        "data_fraction": 1.0,
+        "backbone": "twolayer",
+        "backbone_options": {},
+        "seed": 0,
+        "pretrain": {"epochs": 3, "lr": 0.2, "batch_size": 128},
+        "finetune": {"mode": "linear", "epochs": 2, "lr": 0.05, "batch_size": 128},
+        "device": "cpu",
+        "num_threads": 1,
+        "trial_key": "t0",
+        "pretrain_key": "p0",
+        "checkpoint_dir": None,
+        "checkpoint_every_s": 0,  # a checkpoint after every epoch
+        "pretrain_store": None,
+    }
+    cfg.update(overrides)
+    return cfg
