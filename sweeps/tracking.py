@@ -77,16 +77,79 @@ def normalise_uri(uri: str) -> str:
     return uri
 
 
+def create_sqlite_store(uri: str) -> None:
+    """Give a SQLite store that does not exist yet MLflow's schema, all or nothing.
+
+    MLflow builds a fresh SQLite store by running its migrations one DDL
+    statement at a time (~3 s). A driver killed meanwhile, or a second process
+    creating the same store ("duplicate column name"), leaves a file that no
+    later process can open ("table ... already exists"). So the schema is built
+    in a private file beside the store and linked into place once complete; a
+    process that loses the race drops its copy. Other URIs are left alone.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(normalise_uri(uri)[len("sqlite:///") :])
+    if path.exists():
+        return
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_copies(path)
+    private = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    private.unlink(missing_ok=True)
+    engine = sqlalchemy.create_engine(f"sqlite:///{private}")
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+    try:
+        os.link(private, path)  # fails if another process published first: keep theirs
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: rename, unless one appeared
+        if not path.exists():
+            os.replace(private, path)
+    private.unlink(missing_ok=True)
+
+
+def _remove_abandoned_copies(path: Path) -> None:
+    """Delete private copies left by creators that were killed (their pid is gone)."""
+    for leftover in path.parent.glob(f".{path.name}.creating-*"):
+        pid = leftover.name.rpartition("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 class Tracker:
     """The driver's MLflow writer for one sweep (experiment = the sweep's name)."""
 
     def __init__(self, spec: Spec, *, create: bool = True) -> None:
+        import sqlalchemy.exc
         from mlflow.tracking import MlflowClient
 
         self.uri = normalise_uri(spec.tracking.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        create_sqlite_store(self.uri)  # MlflowClient would create it too, but not atomically
         self.name = spec.name
-        experiment = self.client.get_experiment_by_name(spec.name)
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            experiment = self.client.get_experiment_by_name(spec.name)
+        except sqlalchemy.exc.DatabaseError as err:
+            if not self.uri.startswith("sqlite:///"):
+                raise
+            raise RuntimeError(
+                f"MLflow cannot open the SQLite store {self.uri[len('sqlite:///') :]} "
+                f"({err.orig}): a file that is not an MLflow store, or one whose creation "
+                "or upgrade was interrupted, stays unreadable; if it holds no runs you "
+                "need, delete it and run again"
+            ) from None
         if experiment is None:
             if not create:
                 self.experiment_id = None

@@ -1,0 +1,84 @@
+"""A fresh SQLite MLflow store is created all or nothing.
+
+MLflow builds a new SQLite store one DDL statement at a time over ~3 s; a
+driver killed in that window (a user's Ctrl-C, a SIGKILL, a pre-empted node)
+used to leave a file no later run could open ("table logged_models already
+exists"), and two drivers creating one store raced. What a user would notice
+now: the next run just works, and a store that is truly unreadable is named.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sweeps_fake import write_fake_spec
+
+from sweeps.spec import load_spec
+from sweeps.tracking import Tracker
+
+ROOT = Path(__file__).resolve().parents[1]
+CREATE = (
+    "import sys; from sweeps.tracking import create_sqlite_store; create_sqlite_store(sys.argv[1])"
+)
+
+
+def start_creator(db: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", CREATE, f"sqlite:///{db}"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def private_copies(db: Path) -> list[Path]:
+    return list(db.parent.glob(f".{db.name}.creating-*"))
+
+
+def open_tracker(tmp_path: Path, db: Path) -> Tracker:
+    spec = load_spec(write_fake_spec(tmp_path, "store-check", tracking_uri=f"sqlite:///{db}"))
+    return Tracker(spec)
+
+
+def test_a_creator_killed_while_building_the_schema_leaves_no_store(tmp_path):
+    db = tmp_path / "mlflow.db"
+    rng = random.Random(3)
+    for _ in range(3):
+        creator = start_creator(db)
+        deadline = time.monotonic() + 60
+        while not private_copies(db) and creator.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.0))
+        building = creator.poll() is None
+        creator.kill()
+        _, err = creator.communicate(timeout=30)
+        assert building, f"the creator ended before the kill: {err.decode()[-2000:]}"
+        assert not db.exists()  # never a half-built store under the store's name
+    assert private_copies(db)  # the killed creators' copies are left behind...
+    tracker = open_tracker(tmp_path, db)
+    assert tracker.experiment_id is not None
+    assert not private_copies(db)  # ...until the next creator removes them
+    assert [e.name for e in tracker.client.search_experiments() if e.name == "store-check"]
+
+
+def test_drivers_creating_one_store_at_once_all_get_it(tmp_path):
+    db = tmp_path / "deep" / "mlflow.db"  # a missing folder is made
+    creators = [start_creator(db) for _ in range(3)]
+    for creator in creators:
+        _, err = creator.communicate(timeout=120)
+        assert creator.returncode == 0, err.decode()[-2000:]
+    assert db.exists() and not private_copies(db)
+    assert open_tracker(tmp_path, db).experiment_id is not None
+
+
+def test_an_unreadable_store_is_named(tmp_path):
+    db = tmp_path / "mlflow.db"
+    db.write_text("not a database, but a file someone left here\n" * 100)
+    with pytest.raises(RuntimeError, match=f"cannot open the SQLite store {db}.*delete it"):
+        open_tracker(tmp_path, db)
