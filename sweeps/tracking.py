@@ -18,6 +18,8 @@ import json
 import math
 import os
 import queue
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -87,7 +89,7 @@ def create_sqlite_store(uri: str) -> None:
     in a private file beside the store and linked into place once complete; a
     process that loses the race drops its copy. Other URIs are left alone.
     """
-    if not uri.startswith("sqlite:///"):
+    if not uri.startswith("sqlite:///") or "?" in uri:  # URIs with options: left to MLflow
         return
     path = Path(normalise_uri(uri)[len("sqlite:///") :])
     if path.exists():
@@ -97,7 +99,7 @@ def create_sqlite_store(uri: str) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_copies(path)
-    private = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    private = path.with_name(f".{path.name}.creating-{socket.gethostname()}-{os.getpid()}")
     private.unlink(missing_ok=True)
     engine = sqlalchemy.create_engine(f"sqlite:///{private}")
     try:
@@ -115,13 +117,16 @@ def create_sqlite_store(uri: str) -> None:
 
 
 def _remove_abandoned_copies(path: Path) -> None:
-    """Delete private copies left by creators that were killed (their pid is gone)."""
+    """Delete private copies (and their SQLite journals) left by killed creators on this host."""
+    copy = re.compile(
+        rf"\.{re.escape(path.name)}\.creating-{re.escape(socket.gethostname())}-(\d+)(-journal)?"
+    )
     for leftover in path.parent.glob(f".{path.name}.creating-*"):
-        pid = leftover.name.rpartition("-")[2]
-        if not pid.isdigit():
+        match = copy.fullmatch(leftover.name)
+        if match is None:  # another host's, on a shared file system: not ours to judge
             continue
         try:
-            os.kill(int(pid), 0)
+            os.kill(int(match.group(1)), 0)
         except ProcessLookupError:
             leftover.unlink(missing_ok=True)
         except PermissionError:  # alive, another user's
