@@ -81,7 +81,7 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
     if address == "auto" or "://" in address or not sep or not port.isdigit():
         return
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as err:
         raise ConnectionError(
             f"no Ray cluster answers at {address} ({err}); start one (`ray start --head`) "

@@ -56,6 +56,7 @@ from sweeps.tracking import (
     RunState,
     Tracker,
     WriteQueue,
+    sqlite_path,
 )
 
 Trainable = Callable[[dict, Callable[[dict, int], None] | None], dict]
@@ -858,13 +859,9 @@ def trial_states(spec: Spec, plan: Plan) -> dict[str, tuple[str, str | None]]:
 
 def open_tracker_readonly(spec: Spec) -> Tracker | None:
     """A Tracker for reading, or None when the store or experiment does not exist yet."""
-    uri = spec.tracking.uri
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        if not db.is_absolute():
-            db = Path.cwd() / db
-        if not db.exists():
-            return None
+    db = sqlite_path(spec.tracking.uri)
+    if db is not None and not db.exists():
+        return None
     tracker = Tracker(spec, create=False)
     return tracker if tracker.experiment_id is not None else None
 

@@ -1,8 +1,8 @@
 """MLflow, the contract of docs/ARCHITECTURE.md: one parent run per sweep, one child per trial.
 
-Only the driver writes (trial processes never touch MLflow), so an embedded
-SQLite store never sees two processes racing to create its schema: the
-`Tracker` creates the store and the experiment before any trial starts. A
+Only the driver writes (trial processes never touch MLflow); the `Tracker`
+creates the store and the experiment before any trial starts, a fresh SQLite
+store all or nothing (`create_sqlite_store`). A
 trial's run is found by its tag `granularity.trial_key`; a retried, resumed or
 re-synced trial continues that run, never a second one. Writes that may be
 repeated after an outage (`finish_trial(..., skip_logged=True)`, `open_trial`
@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from sweeps.spec import Spec
 
@@ -62,21 +61,29 @@ class RunState:
     params: dict[str, str]
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """A `sqlite:///` URI's database file, relative ones against the working directory.
+
+    None for other stores.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri[len("sqlite:///") :])
+    return path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+
 def default_artifact_location(uri: str, experiment: str) -> str | None:
     """For a sqlite store, artifacts go beside the database file: `<dir>/mlartifacts/<name>`."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite":
+    path = sqlite_path(uri)
+    if path is None:
         return None
-    db_path = Path(uri[len("sqlite:///") :])
-    folder = (db_path if db_path.is_absolute() else Path.cwd() / db_path).resolve().parent
-    return (folder / "mlartifacts" / experiment).as_uri()
+    return (path.resolve().parent / "mlartifacts" / experiment).as_uri()
 
 
 def normalise_uri(uri: str) -> str:
     """Relative sqlite paths are made absolute (against the working directory)."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str((Path.cwd() / uri[len("sqlite:///") :]).resolve())
-    return uri
+    path = sqlite_path(uri)
+    return uri if path is None else f"sqlite:///{path}"
 
 
 def create_sqlite_store(uri: str) -> None:
@@ -89,10 +96,8 @@ def create_sqlite_store(uri: str) -> None:
     in a private file beside the store and linked into place once complete; a
     process that loses the race drops its copy. Other URIs are left alone.
     """
-    if not uri.startswith("sqlite:///") or "?" in uri:  # URIs with options: left to MLflow
-        return
-    path = Path(normalise_uri(uri)[len("sqlite:///") :])
-    if path.exists():
+    path = sqlite_path(uri)
+    if path is None or "?" in uri or path.exists():  # URIs with options: left to MLflow
         return
     import sqlalchemy
     from mlflow.store.db.utils import _initialize_tables
@@ -147,10 +152,11 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=self.uri)
             experiment = self.client.get_experiment_by_name(spec.name)
         except sqlalchemy.exc.DatabaseError as err:
-            if not self.uri.startswith("sqlite:///"):
+            db = sqlite_path(self.uri)
+            if db is None:
                 raise
             raise RuntimeError(
-                f"MLflow cannot open the SQLite store {self.uri[len('sqlite:///') :]} "
+                f"MLflow cannot open the SQLite store {db} "
                 f"({err.orig}): a file that is not an MLflow store, or one whose creation "
                 "or upgrade was interrupted, stays unreadable; if it holds no runs you "
                 "need, delete it and run again"

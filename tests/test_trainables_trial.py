@@ -125,6 +125,8 @@ def test_checkpoints_wait_for_their_interval(tmp_path):
     assert resumed["target_error"] == straight["target_error"]
     with pytest.raises(TrialError, match="checkpoint_every_s=-1"):
         train(config(tmp_path, checkpoint_every_s=-1), None)
+    with pytest.raises(TrialError, match="checkpoint_every_s='soon' must be a number"):
+        train(config(tmp_path, checkpoint_every_s="soon"), None)
 
 
 def test_second_trial_with_the_pretrain_key_loads_it(tmp_path):

@@ -98,9 +98,10 @@ def resolve_config(config: dict) -> dict:
     cfg.setdefault("device", "auto")
     cfg.setdefault("val_fraction", 0.1)
     cfg.setdefault("compile", False)
-    cfg.setdefault("checkpoint_every_s", CHECKPOINT_EVERY_S)
-    if not float(cfg["checkpoint_every_s"]) >= 0:
-        raise TrialError(f"checkpoint_every_s={cfg['checkpoint_every_s']} must be >= 0")
+    every = cfg.setdefault("checkpoint_every_s", CHECKPOINT_EVERY_S)
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not every >= 0:
+        raise TrialError(f"checkpoint_every_s={every!r} must be a number >= 0")
+    cfg["checkpoint_every_s"] = float(every)
     cfg["pretrain"] = {**STAGE_DEFAULTS, **(cfg.get("pretrain") or {})}
     cfg["finetune"] = {**FINETUNE_DEFAULTS, **(cfg.get("finetune") or {})}
     if cfg["finetune"]["mode"] not in ("linear", "full"):
@@ -369,7 +370,7 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
             runtime,
             seed=seed,
             ckpt_path=ckpt_dir / "scratch.pt" if ckpt_dir else None,
-            checkpoint_every_s=float(cfg["checkpoint_every_s"]),
+            checkpoint_every_s=cfg["checkpoint_every_s"],
             report=report,
             metric_prefix="finetune",
         )
@@ -400,7 +401,7 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
                 runtime,
                 seed=seed,
                 ckpt_path=ft_ckpt,
-                checkpoint_every_s=float(cfg["checkpoint_every_s"]),
+                checkpoint_every_s=cfg["checkpoint_every_s"],
                 report=report,
             )
             test_pred = predictor("test")
@@ -418,7 +419,7 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
                 runtime,
                 seed=seed,
                 ckpt_path=ft_ckpt,
-                checkpoint_every_s=float(cfg["checkpoint_every_s"]),
+                checkpoint_every_s=cfg["checkpoint_every_s"],
                 report=report,
                 metric_prefix="finetune",
             )
@@ -472,7 +473,7 @@ def _pretrain(
             runtime,
             seed=int(cfg["seed"]),
             ckpt_path=ckpt_dir / "pretrain.pt" if ckpt_dir else None,
-            checkpoint_every_s=float(cfg["checkpoint_every_s"]),
+            checkpoint_every_s=cfg["checkpoint_every_s"],
             report=report,
             metric_prefix="pretrain",
         )
