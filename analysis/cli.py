@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from analysis.hard_examples import HARD_MODES
 from analysis.load import ExperimentNotFoundError
 
 
@@ -28,6 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="target_error", help="error metric to analyse")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument(
+        "--hard-examples",
+        choices=HARD_MODES,
+        default="auto",
+        help="where hard test examples come from: the dataset's own hard split (dataset), the "
+        "mistakes of the other seeds' target-level-pretrained models (target_level), or the first "
+        "available (auto, the default)",
+    )
+    p.add_argument(
         "--no-log-artifacts", action="store_true", help="do not log the report to the parent run"
     )
     p.set_defaults(func=run_analyze)
@@ -45,6 +54,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             metric=args.metric,
             n_boot=args.n_boot,
             log_artifacts=not args.no_log_artifacts,
+            hard_examples=args.hard_examples,
         )
     except (ExperimentNotFoundError, FileNotFoundError, ValueError) as err:
         print(f"granularity analyze: error: {err}", file=sys.stderr)

@@ -27,7 +27,15 @@ PARENT_TAG = "mlflow.parentRunId"
 NUMERIC_PARAMS = ("level", "num_classes", "data_fraction", "num_train", "seed")
 # Contract tags, as column names without the `granularity.` prefix (`failure` and
 # `attempts` are written by sweeps/tracking.py for failed and retried trials).
-TRIAL_TAGS = ("trial_key", "pretrain_key", "label_fn", "spec_hash", "failure", "attempts")
+TRIAL_TAGS = (
+    "trial_key",
+    "pretrain_key",
+    "label_fn",
+    "spec_hash",
+    "failure",
+    "attempts",
+    "test_correct",  # per-test-example correctness (trainables.trial.encode_correct)
+)
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 LoadMethod = Literal["auto", "sql", "search"]

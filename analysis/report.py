@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import estimators as est
+from analysis.hard_examples import HardMode, derive_hard_examples, easy_hard_table
 from analysis.load import find_sweep_run, load_runs
 
 ALL_STATUSES = ("FINISHED", "FAILED", "RUNNING", "KILLED", "SCHEDULED")
@@ -74,6 +75,8 @@ class Analysis:
     hard: pd.DataFrame
     metric: str
     failures: pd.Series  # failure reason -> count, over failed trial runs
+    hard_note: str = ""  # how hard examples are defined (analysis.hard_examples)
+    easy_hard: pd.DataFrame | None = None  # every arm's easy / hard error
 
 
 def analyze(
@@ -84,8 +87,14 @@ def analyze(
     status_counts: dict[str, int] | None = None,
     failures: pd.Series | None = None,
     random_state: int = 0,
+    hard_examples: HardMode = "auto",
 ) -> Analysis:
-    """Fit all estimators on a trial table (finished trials)."""
+    """Fit all estimators on a trial table (finished trials).
+
+    `hard_examples`: where `target_error_hard` comes from ("dataset": the
+    trial's own hard split; "target_level": the mistakes of the other seeds'
+    target-level models, analysis.hard_examples; "auto": the first available).
+    """
     if df.empty:
         raise ValueError(
             "No finished trial runs to analyse (tag granularity.role=trial, status FINISHED)"
@@ -96,6 +105,8 @@ def analyze(
             f"{sorted(c for c in df.columns if '/' in c or c.startswith('target_'))}"
         )
     kw = {"metric": metric, "alpha": ALPHA}
+    target_rows, _ = est.BaselineGain(**kw).target_level_rows(df)
+    df, hard_note = derive_hard_examples(df, target_rows, mode=hard_examples)
     return Analysis(
         df=df,
         status_counts=status_counts or {"FINISHED": len(df)},
@@ -107,6 +118,8 @@ def analyze(
         hard=est.hard_example_verdict(df, alpha=ALPHA),
         metric=metric,
         failures=failures if failures is not None else pd.Series(dtype=int),
+        hard_note=hard_note,
+        easy_hard=easy_hard_table(df),
     )
 
 
@@ -123,7 +136,7 @@ def _verdict_hard(a: Analysis) -> tuple[str, str]:
     t = a.hard
     if t.empty:
         lacks = (
-            "the metric target_error_hard"
+            f"the metric target_error_hard ({a.hard_note})"
             if "target_error_hard" not in a.df or a.df["target_error_hard"].notna().sum() == 0
             else "a manual target-level arm"
         )
@@ -535,6 +548,7 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
     if not a.hard.empty:
         out += [
             "### Hard examples: finer levels vs the target level (`target_error_hard`)\n",
+            f"Definition: {a.hard_note}.\n",
             markdown_table(
                 a.hard,
                 [
@@ -550,6 +564,11 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
                     "p_holm",
                 ],
             ),
+        ]
+    if a.easy_hard is not None and not a.easy_hard.empty:
+        out += [
+            "### Every arm on easy and hard examples (mean over seeds)\n",
+            markdown_table(a.easy_hard),
         ]
     out += ["## Size x granularity\n"]
     if plots.get("heatmap"):
@@ -597,6 +616,7 @@ def write_report(
     metric: str = "target_error",
     n_boot: int = 2000,
     log_artifacts: bool = True,
+    hard_examples: HardMode = "auto",
 ) -> Path:
     """Analyse a sweep and write ``report.md`` + PNG plots to ``out_dir``; returns the report path.
 
@@ -615,7 +635,14 @@ def write_report(
     df = every[every["status"] == "FINISHED"].reset_index(drop=True)
     bad = every[every["status"] == "FAILED"]
     failures = bad["failure"].fillna("no reason logged").str.slice(0, 120).value_counts()
-    a = analyze(df, metric=metric, n_boot=n_boot, status_counts=counts, failures=failures)
+    a = analyze(
+        df,
+        metric=metric,
+        n_boot=n_boot,
+        status_counts=counts,
+        failures=failures,
+        hard_examples=hard_examples,
+    )
     plots = {"ucurves": True}
     _plot_ucurves(a, out / "ucurves.png")
     plots["heatmap"] = _plot_heatmap(a, out / "heatmap.png")

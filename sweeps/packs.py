@@ -183,6 +183,15 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _final_result(result: dict[str, Any]) -> dict[str, float | str]:
+    """A trial's final metrics (numbers, NaN for non-finite) plus its string outputs.
+
+    Strings (e.g. the trial's `test_correct`) become MLflow tags `granularity.<name>`.
+    """
+    strings = {k: v for k, v in result.items() if isinstance(v, str)}
+    return {**_finite(result), **strings}
+
+
 def run_pack(
     items: Sequence[dict[str, Any]],
     *,
@@ -293,7 +302,7 @@ def _run_logical(
             "trial_key": key,
             "config": config,
             "meta": item.get("meta", {}),
-            "result": _finite(dict(result or {})),
+            "result": _final_result(dict(result or {})),
             "history": history,
             "attempts": attempt,
             "wall_s": time.time() - started,

@@ -29,6 +29,7 @@ from typing import Any
 
 from sweeps.spec import Spec
 
+TAG_PREFIX = "granularity."
 ROLE = "granularity.role"
 TRIAL_KEY = "granularity.trial_key"
 PRETRAIN_KEY = "granularity.pretrain_key"
@@ -324,7 +325,8 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, 0) for k, v in result.items()]
+        metrics = [Metric(k, float(v), now, 0) for k, v in result.items() if not isinstance(v, str)]
+        outputs = {TAG_PREFIX + k: v for k, v in result.items() if isinstance(v, str)}
         extra = dict(params or {})
         for name in ("num_train",):
             if name in result and math.isfinite(float(result[name])):
@@ -337,7 +339,7 @@ class Tracker:
             run_id,
             metrics=_epoch_metrics(epochs) + metrics,
             params=extra,
-            tags={ATTEMPTS: str(attempts)},
+            tags={**outputs, ATTEMPTS: str(attempts)},
         )
         self.client.log_text(run_id, json.dumps(config, indent=2, sort_keys=True), "config.json")
         self.client.set_terminated(run_id, status="FINISHED")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sweeps_fake import CALLS_FILE, write_fake_spec
 
+from analysis.hard_examples import decode_correct
 from sweeps import commands
 from sweeps.packs import read_results
 from sweeps.spec import load_spec
@@ -316,6 +317,9 @@ def test_quickstart_smoke_with_the_real_trainable(tmp_path, mlflow_dir, ray_addr
     for run in trials:
         assert 0.0 <= run.data.metrics["target_error"] <= 1.0
         assert "finetune/loss" in run.data.metrics
+        # Per-test-example outcomes ride along as a tag (hard examples on real data).
+        correct = decode_correct(run.data.tags["granularity.test_correct"])
+        assert abs((1 - correct.mean()) - run.data.metrics["target_error"]) < 1e-6  # float32
     # extra2 is every arm's finest level: one pretraining serves both arms.
     finest = [r for r in trials if r.data.params["level_name"] == "extra2"]
     assert len({r.data.tags["granularity.pretrain_key"] for r in finest}) == 1

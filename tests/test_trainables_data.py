@@ -34,8 +34,22 @@ DATASET_OPTIONS: dict[str, Callable[[Path], dict]] = {
         "image_size": 16,
         "test_fraction": 0.5,
     },
+    "fashion_mnist": lambda tmp: {
+        "root": str(fixtures.write_fashion_mnist(tmp / "fmnist")),
+        "cache_dir": str(tmp / "fmnist-cache"),
+    },
+    # Real fonts (installed by .ci/run); a tiny render into the temp dir.
+    "glyphs": lambda tmp: {
+        "radicals": 3,
+        "chars_per_radical": 2,
+        "fonts": ["ukai", "uming"],
+        "test_fonts": ["wqy-zenhei"],
+        "image_size": 16,
+        "embedding": "pixels",
+        "cache_dir": str(tmp / "glyph-cache"),
+    },
 }
-FILE_ROOTED = ["cifar100", "inat2021", "imagefolder", "imagenet21k"]
+FILE_ROOTED = ["cifar100", "inat2021", "imagefolder", "imagenet21k", "fashion_mnist"]
 
 
 def build(name: str, tmp_path: Path) -> Dataset:
@@ -47,6 +61,15 @@ def build(name: str, tmp_path: Path) -> Dataset:
             find_wordnet()
         except Exception as err:  # no WordNet corpus on this machine
             pytest.skip(f"WordNet not available: {err}")
+    if name == "glyphs":
+        from trainables import glyphs
+
+        fixtures.require_system_files(
+            glyphs.UNICODE_DIR / "CJKRadicals.txt", package=glyphs.UNICODE_PACKAGE
+        )
+        for font in ("ukai", "uming", "wqy-zenhei"):
+            source = glyphs.FONTS[font]
+            fixtures.require_system_files(glyphs.FONT_DIR / source.file, package=source.package)
     return create_dataset(name, **DATASET_OPTIONS[name](tmp_path))
 
 

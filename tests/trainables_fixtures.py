@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import os
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +118,37 @@ def write_imagenet21k(root: Path, per_class: int = 2) -> Path:
 
 # ---- a small synthetic trial ----------------------------------------------------
 SMALL = {"train_per_leaf": 12, "test_per_leaf": 6}
+
+
+def write_fashion_mnist(root: Path, per_class: int = 3, test_per_class: int = 2) -> Path:
+    """Fashion-MNIST's four gzipped IDX files (the layout `dataset-fashion-mnist` installs)."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", per_class), ("t10k", test_per_class)):
+        labels = np.repeat(np.arange(10, dtype=np.uint8), n)
+        images = rng.integers(0, 255, (len(labels), 28, 28), dtype=np.uint8)
+        with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as handle:
+            handle.write(struct.pack(">IIII", 2051, len(labels), 28, 28) + images.tobytes())
+        with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as handle:
+            handle.write(struct.pack(">II", 2049, len(labels)) + labels.tobytes())
+    return root
+
+
+def require_system_files(*paths: str | os.PathLike, package: str) -> None:
+    """Skip (or, under CI, fail) a test whose Debian package is not installed.
+
+    `.ci/run` installs every package the tests read, so in CI a missing one is
+    an error, never a silent skip.
+    """
+    import pytest
+
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if not missing:
+        return
+    message = f"{missing[0]} is missing: apt-get install {package}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def hierarchy_file(tmp_path: Path, options: dict = SMALL) -> str:

@@ -15,8 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -108,6 +110,17 @@ class Dataset:
         return mean_input_embeddings(self.train.inputs, self.train.leaf, self.num_leaves)
 
 
+def cache_root() -> Path:
+    """Where datasets cache what they derive from installed files (renders, unpacked IDX files).
+
+    `$GRANULARITY_CACHE`, else `$XDG_CACHE_HOME/granularity`, else `~/.cache/granularity`.
+    """
+    base = os.environ.get("GRANULARITY_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "granularity"
+    )
+    return Path(base)
+
+
 def mean_input_embeddings(inputs: torch.Tensor, leaf: np.ndarray, num_leaves: int) -> np.ndarray:
     """Per-leaf mean of the flattened inputs: the simplest class embedding."""
     flat = inputs.reshape(len(inputs), -1).double()
@@ -155,7 +168,7 @@ def create_dataset(name: str, **options) -> Dataset:
 def _import_builders() -> None:
     # The builders register themselves on import; importing here (not at the
     # top) avoids a cycle, since they import this module for the decorator.
-    from trainables import image_datasets, synthetic  # noqa: F401
+    from trainables import fashion_mnist, glyphs, image_datasets, synthetic  # noqa: F401
 
 
 # ---- subsets ----------------------------------------------------------------

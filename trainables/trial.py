@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import time
@@ -82,6 +83,22 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "feature_norm": "standardize",
 }
 FEATURE_NORMS = ("scalar", "standardize", "none")
+
+
+# Per-example test outcomes ride along as one MLflow tag (8,000 characters at
+# most), so analysis can define hard examples from other arms' mistakes.
+MAX_CORRECT_EXAMPLES = 47_000  # base64 of 47,000 bits + the count prefix: 7,840 characters
+
+
+def encode_correct(correct: np.ndarray) -> str | None:
+    """Per-test-example correctness as base64 of `np.packbits` (bit i = example i, big-endian).
+
+    None when the test split is too large for one tag (MAX_CORRECT_EXAMPLES).
+    """
+    if len(correct) > MAX_CORRECT_EXAMPLES:
+        return None
+    packed = np.packbits(np.asarray(correct, dtype=bool))
+    return f"{len(correct)}:" + base64.b64encode(packed.tobytes()).decode("ascii")
 
 
 # ---- config -------------------------------------------------------------------
@@ -432,6 +449,9 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
 
     test_labels = torch.as_tensor(target_all[dataset.test.leaf])
     result["target_error"] = error_rate(test_pred, test_labels)
+    correct = encode_correct(test_pred.cpu().numpy() == test_labels.numpy())
+    if correct is not None:
+        result["test_correct"] = correct
     for group, mask in dataset.test.groups.items():
         result[f"target_error_{group}"] = error_rate(test_pred, test_labels, mask)
 

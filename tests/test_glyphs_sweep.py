@@ -1,0 +1,74 @@
+"""The shipped glyph sweep end to end on a tiny render: run -> MLflow -> analyze with hard examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trainables_fixtures as fixtures
+
+from sweeps import commands
+from sweeps.spec import load_spec
+from sweeps.tracking import Tracker
+from trainables import glyphs
+
+ROOT = Path(__file__).resolve().parents[1]
+FONTS = ("ukai", "uming", "wqy-zenhei")
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    from sweeps.ray_backend import ray_session
+
+    with ray_session(num_cpus=2) as info:
+        yield info["address"]
+
+
+def test_glyph_sweep_runs_and_reports_hard_examples(tmp_path, ray_address, monkeypatch):
+    """The run joins the module's Ray session (as the e2e tests do)."""
+    fixtures.require_system_files(glyphs.UNICODE_DIR / "CJKRadicals.txt", package="unicode-data")
+    for font in FONTS:
+        source = glyphs.FONTS[font]
+        fixtures.require_system_files(glyphs.FONT_DIR / source.file, package=source.package)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRANULARITY_CACHE", str(tmp_path / "cache"))
+    spec = str(ROOT / "sweeps" / "glyphs.yaml")
+    overrides = [
+        "dataset.options.radicals=4",
+        "dataset.options.chars_per_radical=3",
+        "dataset.options.fonts=[ukai, uming]",
+        "dataset.options.test_fonts=[wqy-zenhei]",
+        "dataset.options.image_size=16",
+        "dataset.options.heldout_chars=8",
+        "factors.hierarchies=[manual, cluster_within, scratch]",
+        "factors.levels=[radical, character]",
+        "factors.data_fractions=[1.0]",
+        "seeds=2",
+        "pretrain.epochs=1",
+        "finetune.epochs=1",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+    assert commands.main(["run", spec, *overrides]) == 0
+    tracker = Tracker(load_spec(spec, overrides), create=False)
+    runs = tracker.client.search_runs([tracker.experiment_id], max_results=100)
+    trials = [r for r in runs if r.data.tags.get("granularity.role") == "trial"]
+    # manual x 2 levels + cluster_within x 2 levels + scratch, x 2 seeds
+    assert len(trials) == 10 and {r.info.status for r in trials} == {"FINISHED"}
+    assert all("granularity.test_correct" in r.data.tags for r in trials)
+    out = tmp_path / "report"
+    assert (
+        commands.main(
+            [
+                "analyze",
+                "glyphs",
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'mlflow.db'}",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = (out / "report.md").read_text()
+    assert "hard examples (real data)" in report
+    assert "Every arm on easy and hard examples" in report

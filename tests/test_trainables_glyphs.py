@@ -1,0 +1,222 @@
+"""The real-image datasets that install from Debian: CJK glyphs (Unicode radicals) and Fashion-MNIST.
+
+Glyph tests render a tiny set (2 training fonts + 1 test font, 4 radicals x 3
+characters) into a temp cache; Fashion-MNIST tests read IDX files the tests
+write, and the installed ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trainables_fixtures as fixtures
+
+from trainables import create_dataset
+from trainables import glyphs as g
+from trainables.fashion_mnist import CATEGORY_OF_CLASS, FASHION_MNIST_ROOT
+
+TINY = {
+    "radicals": 4,
+    "chars_per_radical": 3,
+    "fonts": ["ukai", "uming"],
+    "test_fonts": ["wqy-zenhei"],
+    "renders_per_font": 2,
+    "image_size": 24,
+    "embedding": "pixels",
+}
+
+
+def _need_glyph_packages(fonts=("ukai", "uming", "wqy-zenhei")) -> None:
+    fixtures.require_system_files(
+        g.UNICODE_DIR / "Unihan_IRGSources.txt.bz2",
+        g.UNICODE_DIR / "CJKRadicals.txt",
+        package="unicode-data",
+    )
+    for name in fonts:
+        fixtures.require_system_files(
+            g.FONT_DIR / g.FONTS[name].file, package=g.FONTS[name].package
+        )
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    _need_glyph_packages()
+    return create_dataset("glyphs", cache_dir=str(tmp_path / "cache"), **TINY)
+
+
+def test_taxonomy_comes_from_the_unicode_han_database():
+    _need_glyph_packages(fonts=())
+    entries = {chr(e.codepoint): e for e in g.han_entries(str(g.UNICODE_DIR))}
+    # 好 = 女 (radical 38) + 子 (3 strokes); 們 = 人 (9) + 8; 们 (simplified) = 人 + 3.
+    assert (entries["好"].radical, entries["好"].residual) == ("38", 3)
+    assert (entries["們"].radical, entries["們"].residual) == ("9", 8)
+    assert entries["的"].frequency == 1
+    strokes = g.radical_strokes(str(g.UNICODE_DIR))
+    assert strokes["85"] == ("水", 4)
+    assert strokes["149"] == ("言", 7) and strokes["149'"] == ("讠", 2)  # simplified form
+    assert len(entries) > 5000  # kFrequency covers ~5,000 common characters
+
+
+def test_tiny_render_has_the_levels_and_the_font_split(tiny):
+    h = tiny.hierarchy
+    assert h.level_names == g.LEVEL_NAMES and tiny.default_target == "radical"
+    sizes = dict(zip(h.level_names, h.level_sizes(), strict=True))
+    assert sizes["radical"] == 4 and sizes["character"] == 12 and sizes["glyph"] == 24
+    assert 1 <= sizes["radical_strokes"] <= 4 and 4 <= sizes["radical_residual"] <= 12
+    # The selection follows the Unicode data: 3 characters under each of the 4 radicals.
+    chars = tiny.meta["characters"]
+    entries = {chr(e.codepoint): e for e in g.han_entries(str(g.UNICODE_DIR))}
+    radical_of_char = h.mapping(h.level_index("radical"))[:: len(TINY["fonts"])]
+    for c, char in enumerate(chars):
+        same = [chars[i] for i in np.flatnonzero(radical_of_char == radical_of_char[c])]
+        assert len(same) == 3 and {entries[x].radical for x in same} == {entries[char].radical}
+    # 12 characters x 2 training fonts x 2 renders; the test font once each.
+    assert len(tiny.train) == 48 and len(tiny.test) == 12
+    assert tiny.train.inputs.shape == (48, 1, 24, 24) and tiny.train.inputs.dtype == torch.uint8
+    assert (tiny.train.inputs.flatten(1).amax(1) > 0).all()  # no empty glyph
+    assert (tiny.test.inputs.flatten(1).amax(1) > 0).all()
+    assert tiny.meta["test_fonts"] == ["wqy-zenhei"] and "wqy-zenhei" not in tiny.meta["fonts"]
+    # A test example carries its character (the leaf is that character's first glyph).
+    char_level = h.level_index("character")
+    test_chars = h.mapping(char_level)[tiny.test.leaf]
+    assert test_chars.tolist() == list(range(12))
+    # The test font is another design: its glyph differs from every training render of the character.
+    for c in range(12):
+        train_renders = tiny.train.inputs[h.mapping(char_level)[tiny.train.leaf] == c].float()
+        assert (train_renders - tiny.test.inputs[c].float()).abs().mean(dim=(1, 2, 3)).min() > 5
+
+
+def test_only_glyphs_every_font_really_has():
+    _need_glyph_packages(fonts=("ipa-gothic", "wqy-zenhei"))
+    japanese = g.eligible_characters(fonts=["ipa-gothic"], max_frequency=5)
+    chinese = g.eligible_characters(fonts=["wqy-zenhei"], max_frequency=5)
+    both = g.eligible_characters(fonts=["ipa-gothic", "wqy-zenhei"], max_frequency=5)
+    cps = lambda table: {e.codepoint for members in table.values() for e in members}  # noqa: E731
+    ipa = g.font_codepoints(str(g.font_path("ipa-gothic")))
+    # The Japanese font lacks simplified Chinese characters (们, 说 ...): they are left out.
+    assert ord("们") in cps(chinese) and ord("们") not in cps(japanese)
+    assert cps(both) == cps(japanese) & cps(chinese) and cps(both) <= ipa
+
+
+def test_renders_are_cached_by_their_settings(tmp_path, monkeypatch):
+    _need_glyph_packages()
+    cache = str(tmp_path / "cache")
+    first = create_dataset("glyphs", cache_dir=cache, **TINY)
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("rendered although the cache holds these settings")
+
+    monkeypatch.setattr(g, "render_glyphs", no_render)
+    again = create_dataset("glyphs", cache_dir=cache, **TINY)
+    assert torch.equal(first.train.inputs, again.train.inputs)
+    with pytest.raises(AssertionError, match="rendered although"):
+        create_dataset("glyphs", cache_dir=cache, **{**TINY, "image_size": 20})
+
+
+def test_renders_are_seeded_shifts_of_the_glyph(tiny):
+    first, second = tiny.train.inputs[0].float(), tiny.train.inputs[1].float()  # renders 0, 1
+    assert not torch.equal(first, second)
+    assert abs(first.sum() - second.sum()) / first.sum() < 0.35  # the same glyph, moved / scaled
+
+
+def test_missing_font_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(g, "FONT_DIR", tmp_path / "no-fonts")
+    with pytest.raises(FileNotFoundError, match=r"apt-get install fonts-arphic-ukai"):
+        create_dataset("glyphs", cache_dir=str(tmp_path), **TINY)
+
+
+def test_missing_unicode_data_names_the_package(tmp_path, monkeypatch):
+    _need_glyph_packages()
+    monkeypatch.setattr(g, "UNICODE_DIR", tmp_path / "no-unicode")
+    with pytest.raises(FileNotFoundError, match=r"apt-get install unicode-data"):
+        create_dataset("glyphs", cache_dir=str(tmp_path / "fresh"), **TINY)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"test_fonts": ["ukai"]}, "overlap in \\['ukai'\\]"),
+        ({"fonts": ["comic-sans"]}, "unknown glyph font 'comic-sans'"),
+        ({"embedding": "clip"}, "unknown glyph embedding 'clip'"),
+        ({"radicals": 500}, "only \\d+ radicals have 3 characters"),
+        ({"jitter": 0.7}, "jitter=0.7"),
+    ],
+)
+def test_bad_options_are_named(tmp_path, options, named):
+    _need_glyph_packages()
+    with pytest.raises(ValueError, match=named):
+        create_dataset("glyphs", cache_dir=str(tmp_path), **{**TINY, **options})
+
+
+def test_heldout_embedding_never_sees_a_sweep_radical(tmp_path, monkeypatch):
+    _need_glyph_packages()
+    options = {**TINY, "embedding": "heldout", "heldout_chars": 6}
+    by_radical = g.eligible_characters(fonts=["ukai", "uming", "wqy-zenhei"], max_frequency=5)
+    chosen = g.select_characters(by_radical, radicals=4, chars_per_radical=3)
+    held = g.heldout_characters(by_radical, chosen, 6)
+    assert len(held) == 6 and not {e.radical for e in held} & {e.radical for e in chosen}
+    ds = create_dataset("glyphs", cache_dir=str(tmp_path), **options)
+    emb = ds.class_embeddings()
+    assert emb.shape[0] == 24 and emb.ndim == 2 and np.isfinite(emb).all()
+    # Cached: a second dataset with the same settings does not train again.
+    import trainables.glyph_embeddings as ge
+
+    monkeypatch.setattr(ge, "heldout_cnn_embeddings", lambda *a, **k: 1 / 0)
+    again = create_dataset("glyphs", cache_dir=str(tmp_path), **options).class_embeddings()
+    assert np.array_equal(emb, again)
+
+
+# ---- Fashion-MNIST ---------------------------------------------------------------------
+def test_fashion_mnist_reads_idx_files_with_torchvision(tmp_path):
+    root = fixtures.write_fashion_mnist(tmp_path / "fmnist", per_class=3, test_per_class=2)
+    ds = create_dataset("fashion_mnist", root=str(root), cache_dir=str(tmp_path / "cache"))
+    assert ds.hierarchy.level_names == ["category", "class"] and ds.default_target == "category"
+    assert ds.hierarchy.level_sizes() == [4, 10]
+    assert len(ds.train) == 30 and len(ds.test) == 20
+    assert ds.train.inputs.shape == (30, 1, 28, 28) and ds.train.inputs.dtype == torch.uint8
+    assert np.bincount(ds.train.leaf).tolist() == [3] * 10
+    # Categories: tops, bottoms, footwear, bags.
+    names = ds.hierarchy.node_names[0]
+    assert [names[c] for c in CATEGORY_OF_CLASS[[0, 1, 5, 8]]] == [
+        "tops",
+        "bottoms",
+        "footwear",
+        "bags",
+    ]
+
+
+def test_fashion_mnist_missing_names_the_package(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        create_dataset("fashion_mnist", root=str(tmp_path / "nowhere"))
+
+
+def test_installed_fashion_mnist_has_the_official_splits(tmp_path):
+    fixtures.require_system_files(
+        Path(FASHION_MNIST_ROOT) / "train-images-idx3-ubyte.gz", package="dataset-fashion-mnist"
+    )
+    ds = create_dataset(
+        "fashion_mnist", train_per_class=50, test_per_class=20, cache_dir=str(tmp_path)
+    )
+    assert np.bincount(ds.train.leaf).tolist() == [50] * 10
+    assert np.bincount(ds.test.leaf).tolist() == [20] * 10
+    full = create_dataset("fashion_mnist", cache_dir=str(tmp_path))
+    assert len(full.train) == 60000 and len(full.test) == 10000
+
+
+def test_fashion_mnist_styles_are_a_finer_level_inside_each_class(tmp_path):
+    root = fixtures.write_fashion_mnist(tmp_path / "fmnist", per_class=6, test_per_class=3)
+    ds = create_dataset(
+        "fashion_mnist", root=str(root), styles_per_class=2, cache_dir=str(tmp_path / "c")
+    )
+    h = ds.hierarchy
+    assert h.level_names == ["category", "class", "style"] and h.level_sizes() == [4, 10, 20]
+    # Styles nest in the official class of every image, train and test.
+    for split, per_class in ((ds.train, 6), (ds.test, 3)):
+        classes = h.mapping(h.level_index("class"))[split.leaf]
+        assert np.bincount(classes).tolist() == [per_class] * 10
+    assert set(np.unique(ds.train.leaf)) == set(range(20))  # kMeans leaves no style empty
+    with pytest.raises(ValueError, match="fewer than styles_per_class=7"):
+        create_dataset("fashion_mnist", root=str(root), styles_per_class=7, cache_dir=str(tmp_path))
