@@ -31,6 +31,17 @@ from typing import Any
 
 import numpy as np
 
+from contracts import (
+    HIERARCHY_HASH,
+    HIERARCHY_P,
+    LABEL_FN,
+    PRETRAIN_KEY,
+    ROLE_TRIAL,
+    SCRATCH,
+    SCRATCH_LEVEL,
+    STAGES,
+    run_name,
+)
 from sweeps.spec import ArmSpec, Spec, SpecError, arm_labels, canonical_hash
 
 # Config entries that locate things rather than define the experiment.
@@ -76,6 +87,21 @@ class Trial:
         c = self.config
         return (c["hierarchy"], c["level_name"] or "scratch", c["data_fraction"], c["backbone"])
 
+    @property
+    def run_name(self) -> str:
+        """The trial's MLflow run name (contracts.run_name)."""
+        c = self.config
+        return run_name(
+            c["hierarchy"], c["level_name"], c["data_fraction"], c["backbone"], c["seed"]
+        )
+
+    def meta(self, role: str = ROLE_TRIAL, extra_tags: Mapping[str, str] | None = None) -> dict:
+        """What the driver needs to log the trial's run, carried with it (and into its result file)."""
+        tags = {PRETRAIN_KEY: self.pretrain_key, LABEL_FN: self.label_fn, **(extra_tags or {})}
+        if self.hierarchy_hash:
+            tags[HIERARCHY_HASH] = self.hierarchy_hash
+        return {"role": role, "run_name": self.run_name, "params": self.params(), "tags": tags}
+
     def params(self) -> dict[str, str]:
         """MLflow params (flat, stable names) known before the trial runs."""
         c = self.config
@@ -85,8 +111,8 @@ class Trial:
             "target": c["target"],
             "hierarchy": c["hierarchy"],
             "hierarchy_kind": self.arm_kind,
-            "level": -1 if c["level"] is None else c["level"],
-            "level_name": c["level_name"] or "scratch",
+            "level": SCRATCH_LEVEL if c["level"] is None else c["level"],
+            "level_name": c["level_name"] or SCRATCH,
             "num_classes": self.num_classes,
             "data_fraction": c["data_fraction"],
             "backbone": c["backbone"],
@@ -94,8 +120,8 @@ class Trial:
             "seed": c["seed"],
         }
         if self.p is not None:
-            params["hierarchy_p"] = self.p
-        for stage in ("pretrain", "finetune"):
+            params[HIERARCHY_P] = self.p
+        for stage in STAGES:
             for key, value in c[stage].items():
                 params[f"{stage}.{key}"] = value
         return {k: str(v)[:6000] for k, v in params.items()}

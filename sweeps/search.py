@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from contracts import ROLE_SEARCH, SEARCH_CELL, SEARCH_PARAM_PREFIX
+from sweeps.errors import SweepError
 from sweeps.plan import Plan, Trial, with_settings
 from sweeps.spec import SearchSpec, Spec, SpecError
 
 Cell = tuple[str, str, float, str]
-SEARCH_CELL = "granularity.search_cell"
 
 
 def cell_id(cell: Cell) -> str:
@@ -78,7 +79,8 @@ def _base_trial(plan: Plan, cell: Cell, seed: int) -> Trial:
 
 
 def param_name(cell: Cell | None, setting: str) -> str:
-    return f"search.{setting}" if cell is None else f"search.{cell_id(cell)}.{setting}"
+    prefix = SEARCH_PARAM_PREFIX
+    return f"{prefix}{setting}" if cell is None else f"{prefix}{cell_id(cell)}.{setting}"
 
 
 def tuned_from_params(spec: Spec, plan: Plan, params: dict[str, str]) -> dict[Any, dict[str, Any]]:
@@ -109,8 +111,6 @@ def run_search(
 ) -> dict[Any, dict[str, Any]]:
     """Tune the search block's settings; log and return `tuned` for `build_plan`."""
     import optuna
-
-    from sweeps.runner import SweepError, trial_meta
 
     search = spec.search
     assert search is not None
@@ -146,9 +146,9 @@ def run_search(
                     )
                     for name, r in search.parameters.items()
                 }
-                trials.append(with_settings(base, values, storage, role="search"))
+                trials.append(with_settings(base, values, storage, role=ROLE_SEARCH))
             metas = {
-                t.trial_key: trial_meta(t, role="search", extra_tags={SEARCH_CELL: cell_id(cell)})
+                t.trial_key: t.meta(ROLE_SEARCH, extra_tags={SEARCH_CELL: cell_id(cell)})
                 for t in trials
             }
             unique = list({t.trial_key: t for t in trials}.values())

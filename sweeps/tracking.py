@@ -27,18 +27,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts import (
+    ATTEMPTS,
+    CONFIG_ARTIFACT,
+    FAILURE,
+    HIERARCHIES_ARTIFACTS,
+    NUM_TRAIN,
+    PARENT,
+    ROLE,
+    ROLE_SWEEP,
+    ROLE_TRIAL,
+    SPEC_HASH,
+    SPECS_ARTIFACTS,
+    SWEEP,
+    TRIAL_KEY,
+)
 from sweeps.spec import Spec
-
-ROLE = "granularity.role"
-TRIAL_KEY = "granularity.trial_key"
-PRETRAIN_KEY = "granularity.pretrain_key"
-LABEL_FN = "granularity.label_fn"
-SPEC_HASH = "granularity.spec_hash"
-SWEEP = "granularity.sweep"
-FAILURE = "granularity.failure"
-ATTEMPTS = "granularity.attempts"
-HIERARCHY_HASH = "granularity.hierarchy_hash"
-PARENT = "mlflow.parentRunId"
 
 _BATCH = 900  # MLflow takes at most 1000 entities per log_batch
 
@@ -196,7 +200,7 @@ class Tracker:
     def trial_runs(self) -> dict[str, RunState]:
         """trial_key -> its run (trials and search trials; the FINISHED one if there are several)."""
         out: dict[str, RunState] = {}
-        for run in self._search(f"tags.`{ROLE}` != 'sweep'"):
+        for run in self._search(f"tags.`{ROLE}` != '{ROLE_SWEEP}'"):
             key = run.data.tags.get(TRIAL_KEY)
             if not key:
                 continue
@@ -208,7 +212,7 @@ class Tracker:
         return out
 
     def parent_run_id(self) -> str | None:
-        runs = list(self._search(f"tags.`{ROLE}` = 'sweep'"))
+        runs = list(self._search(f"tags.`{ROLE}` = '{ROLE_SWEEP}'"))
         runs.sort(key=lambda r: r.info.start_time or 0)
         return runs[0].info.run_id if runs else None
 
@@ -224,13 +228,13 @@ class Tracker:
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=spec.name,
-                tags={ROLE: "sweep", SWEEP: spec.name, SPEC_HASH: spec.spec_hash()},
+                tags={ROLE: ROLE_SWEEP, SWEEP: spec.name, SPEC_HASH: spec.spec_hash()},
             )
             run_id = run.info.run_id
         else:
             self.client.update_run(run_id, status="RUNNING")
             self.client.set_tag(run_id, SPEC_HASH, spec.spec_hash())
-        self.client.log_text(run_id, spec_text, f"specs/{spec.spec_hash()}.json")
+        self.client.log_text(run_id, spec_text, f"{SPECS_ARTIFACTS}/{spec.spec_hash()}.json")
         self.parent_id = run_id
         return run_id
 
@@ -243,11 +247,12 @@ class Tracker:
     def log_hierarchies(self, paths: Iterable[Path]) -> None:
         """Hierarchy JSON files as parent-run artifacts under `hierarchies/`."""
         have = {
-            Path(f.path).name for f in self.client.list_artifacts(self.parent_id, "hierarchies")
+            Path(f.path).name
+            for f in self.client.list_artifacts(self.parent_id, HIERARCHIES_ARTIFACTS)
         }
         for path in paths:
             if Path(path).name not in have:
-                self.client.log_artifact(self.parent_id, str(path), "hierarchies")
+                self.client.log_artifact(self.parent_id, str(path), HIERARCHIES_ARTIFACTS)
 
     def end_parent(self, status: str) -> None:
         self.client.set_terminated(self.parent_id, status=status)
@@ -278,7 +283,7 @@ class Tracker:
                 self._log(existing.run_id, params=missing)
             return existing.run_id
         all_tags = {
-            ROLE: "trial",
+            ROLE: ROLE_TRIAL,
             PARENT: self.parent_id,
             TRIAL_KEY: key,
             SPEC_HASH: spec_hash,
@@ -326,7 +331,7 @@ class Tracker:
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in result.items()]
         extra = dict(params or {})
-        for name in ("num_train",):
+        for name in (NUM_TRAIN,):
             if name in result and math.isfinite(float(result[name])):
                 extra[name] = str(int(result[name]))
         if skip_logged:
@@ -339,7 +344,8 @@ class Tracker:
             params=extra,
             tags={ATTEMPTS: str(attempts)},
         )
-        self.client.log_text(run_id, json.dumps(config, indent=2, sort_keys=True), "config.json")
+        config_text = json.dumps(config, indent=2, sort_keys=True)
+        self.client.log_text(run_id, config_text, CONFIG_ARTIFACT)
         self.client.set_terminated(run_id, status="FINISHED")
 
     def fail_trial(

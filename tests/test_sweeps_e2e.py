@@ -20,7 +20,7 @@ import pytest
 from sweeps_fake import CALLS_FILE, write_fake_spec
 
 from sweeps import commands
-from sweeps.packs import read_results
+from sweeps.results import read_results
 from sweeps.spec import load_spec
 from sweeps.tracking import Tracker
 

@@ -36,6 +36,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from contracts import (
+    CHECKPOINT_EVERY_S,
+    FEATURE_NORMS,
+    FINETUNE_DEFAULTS,
+    FINETUNE_MODES,
+    STAGE_DEFAULTS,
+)
 from hierarchies import Hierarchy, HierarchyError, alignment_metrics, examples_per_class
 from trainables.backbones import Classifier, create_backbone
 from trainables.checkpoints import PretrainStore, load_checkpoint, save_atomic
@@ -56,32 +63,9 @@ from trainables.errors import TrialError
 
 Report = Callable[[dict[str, float], int], None]
 
-# Seconds of training between epoch checkpoints (0: after every epoch). A crash
-# loses at most this much of a stage; a short trial is not slowed down by a
-# checkpoint per epoch (15% of a quickstart trial's time when it was).
-CHECKPOINT_EVERY_S = 60.0
-
-STAGE_DEFAULTS: dict[str, Any] = {
-    "epochs": 20,
-    "lr": 0.05,
-    "batch_size": 128,
-    "weight_decay": 0.0,
-    "optimizer": "sgd",
-    "momentum": 0.9,
-    "schedule": "cosine",
-}
-FINETUNE_DEFAULTS: dict[str, Any] = {
-    **STAGE_DEFAULTS,
-    "mode": "linear",
-    "epochs": 10,
-    # Linear probe input scaling. "standardize" (per-feature mean/std of the
-    # training features, like MAE's affine-free BatchNorm probe) lets rare
-    # fine-feature detectors compete with the frequent coarse one, which a
-    # probe trained on easy examples otherwise leans on alone; "scalar"
-    # divides all features by their RMS; "none" leaves them as they are.
-    "feature_norm": "standardize",
-}
-FEATURE_NORMS = ("scalar", "standardize", "none")
+# The stage defaults and the checkpoint interval are the trial config's
+# contract with sweeps: contracts.py holds them (the spec reads them there
+# without importing torch); this module fills absent keys with them.
 
 
 # ---- config -------------------------------------------------------------------
@@ -104,8 +88,10 @@ def resolve_config(config: dict) -> dict:
     cfg["checkpoint_every_s"] = float(every)
     cfg["pretrain"] = {**STAGE_DEFAULTS, **(cfg.get("pretrain") or {})}
     cfg["finetune"] = {**FINETUNE_DEFAULTS, **(cfg.get("finetune") or {})}
-    if cfg["finetune"]["mode"] not in ("linear", "full"):
-        raise TrialError(f"finetune.mode {cfg['finetune']['mode']!r} is not one of linear | full")
+    if cfg["finetune"]["mode"] not in FINETUNE_MODES:
+        raise TrialError(
+            f"finetune.mode {cfg['finetune']['mode']!r} is not one of {' | '.join(FINETUNE_MODES)}"
+        )
     if cfg["finetune"]["feature_norm"] not in FEATURE_NORMS:
         raise TrialError(
             f"finetune.feature_norm {cfg['finetune']['feature_norm']!r} is not one of "
