@@ -13,13 +13,13 @@ from typing import Any, TextIO
 from sweeps.errors import SweepError
 from sweeps.packing import make_packs
 from sweeps.packs import Trainable
-from sweeps.plan import Trial
 from sweeps.progress import Progress
 from sweeps.recorder import Recorder
 from sweeps.results import read_results
 from sweeps.spec import Spec
 from sweeps.sync import sync_results
 from sweeps.tracking import Tracker, WriteQueue
+from sweeps.trials import Trial
 
 
 def start_ray(spec: Spec, address: str | None, verbose: bool) -> Any:

@@ -35,12 +35,13 @@ from sweeps.executor import Executor, start_ray
 from sweeps.interrupt import interruptible
 from sweeps.lock import driver_lock
 from sweeps.packs import Trainable
-from sweeps.plan import Plan, build_plan
+from sweeps.plan import build_plan
 from sweeps.results import result_path
 from sweeps.spec import Spec, SpecError
 from sweeps.summary import RunSummary
 from sweeps.sync import sync_results
 from sweeps.tracking import Tracker
+from sweeps.trials import Plan
 
 
 def resolve_trainable(spec: Spec, trainable: Trainable | None = None) -> Trainable:

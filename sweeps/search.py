@@ -20,8 +20,9 @@ from typing import Any
 
 from contracts import ROLE_SEARCH, SEARCH_CELL, SEARCH_PARAM_PREFIX
 from sweeps.errors import SweepError
-from sweeps.plan import Plan, Trial, with_settings
+from sweeps.plan import with_settings
 from sweeps.spec import SearchSpec, Spec, SpecError
+from sweeps.trials import Plan, Trial
 
 Cell = tuple[str, str, float, str]
 

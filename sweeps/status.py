@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sweeps.lock import driver_running
-from sweeps.plan import Plan
 from sweeps.results import read_json, read_results
 from sweeps.spec import Spec
 from sweeps.tracking import Tracker, sqlite_path
+from sweeps.trials import Plan
 
 FACTORS = ("hierarchy", "level_name", "data_fraction", "backbone", "seed")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeps.plan import Plan
 from sweeps.progress import duration
+from sweeps.trials import Plan
 
 
 @dataclass
