@@ -10,7 +10,9 @@ it costs nothing to read and can close no import circle. What lives here:
   and the spec's fields default to them (so sweeps need not import torch to
   know them);
 - the table of hierarchy arms a sweep can cross (`ARMS`): what the spec
-  accepts, what the plan builds from each, and how analysis orders them.
+  accepts, what the plan builds from each, and how analysis orders them;
+- `Registry`, the one helper behind the three registries (datasets,
+  hierarchy kinds, backbones): the same verbs and the same error everywhere.
 
 Example:
     >>> run_name("manual", "subclass", 0.5, "twolayer", 0)
@@ -21,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -190,3 +192,63 @@ def arm(name: str) -> Arm:
         if entry.name == name:
             return entry
     raise ValueError(f"unknown hierarchy arm kind {name!r}; known: {', '.join(ARM_KINDS)}")
+
+
+# ---- registries ---------------------------------------------------------------------
+class Registry:
+    """Named builders of one kind (datasets, hierarchy kinds, backbones), timm's verbs.
+
+    Each package wraps one in its own `create_*`, `list_*`, `is_*` and
+    `register_*`; an unknown name is `RuntimeError("Unknown <what> (<name>);
+    known: ...")`, which the `granularity` CLI prints as one line.
+
+    Args:
+        what: the kind of thing, as the error message names it ("dataset").
+        load: imports the modules whose builders register themselves on
+            import; called before every lookup (a no-op once they are loaded).
+
+    Example:
+        >>> colours = Registry("colour")
+        >>> _ = colours.register("red")(lambda: "#f00")
+        >>> colours.create("red"), colours.names(), colours.has("blue")
+        ('#f00', ['red'], False)
+    """
+
+    def __init__(self, what: str, *, load: Callable[[], object] | None = None) -> None:
+        self.what = what
+        self._load = load
+        self._builders: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: register `fn` under `name`; a second builder for a name is an error."""
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if self._builders.get(name, fn) is not fn:
+                raise RuntimeError(f"{self.what} ({name}) is already registered")
+            self._builders[name] = fn
+            return fn
+
+        return decorate
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        self._loaded()
+        return sorted(self._builders)
+
+    def has(self, name: str) -> bool:
+        self._loaded()
+        return name in self._builders
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """The builder of `name`; RuntimeError naming the known ones when there is none."""
+        if not self.has(name):
+            raise RuntimeError(f"Unknown {self.what} ({name}); known: {', '.join(self.names())}")
+        return self._builders[name]
+
+    def create(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Build `name` from the arguments its builder takes."""
+        return self.get(name)(*args, **kwargs)
+
+    def _loaded(self) -> None:
+        if self._load is not None:
+            self._load()
