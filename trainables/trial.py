@@ -28,6 +28,7 @@ import copy
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -285,9 +286,44 @@ def train(config: dict, report: Report | None = None) -> dict[str, float]:
 
 
 def _train(cfg: dict, report: Report | None) -> dict[str, float]:
-    """The trial proper, on a resolved config."""
-    seed = int(cfg["seed"])
+    """The trial proper, on a resolved config: labels, data, model, stages, evaluation."""
     dataset = load_dataset(cfg["dataset"], cfg["dataset_options"])
+    labels = _label_functions(cfg, dataset)
+    data = _data_split(cfg, dataset)
+    runtime = resolve_runtime(cfg["device"], cfg.get("num_workers"))
+    model, compiled = _build_model(cfg, dataset, labels.num_pre, runtime)
+    run = _Run(cfg, dataset, labels, data, runtime, report)
+    if labels.scratch:
+        result, test_pred = _train_scratch(run, model, compiled)
+    else:
+        result, test_pred = _pretrain_and_finetune(run, model, compiled)
+    result.update(_evaluate(run, test_pred))
+    result.update(_describe_labels(run))
+    return result
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """The pretraining and target label functions of a trial (leaf id -> class id)."""
+
+    scratch: bool
+    target_level: int
+    pre_hierarchy: Hierarchy
+    pre_level: int
+    target_all: np.ndarray
+    pre_all: np.ndarray
+
+    @property
+    def num_pre(self) -> int:
+        return int(self.pre_all.max()) + 1
+
+    @property
+    def num_target(self) -> int:
+        return int(self.target_all.max()) + 1
+
+
+def _label_functions(cfg: dict, dataset: Dataset) -> _Labels:
+    """The target level of the manual hierarchy and the pretraining level (scratch: the target)."""
     manual = dataset.hierarchy
     try:
         target_level = manual.level_index(cfg.get("target", dataset.default_target))
@@ -308,23 +344,38 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
                 f"{dataset.name!r} ({pre_hierarchy.num_leaves} leaves vs {manual.num_leaves}, "
                 "or other names / order): derive it from the dataset's manual hierarchy"
             )
+    return _Labels(
+        scratch,
+        target_level,
+        pre_hierarchy,
+        pre_level,
+        manual.mapping(target_level),
+        pre_hierarchy.mapping(pre_level),
+    )
 
-    # Data: validation carved from the train split, then the nested subset.
+
+@dataclass(frozen=True)
+class _Data:
+    """Example indices: training subset and validation (both of the train split), test."""
+
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+
+
+def _data_split(cfg: dict, dataset: Dataset) -> _Data:
+    """Validation carved from the train split first, then the nested subset of the rest."""
+    seed = int(cfg["seed"])
     leaf = dataset.train_leaf
     pool, val_idx = train_val_indices(leaf, float(cfg["val_fraction"]), seed)
     train_idx = pool[subset_indices(leaf[pool], float(cfg["data_fraction"]), seed)]
-    target_all = manual.mapping(target_level)
-    pre_all = pre_hierarchy.mapping(pre_level)
-    num_pre = int(pre_all.max()) + 1
-    num_target = int(target_all.max()) + 1
+    return _Data(train_idx, val_idx, np.arange(len(dataset.test)))
 
-    runtime = resolve_runtime(cfg["device"], cfg.get("num_workers"))
-    ckpt_dir = Path(cfg["checkpoint_dir"]) if cfg.get("checkpoint_dir") else None
-    test_idx = np.arange(len(dataset.test))
 
-    def batches(split, idx, mapping) -> Batches:
-        return Batches(dataset, split, idx, mapping[split.leaf[idx]], runtime)
-
+def _build_model(
+    cfg: dict, dataset: Dataset, num_classes: int, runtime: Runtime
+) -> tuple[Classifier, nn.Module]:
+    """The backbone with a `num_classes` head, and the module to train (compiled or not)."""
     c, h, _ = dataset.input_shape
     backbone_options = {
         "in_chans": c,
@@ -334,105 +385,153 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
     }
     # Seed before building: the body's init is the same in every arm for seed s
     # (the head is built after it, whatever its size).
-    runtime.seed(seed)
-    model = create_backbone(cfg["backbone"], num_pre, **backbone_options).to(runtime.device)
+    runtime.seed(int(cfg["seed"]))
+    model = create_backbone(cfg["backbone"], num_classes, **backbone_options).to(runtime.device)
     if runtime.cuda:
         model = model.to(memory_format=torch.channels_last)
     compiled = torch.compile(model) if cfg["compile"] else model
+    return model, compiled
 
+
+@dataclass(frozen=True)
+class _Run:
+    """What every stage of one trial reads."""
+
+    cfg: dict
+    dataset: Dataset
+    labels: _Labels
+    data: _Data
+    runtime: Runtime
+    report: Report | None
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg["seed"])
+
+    @property
+    def ckpt_dir(self) -> Path | None:
+        return Path(self.cfg["checkpoint_dir"]) if self.cfg.get("checkpoint_dir") else None
+
+    def checkpoint(self, name: str) -> Path | None:
+        return self.ckpt_dir / name if self.ckpt_dir else None
+
+    def batches(self, split: str, which: str, mapping: np.ndarray) -> Batches:
+        """Batches of `split` ("train" | "test") over the `which` indices, labelled by `mapping`."""
+        part = self.dataset.train if split == "train" else self.dataset.test
+        idx = getattr(self.data, f"{which}_idx")
+        return Batches(self.dataset, part, idx, mapping[part.leaf[idx]], self.runtime)
+
+
+def _train_scratch(
+    run: _Run, model: Classifier, compiled: nn.Module
+) -> tuple[dict[str, float], torch.Tensor]:
+    """The scratch arm: the full model on the target labels with the pretrain settings."""
+    labels, cfg = run.labels, run.cfg
     result: dict[str, float] = {"pretrain_reused": 0.0, "time/pretrain_s": 0.0}
-    pre_train = batches(dataset.train, train_idx, pre_all)
-    pre_val = batches(dataset.train, val_idx, pre_all)
+    stage = _run_stage(
+        "scratch",
+        compiled,
+        model.parameters(),
+        run.batches("train", "train", labels.pre_all),
+        run.batches("train", "val", labels.pre_all),
+        cfg["pretrain"],
+        run.runtime,
+        seed=run.seed,
+        ckpt_path=run.checkpoint("scratch.pt"),
+        checkpoint_every_s=cfg["checkpoint_every_s"],
+        report=run.report,
+        metric_prefix="finetune",
+    )
+    result["time/finetune_s"] = stage.pop("time_s")
+    result.update(stage)
+    result["val_error"] = stage.get("finetune/val_error", float("nan"))
+    test_pred = predict(
+        compiled,
+        run.batches("test", "test", labels.target_all),
+        run.runtime,
+        eval_batch_size(int(cfg["pretrain"]["batch_size"])),
+    )
+    return result, test_pred
 
-    if scratch:
+
+def _pretrain_and_finetune(
+    run: _Run, model: Classifier, compiled: nn.Module
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Pretrain on the level's labels (or load from the store), then finetune on the target."""
+    labels, cfg, runtime = run.labels, run.cfg, run.runtime
+    result: dict[str, float] = {"pretrain_reused": 0.0, "time/pretrain_s": 0.0}
+    pre_train = run.batches("train", "train", labels.pre_all)
+    pre_val = run.batches("train", "val", labels.pre_all)
+    result.update(
+        _pretrain(cfg, model, compiled, pre_train, pre_val, runtime, run.ckpt_dir, run.report)
+    )
+    fin = cfg["finetune"]
+    target_train = run.batches("train", "train", labels.target_all)
+    target_val = run.batches("train", "val", labels.target_all)
+    target_test = run.batches("test", "test", labels.target_all)
+    ft_ckpt = run.checkpoint("finetune.pt")
+    if fin["mode"] == "linear":
+        stage, predictor = _linear_probe(
+            model,
+            labels.num_target,
+            {"train": target_train, "val": target_val, "test": target_test},
+            fin,
+            runtime,
+            seed=run.seed,
+            ckpt_path=ft_ckpt,
+            checkpoint_every_s=cfg["checkpoint_every_s"],
+            report=run.report,
+        )
+        test_pred = predictor("test")
+    else:
+        runtime.seed(stage_seed(run.seed, "finetune/head", 0))
+        model.reset_head(labels.num_target)
+        compiled = torch.compile(model) if cfg["compile"] else model
         stage = _run_stage(
-            "scratch",
+            "finetune",
             compiled,
             model.parameters(),
-            pre_train,
-            pre_val,
-            cfg["pretrain"],
+            target_train,
+            target_val,
+            fin,
             runtime,
-            seed=seed,
-            ckpt_path=ckpt_dir / "scratch.pt" if ckpt_dir else None,
+            seed=run.seed,
+            ckpt_path=ft_ckpt,
             checkpoint_every_s=cfg["checkpoint_every_s"],
-            report=report,
+            report=run.report,
             metric_prefix="finetune",
         )
-        result["time/finetune_s"] = stage.pop("time_s")
-        result.update(stage)
-        result["val_error"] = stage.get("finetune/val_error", float("nan"))
-        test_pred = predict(
-            compiled,
-            batches(dataset.test, test_idx, target_all),
-            runtime,
-            eval_batch_size(int(cfg["pretrain"]["batch_size"])),
-        )
-    else:
-        result.update(
-            _pretrain(cfg, model, compiled, pre_train, pre_val, runtime, ckpt_dir, report)
-        )
-        fin = cfg["finetune"]
-        target_train = batches(dataset.train, train_idx, target_all)
-        target_val = batches(dataset.train, val_idx, target_all)
-        target_test = batches(dataset.test, test_idx, target_all)
-        ft_ckpt = ckpt_dir / "finetune.pt" if ckpt_dir else None
-        if fin["mode"] == "linear":
-            stage, predictor = _linear_probe(
-                model,
-                num_target,
-                {"train": target_train, "val": target_val, "test": target_test},
-                fin,
-                runtime,
-                seed=seed,
-                ckpt_path=ft_ckpt,
-                checkpoint_every_s=cfg["checkpoint_every_s"],
-                report=report,
-            )
-            test_pred = predictor("test")
-        else:
-            runtime.seed(stage_seed(seed, "finetune/head", 0))
-            model.reset_head(num_target)
-            compiled = torch.compile(model) if cfg["compile"] else model
-            stage = _run_stage(
-                "finetune",
-                compiled,
-                model.parameters(),
-                target_train,
-                target_val,
-                fin,
-                runtime,
-                seed=seed,
-                ckpt_path=ft_ckpt,
-                checkpoint_every_s=cfg["checkpoint_every_s"],
-                report=report,
-                metric_prefix="finetune",
-            )
-            test_pred = predict(
-                compiled, target_test, runtime, eval_batch_size(int(fin["batch_size"]))
-            )
-        result["time/finetune_s"] = stage.pop("time_s")
-        result.update(stage)
-        result["val_error"] = stage.get("finetune/val_error", float("nan"))
+        test_pred = predict(compiled, target_test, runtime, eval_batch_size(int(fin["batch_size"])))
+    result["time/finetune_s"] = stage.pop("time_s")
+    result.update(stage)
+    result["val_error"] = stage.get("finetune/val_error", float("nan"))
+    return result, test_pred
 
-    test_labels = torch.as_tensor(target_all[dataset.test.leaf])
-    result["target_error"] = error_rate(test_pred, test_labels)
-    for group, mask in dataset.test.groups.items():
+
+def _evaluate(run: _Run, test_pred: torch.Tensor) -> dict[str, float]:
+    """Target error on the test split, and on each of its groups (easy / hard)."""
+    test = run.dataset.test
+    test_labels = torch.as_tensor(run.labels.target_all[test.leaf])
+    result = {"target_error": error_rate(test_pred, test_labels)}
+    for group, mask in test.groups.items():
         result[f"target_error_{group}"] = error_rate(test_pred, test_labels, mask)
-
-    pre_labels = pre_all[leaf[train_idx]]
-    align = alignment_metrics(pre_labels, target_all[leaf[train_idx]])
-    result.update({f"align/{k}": v for k, v in align.items()})
-    per_class = examples_per_class(pre_labels)
-    result.update(
-        {
-            "num_train": float(len(train_idx)),
-            "num_classes": float(pre_hierarchy.num_classes(pre_level)),
-            "examples_per_class": per_class["mean"],
-            "examples_per_class_min": per_class["min"],
-        }
-    )
     return result
+
+
+def _describe_labels(run: _Run) -> dict[str, float]:
+    """Alignment of the pretraining labels with the target, and the class counts."""
+    labels = run.labels
+    leaf = run.dataset.train_leaf[run.data.train_idx]
+    pre_labels = labels.pre_all[leaf]
+    align = alignment_metrics(pre_labels, labels.target_all[leaf])
+    per_class = examples_per_class(pre_labels)
+    return {
+        **{f"align/{k}": v for k, v in align.items()},
+        "num_train": float(len(run.data.train_idx)),
+        "num_classes": float(labels.pre_hierarchy.num_classes(labels.pre_level)),
+        "examples_per_class": per_class["mean"],
+        "examples_per_class_min": per_class["min"],
+    }
 
 
 def _pretrain(
