@@ -442,9 +442,7 @@ def _train_scratch(
         report=run.report,
         metric_prefix="finetune",
     )
-    result["time/finetune_s"] = stage.pop("time_s")
-    result.update(stage)
-    result["val_error"] = stage.get("finetune/val_error", float("nan"))
+    result.update(_finetune_metrics(stage))
     test_pred = predict(
         compiled,
         run.batches("test", "test", labels.target_all),
@@ -502,10 +500,18 @@ def _pretrain_and_finetune(
             metric_prefix="finetune",
         )
         test_pred = predict(compiled, target_test, runtime, eval_batch_size(int(fin["batch_size"])))
-    result["time/finetune_s"] = stage.pop("time_s")
-    result.update(stage)
-    result["val_error"] = stage.get("finetune/val_error", float("nan"))
+    result.update(_finetune_metrics(stage))
     return result, test_pred
+
+
+def _finetune_metrics(stage: dict[str, float]) -> dict[str, float]:
+    """A finetuning (or scratch) stage's metrics, its time, and the validation error."""
+    time_s = stage.pop("time_s")
+    return {
+        "time/finetune_s": time_s,
+        **stage,
+        "val_error": stage.get("finetune/val_error", float("nan")),
+    }
 
 
 def _evaluate(run: _Run, test_pred: torch.Tensor) -> dict[str, float]:
