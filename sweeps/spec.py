@@ -3,6 +3,10 @@
 Every problem is reported with its field path, the bad value and what is
 accepted, all at once, as one `SpecError` (a ValueError) with a line per problem.
 
+Over ~350 lines on purpose: the schema, its error text (`_problems`) and the
+dotted overrides (`apply_overrides`) all walk the same pydantic models; split
+into modules they would import each other.
+
 Example:
     >>> spec = parse_spec({"name": "demo", "dataset": {"name": "synthetic"},
     ...                    "target": "superclass"}, overrides=["seeds=2"])

@@ -10,6 +10,10 @@ on an existing run, epochs filtered by `logged_points`) log only what the run
 lacks, so a re-sync never duplicates a metric point. A
 trial's params, epochs and final metrics go in one `log_batch` where they
 arrive together (a short trial: four MLflow calls in all).
+
+Over ~350 lines on purpose: every MLflow write of the contract is a `Tracker`
+method in this one module (the driver is the single writer), with the store's
+creation and the writer thread it needs; names come from contracts.py.
 """
 
 from __future__ import annotations
