@@ -38,7 +38,7 @@ from sweeps.packs import Trainable
 from sweeps.plan import build_plan
 from sweeps.results import result_path
 from sweeps.spec import Spec, SpecError
-from sweeps.summary import RunSummary
+from sweeps.summary import RunSummary, summarise
 from sweeps.sync import sync_results
 from sweeps.tracking import Tracker
 from sweeps.trials import Plan
@@ -78,6 +78,25 @@ def run_sweep(
         return _run_locked(spec, plan, fn, storage, address, verbose, stream, dataset, started)
 
 
+def _start_ray_and_tracking(
+    spec: Spec, plan: Plan, storage: Path, address: str | None, verbose: bool
+) -> tuple[Tracker, Any]:
+    """Start Ray in the background (if anything may run) while the MLflow store and parent run are made."""
+    ray = None
+    if spec.search is not None or any(
+        not result_path(storage, t.trial_key).exists() for t in plan.trials
+    ):
+        ray = start_ray(spec, address, verbose)  # comes up while the driver sets up MLflow
+    try:
+        tracker = Tracker(spec)  # creates the store and experiment before any trial starts
+        tracker.start_parent(spec, json.dumps(spec.model_dump(mode="json"), indent=2))
+    except BaseException:
+        if ray is not None:
+            ray.close()
+        raise
+    return tracker, ray
+
+
 def _run_locked(
     spec: Spec,
     plan: Plan,
@@ -93,18 +112,7 @@ def _run_locked(
     for digest, h in plan.hierarchies.items():
         if not plan.hierarchy_paths[digest].exists():
             h.save(plan.hierarchy_paths[digest])
-    ray = None
-    if spec.search is not None or any(
-        not result_path(storage, t.trial_key).exists() for t in plan.trials
-    ):
-        ray = start_ray(spec, address, verbose)  # comes up while the driver sets up MLflow
-    try:
-        tracker = Tracker(spec)  # creates the store and experiment before any trial starts
-        tracker.start_parent(spec, json.dumps(spec.model_dump(mode="json"), indent=2))
-    except BaseException:
-        if ray is not None:
-            ray.close()
-        raise
+    tracker, ray = _start_ray_and_tracking(spec, plan, storage, address, verbose)
     executor = Executor(
         spec=spec,
         tracker=tracker,
@@ -130,29 +138,14 @@ def _run_locked(
                 tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
             metas = {t.trial_key: t.meta() for t in plan.trials}
             recorder = executor(plan.trials, metas, spec.name, spec.pack)
-        executed = sum(
-            1
-            for key in recorder.finished_now
-            if recorder.results[key].get("pretrain_reused", 0.0) < 0.5
-            and metas[key]["params"]["hierarchy"] != "scratch"
-        )
-        finished = len(recorder.finished_now)
-        summary = RunSummary(
-            planned=len(plan.trials),
-            skipped=len(plan.trials) - recorder.scheduled,
-            ran=recorder.scheduled,
-            finished=finished,
-            failed=dict(recorder.failures),
+        summary = summarise(
+            plan,
+            recorder,
             synced=synced,
-            pretrainings_planned=plan.num_pretrainings(),
-            pretrainings_executed=executed,
-            packs=recorder.packs,
-            wall_s=time.monotonic() - started,
-            trial_wall_s=sum(recorder.wall_s.values()),
+            tuned=tuned,
             slots=executor.slots,
-            tuned={k if isinstance(k, str) else "/".join(map(str, k)): v for k, v in tuned.items()},
-            not_run=recorder.scheduled - finished - len(recorder.failures),
             pending_sync=len(executor.pending),
+            wall_s=time.monotonic() - started,
         )
         status = "FINISHED" if summary.ok else "FAILED"
         return summary, plan

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts import PRETRAIN_REUSED, SCRATCH
 from sweeps.progress import duration
+from sweeps.recorder import Recorder
 from sweeps.trials import Plan
 
 
@@ -58,3 +60,40 @@ class RunSummary:
             if len(self.failed) > 20:
                 lines.append(f"  ... and {len(self.failed) - 20} more (granularity status)")
         return "\n".join(lines)
+
+
+def summarise(
+    plan: Plan,
+    recorder: Recorder,
+    *,
+    synced: int,
+    tuned: dict[Any, Any],
+    slots: int,
+    pending_sync: int,
+    wall_s: float,
+) -> RunSummary:
+    """The summary of a run from its plan and the Recorder of its trials."""
+    executed = sum(
+        1
+        for key in recorder.finished_now
+        if recorder.results[key].get(PRETRAIN_REUSED, 0.0) < 0.5
+        and recorder.items[key]["meta"]["params"]["hierarchy"] != SCRATCH
+    )
+    finished = len(recorder.finished_now)
+    return RunSummary(
+        planned=len(plan.trials),
+        skipped=len(plan.trials) - recorder.scheduled,
+        ran=recorder.scheduled,
+        finished=finished,
+        failed=dict(recorder.failures),
+        synced=synced,
+        pretrainings_planned=plan.num_pretrainings(),
+        pretrainings_executed=executed,
+        packs=recorder.packs,
+        wall_s=wall_s,
+        trial_wall_s=sum(recorder.wall_s.values()),
+        slots=slots,
+        tuned={k if isinstance(k, str) else "/".join(map(str, k)): v for k, v in tuned.items()},
+        not_run=recorder.scheduled - finished - len(recorder.failures),
+        pending_sync=pending_sync,
+    )
