@@ -40,27 +40,26 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 def read_results(storage: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """trial_key -> finished record, for every result file under `storage`."""
-    out = {}
-    folder = Path(storage) / "results"
-    if folder.is_dir():
-        for path in folder.glob("*.json"):
-            if path.name.endswith(".failed.json"):
-                continue
-            record = read_json(path)
-            if record and "result" in record:
-                out[path.stem] = record
-    return out
+    return _read_records(storage, ".json", "result")
 
 
 def read_failures(storage: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """trial_key -> failure record, for every `<key>.failed.json` under `storage`."""
+    return _read_records(storage, ".failed.json", "reason")
+
+
+def _read_records(storage: str | os.PathLike, suffix: str, needs: str) -> dict[str, Any]:
+    """trial_key -> record of each `<key><suffix>` under `results/` whose JSON has `needs`."""
     out = {}
     folder = Path(storage) / "results"
     if folder.is_dir():
-        for path in folder.glob("*.failed.json"):
+        for path in folder.glob(f"*{suffix}"):
+            key = path.name.removesuffix(suffix)
+            if suffix == ".json" and key.endswith(".failed"):
+                continue  # a failure record, not a result
             record = read_json(path)
-            if record and "reason" in record:
-                out[path.name.removesuffix(".failed.json")] = record
+            if record and needs in record:
+                out[key] = record
     return out
 
 

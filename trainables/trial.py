@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -415,6 +416,15 @@ class _Run:
     def checkpoint(self, name: str) -> Path | None:
         return self.ckpt_dir / name if self.ckpt_dir else None
 
+    def stage_args(self, checkpoint: str) -> dict[str, Any]:
+        """Keyword arguments every stage takes: seed, its checkpoint file, the interval, report."""
+        return {
+            "seed": self.seed,
+            "ckpt_path": self.checkpoint(checkpoint),
+            "checkpoint_every_s": self.cfg["checkpoint_every_s"],
+            "report": self.report,
+        }
+
     def batches(self, split: str, which: str, mapping: np.ndarray) -> Batches:
         """Batches of `split` ("train" | "test") over the `which` indices, labelled by `mapping`."""
         part = self.dataset.train if split == "train" else self.dataset.test
@@ -436,10 +446,7 @@ def _train_scratch(
         run.batches("train", "val", labels.pre_all),
         cfg["pretrain"],
         run.runtime,
-        seed=run.seed,
-        ckpt_path=run.checkpoint("scratch.pt"),
-        checkpoint_every_s=cfg["checkpoint_every_s"],
-        report=run.report,
+        **run.stage_args("scratch.pt"),
         metric_prefix="finetune",
     )
     result.update(_finetune_metrics(stage))
@@ -467,7 +474,6 @@ def _pretrain_and_finetune(
     target_train = run.batches("train", "train", labels.target_all)
     target_val = run.batches("train", "val", labels.target_all)
     target_test = run.batches("test", "test", labels.target_all)
-    ft_ckpt = run.checkpoint("finetune.pt")
     if fin["mode"] == "linear":
         stage, predictor = _linear_probe(
             model,
@@ -475,10 +481,7 @@ def _pretrain_and_finetune(
             {"train": target_train, "val": target_val, "test": target_test},
             fin,
             runtime,
-            seed=run.seed,
-            ckpt_path=ft_ckpt,
-            checkpoint_every_s=cfg["checkpoint_every_s"],
-            report=run.report,
+            **run.stage_args("finetune.pt"),
         )
         test_pred = predictor("test")
     else:
@@ -493,10 +496,7 @@ def _pretrain_and_finetune(
             target_val,
             fin,
             runtime,
-            seed=run.seed,
-            ckpt_path=ft_ckpt,
-            checkpoint_every_s=cfg["checkpoint_every_s"],
-            report=run.report,
+            **run.stage_args("finetune.pt"),
             metric_prefix="finetune",
         )
         test_pred = predict(compiled, target_test, runtime, eval_batch_size(int(fin["batch_size"])))
