@@ -7,6 +7,7 @@ import sys
 from collections import Counter, defaultdict
 from typing import Any
 
+from contracts import SCRATCH
 from sweeps.spec import Spec, load_spec
 
 
@@ -174,7 +175,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         table: dict[str, Counter] = defaultdict(Counter)
         for key, (state, _) in states.items():
             value = by_key[key].config[factor]
-            table["scratch" if value is None else str(value)][state] += 1
+            table[SCRATCH if value is None else str(value)][state] += 1
         if len(table) < 2 and factor != "hierarchy":
             continue
         width = max(len(v) for v in table) + 2

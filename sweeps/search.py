@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from contracts import ROLE_SEARCH, SEARCH_CELL, SEARCH_PARAM_PREFIX
+from contracts import ROLE_SEARCH, SCRATCH, SEARCH_CELL, SEARCH_PARAM_PREFIX
 from sweeps.errors import SweepError
 from sweeps.plan import with_settings
 from sweeps.spec import SearchSpec, Spec, SpecError
@@ -36,7 +36,7 @@ def cell_id(cell: Cell) -> str:
 def reference_cell(search: SearchSpec, plan: Plan) -> Cell:
     """The cell the reference-scope search tunes (unset fields: the first non-scratch cell's)."""
     ref = search.reference
-    candidates = [c for c in plan.cells() if c[0] != "scratch"] or plan.cells()
+    candidates = [c for c in plan.cells() if c[0] != SCRATCH] or plan.cells()
     level_name = None
     if ref.level is not None:
         names = [t.config["level_name"] for t in plan.trials if t.config["level_name"]]
