@@ -26,12 +26,10 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
+from contracts import ALIGNMENT_METRICS, EXPECTED_ORDER
 
 GROUP_BY = ("hierarchy", "data_fraction", "backbone")
 PAIR_KEYS = ("data_fraction", "backbone", "seed")
-ALIGNMENT_METRICS = ("align/cond_entropy", "align/nmi", "align/purity", "align/ami", "align/ari")
-# The paper's ordering at matched class counts: earlier kinds are expected to beat later ones.
-EXPECTED_ORDER = ("manual", "cluster_within", "cluster_global", "random")
 SINGLE_SEED_NOTE = "single seed: no CI"
 FEW_SEEDS = (
     5  # below this the optimum bootstrap under-covers (see tests/test_analysis_estimators.py)

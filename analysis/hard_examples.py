@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from contracts import TEST_CORRECT
+
 HardMode = Literal["auto", "dataset", "target_level"]
 HARD_MODES = ("auto", "dataset", "target_level")
 GROUP_KEYS = ("backbone", "data_fraction")
@@ -54,7 +56,7 @@ def resolve_mode(df: pd.DataFrame, mode: HardMode) -> HardMode:
         return mode
     if _has(df, "target_error_hard"):
         return "dataset"
-    return "target_level" if _has(df, "test_correct") else "dataset"
+    return "target_level" if _has(df, TEST_CORRECT) else "dataset"
 
 
 def derive_hard_examples(
@@ -78,10 +80,10 @@ def derive_hard_examples(
             else "no hard examples: the dataset logs no hard split and the trials no `test_correct`"
         )
         return df, note
-    if not _has(df, "test_correct"):
+    if not _has(df, TEST_CORRECT):
         return df, "hard examples not derivable: the trials logged no `test_correct`"
     out = df.copy()
-    vectors = {i: decode_correct(v) for i, v in out["test_correct"].items()}
+    vectors = {i: decode_correct(v) for i, v in out[TEST_CORRECT].items()}
     for col in ("target_error_easy", "target_error_hard", "hard_fraction"):
         out[col] = np.nan
     keys = [k for k in GROUP_KEYS if k in out]

@@ -20,22 +20,13 @@ from typing import Literal
 
 import pandas as pd
 
-ROLE_TAG = "granularity.role"
-TAG_PREFIX = "granularity."
-PARENT_TAG = "mlflow.parentRunId"
-# Params the contract defines as numbers; every other param stays a string.
-NUMERIC_PARAMS = ("level", "num_classes", "data_fraction", "num_train", "seed")
-# Contract tags, as column names without the `granularity.` prefix (`failure` and
-# `attempts` are written by sweeps/tracking.py for failed and retried trials).
-TRIAL_TAGS = (
-    "trial_key",
-    "pretrain_key",
-    "label_fn",
-    "spec_hash",
-    "failure",
-    "attempts",
-    "test_correct",  # per-test-example correctness (trainables.trial.encode_correct)
-)
+# The contract's names (contracts.py): numeric params, trial tags as column names
+# without the `granularity.` prefix (`failure` and `attempts` are written by
+# sweeps/tracking.py for failed and retried trials).
+from contracts import NUMERIC_PARAMS, ROLE_SWEEP, ROLE_TRIAL, TAG_PREFIX, TRIAL_TAGS
+from contracts import PARENT as PARENT_TAG
+from contracts import ROLE as ROLE_TAG
+
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 LoadMethod = Literal["auto", "sql", "search"]
@@ -128,7 +119,7 @@ def find_sweep_run(experiment: str, tracking_uri: str = "sqlite:///mlflow.db") -
     experiment_id = _experiment_id(tracking_uri, experiment)
     runs = MlflowClient(tracking_uri).search_runs(
         [experiment_id],
-        filter_string=f"tags.`{ROLE_TAG}` = 'sweep'",
+        filter_string=f"tags.`{ROLE_TAG}` = '{ROLE_SWEEP}'",
         order_by=["attributes.start_time ASC"],
         max_results=1,
     )
@@ -193,7 +184,7 @@ def _load_sql(tracking_uri: str, experiment_id: str, statuses: tuple[str, ...]) 
     trial_runs = (
         "SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
         f"WHERE r.experiment_id = {int(experiment_id)} AND r.lifecycle_stage = 'active' "
-        f"AND r.status IN ({status_list}) AND t.key = '{ROLE_TAG}' AND t.value = 'trial'"
+        f"AND r.status IN ({status_list}) AND t.key = '{ROLE_TAG}' AND t.value = '{ROLE_TRIAL}'"
     )
     wanted_tags = ", ".join(f"'{TAG_PREFIX}{t}'" for t in TRIAL_TAGS) + f", '{PARENT_TAG}'"
     queries = {
@@ -247,7 +238,7 @@ def _load_search(
 
     client = MlflowClient(tracking_uri)
     status_filter = " OR ".join(f"attributes.status = '{s}'" for s in statuses)
-    filter_string = f"tags.`{ROLE_TAG}` = 'trial'"
+    filter_string = f"tags.`{ROLE_TAG}` = '{ROLE_TRIAL}'"
     if len(statuses) == 1:
         filter_string += f" AND {status_filter}"
     run_rows, param_rows, metric_rows, tag_rows = [], [], [], []

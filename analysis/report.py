@@ -13,6 +13,7 @@ import pandas as pd
 from analysis import estimators as est
 from analysis.hard_examples import HardMode, derive_hard_examples, easy_hard_table
 from analysis.load import find_sweep_run, load_runs
+from contracts import ANALYSIS_ARTIFACTS, SCRATCH, VERDICT_PAIRS
 
 ALL_STATUSES = ("FINISHED", "FAILED", "RUNNING", "KILLED", "SCHEDULED")
 ALPHA = 0.05
@@ -125,7 +126,7 @@ def analyze(
 
 # ---------------------------------------------------------------- verdicts
 def _primary_kind(df: pd.DataFrame) -> str | None:
-    kinds = [k for k in df["hierarchy"].unique() if k != "scratch"]
+    kinds = [k for k in df["hierarchy"].unique() if k != SCRATCH]
     if not kinds:
         return None
     return "manual" if "manual" in kinds else est._kind_order(kinds)[0]
@@ -336,7 +337,7 @@ def _plot_ucurves(a: Analysis, path: Path) -> None:
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False, sharey=True)
-    scratch = a.df[a.df["hierarchy"] == "scratch"]
+    scratch = a.df[a.df["hierarchy"] == SCRATCH]
     for ax, (frac, backbone) in zip(axes.flat, panels, strict=False):
         sub = c[(c["data_fraction"] == frac) & (c["backbone"] == backbone)]
         for kind in est._kind_order(list(sub["hierarchy"].unique())):
@@ -430,7 +431,20 @@ def _plot_alignment(a: Analysis, path: Path) -> bool:
 
 # ---------------------------------------------------------------- the report
 def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str:
-    """The report's Markdown text."""
+    """The report's Markdown text: one section after another, top to bottom."""
+    out = _section_sweep(a, experiment)
+    out += _section_verdicts(a)
+    out += _section_questions(a)
+    out += _section_ucurves(a, plots)
+    out += _section_gain(a)
+    out += _section_size(a, plots)
+    out += _section_kinds(a)
+    out += _section_alignment(a, plots)
+    return "\n".join(out) + "\n"
+
+
+def _section_sweep(a: Analysis, experiment: str) -> list[str]:
+    """Title and what the sweep holds: runs, kinds, fractions, backbones, seeds, failures."""
     df = a.df
     seeds = sorted(df["seed"].dropna().unique())
     kinds = est._kind_order(list(df["hierarchy"].unique()))
@@ -460,16 +474,25 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
             "- **single seed: no confidence intervals or tests are possible; every number below is one run.**"
         )
     out.append("")
+    return out
+
+
+def _section_verdicts(a: Analysis) -> list[str]:
+    """One line per claim: the verdict and its evidence."""
     verdicts = [
         _verdict_hard(a),
         _verdict_u(a),
-        _verdict_pair(a, "manual", "random"),
-        _verdict_pair(a, "cluster_within", "cluster_global"),
+        *(_verdict_pair(a, aligned, control) for aligned, control in VERDICT_PAIRS),
         _verdict_size(a),
     ]
-    out += ["## Verdicts\n", "| claim | verdict and evidence |", "|---|---|"]
+    out = ["## Verdicts\n", "| claim | verdict and evidence |", "|---|---|"]
     out += [f"| {name} | {text} |" for name, text in verdicts]
-    out += [
+    return out
+
+
+def _section_questions(a: Analysis) -> list[str]:
+    """The three open questions' answers."""
+    out: list[str] = [
         "",
         "## The three open questions\n",
         f"1. **How do data size and granularity interact?** {_answer_size(a)}",
@@ -477,7 +500,12 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
         f"3. **How much alignment is needed?** {_answer_alignment(a)}",
         "",
     ]
-    out += ["## U-curves\n"]
+    return out
+
+
+def _section_ucurves(a: Analysis, plots: dict[str, bool]) -> list[str]:
+    """U-curve optima and tests, and the mean error per level."""
+    out: list[str] = ["## U-curves\n"]
     if plots.get("ucurves"):
         out.append("![U-curves](ucurves.png)\n")
     out += [
@@ -522,7 +550,12 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
             ],
         ),
     ]
-    out += [
+    return out
+
+
+def _section_gain(a: Analysis) -> list[str]:
+    """Paired gains over scratch and the target level; hard examples where logged."""
+    out: list[str] = [
         "## Gain over the baselines\n",
         "gain = baseline error - arm error, paired by seed (positive: the pretraining helps); 95% t "
         f"interval, paired t test. Target level: {a.gain.target_level_}.\n",
@@ -570,7 +603,12 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
             "### Every arm on easy and hard examples (mean over seeds)\n",
             markdown_table(a.easy_hard),
         ]
-    out += ["## Size x granularity\n"]
+    return out
+
+
+def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:
+    """Size x granularity: optima per data fraction, their trend, heatmaps."""
+    out: list[str] = ["## Size x granularity\n"]
     if plots.get("heatmap"):
         out.append("![size x level heatmap](heatmap.png)\n")
     out += [
@@ -585,7 +623,12 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
         "Examples per pretraining class over (level, data fraction):\n",
         markdown_table(a.size.examples_per_class_),
     ]
-    out += [
+    return out
+
+
+def _section_kinds(a: Analysis) -> list[str]:
+    """Hierarchy kinds compared at matched class counts."""
+    out: list[str] = [
         "## Hierarchy kinds at matched class counts\n",
         "advantage = error(b) - error(a) paired by seed (positive: a is better); cells where both kinds "
         "have the same label function are skipped. Effect size: Cohen's d_z. p-values: paired t, Holm-"
@@ -595,7 +638,12 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
         "Per class count:\n",
         markdown_table(a.comparison.cells_),
     ]
-    out += ["## Alignment vs transfer\n"]
+    return out
+
+
+def _section_alignment(a: Analysis, plots: dict[str, bool]) -> list[str]:
+    """Alignment vs transfer: rank correlations and their points."""
+    out: list[str] = ["## Alignment vs transfer\n"]
     if plots.get("alignment"):
         out.append("![alignment](alignment.png)\n")
     out += [
@@ -605,7 +653,7 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
         "Points:\n",
         markdown_table(a.alignment.points_),
     ]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def write_report(
@@ -654,5 +702,7 @@ def write_report(
         if parent is not None:
             from mlflow.tracking import MlflowClient
 
-            MlflowClient(tracking_uri).log_artifacts(parent, str(out), artifact_path="analysis")
+            MlflowClient(tracking_uri).log_artifacts(
+                parent, str(out), artifact_path=ANALYSIS_ARTIFACTS
+            )
     return report

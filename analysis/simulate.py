@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from contracts import PARENT, ROLE, ROLE_SWEEP, ROLE_TRIAL, RUN_NAME, SPEC_HASH, TAG_PREFIX
+
 # Default granularity grid (number of classes per level), log-spaced like a taxonomy.
 DEFAULT_NUM_CLASSES = (2, 5, 10, 20, 50, 100, 200, 500)
 
@@ -157,6 +159,13 @@ TAG_COLUMNS = ("trial_key", "pretrain_key", "label_fn")
 NON_METRICS = set(PARAM_COLUMNS) | set(TAG_COLUMNS) | {"status", "run_id"}
 
 
+def _trial_tags(row: Mapping[str, object], parent_id: str, spec_hash: str) -> dict[str, str]:
+    """A trial run's tags as the contract has them."""
+    tags = {ROLE: ROLE_TRIAL, PARENT: parent_id, SPEC_HASH: spec_hash}
+    tags.update({f"{TAG_PREFIX}{c}": str(row[c]) for c in TAG_COLUMNS if c in row})
+    return tags
+
+
 def _param_str(value: object) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
@@ -172,11 +181,7 @@ def _create_parent(
     )
     parent = client.create_run(
         experiment_id,
-        tags={
-            "granularity.role": "sweep",
-            "granularity.spec_hash": spec_hash,
-            "mlflow.runName": experiment,
-        },
+        tags={ROLE: ROLE_SWEEP, SPEC_HASH: spec_hash, RUN_NAME: experiment},
     )
     return experiment_id, parent.info.run_id
 
@@ -210,13 +215,7 @@ def write_sweep(
     records = df.to_dict("records")
     if not bulk:
         for r in records:
-            tags = {
-                "granularity.role": "trial",
-                "mlflow.parentRunId": parent_id,
-                "granularity.spec_hash": spec_hash,
-            }
-            tags.update({f"granularity.{t}": str(r[t]) for t in TAG_COLUMNS if t in r})
-            run = client.create_run(experiment_id, tags=tags)
+            run = client.create_run(experiment_id, tags=_trial_tags(r, parent_id, spec_hash))
             client.log_batch(
                 run.info.run_id,
                 metrics=[
@@ -257,12 +256,7 @@ def write_sweep(
                 "experiment_id": int(experiment_id),
             }
         )
-        t = {
-            "granularity.role": "trial",
-            "mlflow.parentRunId": parent_id,
-            "granularity.spec_hash": spec_hash,
-        }
-        t.update({f"granularity.{c}": str(r[c]) for c in TAG_COLUMNS if c in r})
+        t = _trial_tags(r, parent_id, spec_hash)
         tags.extend({"key": k, "value": v, "run_uuid": rid} for k, v in t.items())
         params_rows.extend({"key": p, "value": _param_str(r[p]), "run_uuid": rid} for p in params)
         for m in metric_cols:

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from sweeps.packs import read_results
+    from sweeps.results import read_results
     from sweeps.runner import run_sweep
     from sweeps.spec import load_spec
 

@@ -6,6 +6,7 @@ from hierarchies.alignment import alignment_metrics, conditional_entropy_bits, e
 from hierarchies.core import Hierarchy, HierarchyError, canonical_labels, label_function_hash
 from hierarchies.registry import (
     build_hierarchy,
+    create_hierarchy,
     is_hierarchy_kind,
     list_hierarchy_kinds,
     register_hierarchy,
@@ -18,6 +19,7 @@ __all__ = [
     "build_hierarchy",
     "canonical_labels",
     "conditional_entropy_bits",
+    "create_hierarchy",
     "examples_per_class",
     "is_hierarchy_kind",
     "label_function_hash",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from contracts import Registry
 from hierarchies.cluster import cluster_hierarchy
 from hierarchies.core import Hierarchy
 from hierarchies.manual import manual_hierarchy
@@ -28,33 +29,29 @@ from hierarchies.random_tree import random_hierarchy
 from hierarchies.wordnet import wordnet_hierarchy
 
 HierarchyBuilder = Callable[..., Hierarchy]
-_BUILDERS: dict[str, HierarchyBuilder] = {}
+_BUILDERS = Registry("hierarchy kind")
 
 
 def register_hierarchy(kind: str) -> Callable[[HierarchyBuilder], HierarchyBuilder]:
     """Decorator: register `fn` as the builder of hierarchy `kind`."""
-
-    def decorate(fn: HierarchyBuilder) -> HierarchyBuilder:
-        if kind in _BUILDERS:
-            raise RuntimeError(f"hierarchy kind ({kind}) is already registered")
-        _BUILDERS[kind] = fn
-        return fn
-
-    return decorate
+    return _BUILDERS.register(kind)
 
 
 def list_hierarchy_kinds() -> list[str]:
     """Registered hierarchy kinds, sorted."""
-    return sorted(_BUILDERS)
+    return _BUILDERS.names()
 
 
 def is_hierarchy_kind(kind: str) -> bool:
-    return kind in _BUILDERS
+    return _BUILDERS.has(kind)
 
 
 def build_hierarchy(kind: str, **kwargs) -> Hierarchy:
     """Build a hierarchy of `kind` from keyword arguments (see the module docstring)."""
-    return hierarchy_builder(kind)(**kwargs)
+    return _BUILDERS.create(kind, **kwargs)
+
+
+create_hierarchy = build_hierarchy  # the registries' common verb
 
 
 # Each kind is a thin wrapper over its module's builder, so the registry stays one screen long.
@@ -67,8 +64,4 @@ register_hierarchy("perturbed")(perturbed_hierarchy)
 
 def hierarchy_builder(kind: str) -> HierarchyBuilder:
     """The builder function of `kind` (to inspect its keyword arguments)."""
-    if kind not in _BUILDERS:
-        raise RuntimeError(
-            f"Unknown hierarchy kind ({kind}); known: {', '.join(list_hierarchy_kinds())}"
-        )
-    return _BUILDERS[kind]
+    return _BUILDERS.get(kind)

@@ -7,6 +7,7 @@ import sys
 from collections import Counter, defaultdict
 from typing import Any
 
+from contracts import SCRATCH
 from sweeps.spec import Spec, load_spec
 
 
@@ -103,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _plan_with_tuning(spec: Spec) -> Any:
     """The plan as `run` would build it, with searched values read back from MLflow."""
     from sweeps.plan import build_plan, load_dataset
-    from sweeps.runner import open_tracker_readonly
+    from sweeps.status import open_tracker_readonly
 
     dataset = load_dataset(spec)
     plan = build_plan(spec, dataset=dataset, write=False)
@@ -119,8 +120,9 @@ def _plan_with_tuning(spec: Spec) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from sweeps.packs import make_packs
-    from sweeps.runner import resolve_trainable, trial_states
+    from sweeps.packing import make_packs
+    from sweeps.runner import resolve_trainable
+    from sweeps.status import trial_states
 
     spec = _spec(args)
     resolve_trainable(spec)  # an unimportable trainable is a spec error here, not at run time
@@ -156,7 +158,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweeps.runner import FACTORS, trial_states
+    from sweeps.status import FACTORS, trial_states
 
     spec = _spec(args)
     plan = _plan_with_tuning(spec)
@@ -173,7 +175,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         table: dict[str, Counter] = defaultdict(Counter)
         for key, (state, _) in states.items():
             value = by_key[key].config[factor]
-            table["scratch" if value is None else str(value)][state] += 1
+            table[SCRATCH if value is None else str(value)][state] += 1
         if len(table) < 2 and factor != "hierarchy":
             continue
         width = max(len(v) for v in table) + 2
@@ -190,7 +192,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from sweeps.runner import sync_storage
+    from sweeps.sync import sync_storage
 
     spec = _spec(args)
     synced, total = sync_storage(spec)

@@ -1,9 +1,9 @@
-"""Packs: several logical trials run one after another inside one Ray trial.
+"""The worker side of a pack: `run_pack` runs its logical trials one after another.
 
 Launching a Ray trial costs seconds; a synthetic trial may take one. So the
-driver packs logical trials (`make_packs`), keeping the trials that share a
-pretraining together with that pretraining first, and a worker runs a pack
-with `run_pack`. Each logical trial stands alone inside its pack:
+driver packs logical trials (`sweeps.packing.make_packs`), keeping the trials
+that share a pretraining together with that pretraining first, and a worker
+runs a pack with `run_pack`. Each logical trial stands alone inside its pack:
 
 - its final result (with its per-epoch history) is written atomically to
   `<storage>/results/<trial_key>.json` the moment it finishes, so neither a
@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hierarchies.core import write_atomic
+from sweeps.results import add_epoch, failure_path, read_json, result_path, write_json_atomic
 
 Emit = Callable[[list[dict[str, Any]]], None]
 Trainable = Callable[[dict, Callable[[dict, int], None] | None], dict]
@@ -86,55 +86,6 @@ class Outbox:
         self.last = time.monotonic()
 
 
-def result_path(storage: str | os.PathLike, trial_key: str) -> Path:
-    """Where a finished logical trial's record lives."""
-    return Path(storage) / "results" / f"{trial_key}.json"
-
-
-def failure_path(storage: str | os.PathLike, trial_key: str) -> Path:
-    """Where a logical trial that used up its retries records why."""
-    return Path(storage) / "results" / f"{trial_key}.failed.json"
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON so that a reader (or a crash) never sees half a file."""
-    write_atomic(path, json.dumps(payload).encode())
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object at `path`, or None when missing or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def read_results(storage: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """trial_key -> finished record, for every result file under `storage`."""
-    out = {}
-    folder = Path(storage) / "results"
-    if folder.is_dir():
-        for path in folder.glob("*.json"):
-            if path.name.endswith(".failed.json"):
-                continue
-            record = read_json(path)
-            if record and "result" in record:
-                out[path.stem] = record
-    return out
-
-
-def read_failures(storage: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """trial_key -> failure record, for every `<key>.failed.json` under `storage`."""
-    out = {}
-    folder = Path(storage) / "results"
-    if folder.is_dir():
-        for path in folder.glob("*.failed.json"):
-            record = read_json(path)
-            if record and "reason" in record:
-                out[path.name.removesuffix(".failed.json")] = record
-    return out
-
-
 def _release_memory() -> None:
     """After a failed attempt (an out-of-memory error, say): free what it held before retrying."""
     import gc
@@ -158,20 +109,6 @@ def _read_history(path: Path | None) -> list[list[Any]]:
             continue
         add_epoch(out, [int(step), metrics])
     return out
-
-
-def add_epoch(history: list[list[Any]], entry: list[Any]) -> None:
-    """Append `[step, metrics]`, replacing an earlier report of the same step and metrics.
-
-    A trial restarted without a checkpoint reports its first epochs again; the
-    history keeps one entry per (step, metric names), the latest.
-    """
-    names = sorted(entry[1])
-    for i, (step, metrics) in enumerate(history):
-        if step == entry[0] and sorted(metrics) == names:
-            history[i] = entry
-            return
-    history.append(entry)
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
@@ -323,60 +260,3 @@ def _run_logical(
         outbox.put(final)
         return "finished"
     raise AssertionError("unreachable")
-
-
-# ---- packing (driver side) ---------------------------------------------------
-def _group_cost(trials: Sequence[Any]) -> float:
-    """Rough relative cost of a pretrain group: one pretraining plus each finetune."""
-    first = trials[0].config
-    scale = max(first["data_fraction"], 0.01)
-    pretrain = 0.0 if trials[0].is_scratch else max(first["pretrain"]["epochs"], 0)
-    finetune = sum(max(t.config["finetune"]["epochs"], 1) for t in trials)
-    return scale * (pretrain + finetune)
-
-
-def make_packs(trials: Sequence[Any], *, slots: int, pack: str | int) -> list[list[Any]]:
-    """Split trials into packs (lists run in order by one Ray trial each).
-
-    Trials sharing a `pretrain_key` stay together, so one pretraining serves
-    them without two packs racing for it. `pack: N` caps a pack at N trials
-    (a bigger pretrain group is split; its first chunk is scheduled first).
-    `pack: auto` makes about 4 packs per parallel slot, balanced by estimated
-    cost (longest first), which keeps Ray's per-trial launch cost small for
-    short trials; for long trials (GPU specs) set `pack: 1`.
-    """
-    groups: dict[str, list[Any]] = {}
-    for trial in trials:
-        groups.setdefault(trial.pretrain_key, []).append(trial)
-    if not groups:
-        return []
-    if pack == "auto":
-        num_packs = min(len(groups), max(1, slots) * 4)
-        bins: list[list[Any]] = [[] for _ in range(num_packs)]
-        loads = [0.0] * num_packs
-        for group in sorted(groups.values(), key=_group_cost, reverse=True):
-            i = loads.index(min(loads))
-            bins[i].extend(group)
-            loads[i] += _group_cost(group)
-        order = sorted(range(num_packs), key=lambda i: -loads[i])
-        return [bins[i] for i in order if bins[i]]
-    cap = int(pack)
-    first_chunks: list[list[Any]] = []
-    later_chunks: list[list[Any]] = []
-    for group in groups.values():
-        chunks = [group[i : i + cap] for i in range(0, len(group), cap)]
-        first_chunks.append(chunks[0])
-        later_chunks.extend(chunks[1:])
-    packs: list[list[Any]] = []
-    for chunks in (first_chunks, later_chunks):
-        # First fit decreasing, by trial count, within each phase.
-        phase: list[list[Any]] = []
-        for chunk in sorted(chunks, key=len, reverse=True):
-            for bin_ in phase:
-                if len(bin_) + len(chunk) <= cap:
-                    bin_.extend(chunk)
-                    break
-            else:
-                phase.append(list(chunk))
-        packs.extend(phase)
-    return packs

@@ -204,7 +204,7 @@ class _Forward(tune.Callback):
         self.on_tick(running)
 
 
-PROJECT_PACKAGES = ("trainables", "sweeps", "hierarchies", "analysis")
+PROJECT_PACKAGES = ("trainables", "sweeps", "hierarchies", "analysis", "contracts")
 
 
 def _ship_by_value(fn: Callable[..., Any]) -> None:

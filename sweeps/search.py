@@ -18,11 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sweeps.plan import Plan, Trial, with_settings
+from contracts import ROLE_SEARCH, SCRATCH, SEARCH_CELL, SEARCH_PARAM_PREFIX
+from sweeps.errors import SweepError
+from sweeps.plan import with_settings
 from sweeps.spec import SearchSpec, Spec, SpecError
+from sweeps.trials import Plan, Trial
 
 Cell = tuple[str, str, float, str]
-SEARCH_CELL = "granularity.search_cell"
 
 
 def cell_id(cell: Cell) -> str:
@@ -34,7 +36,7 @@ def cell_id(cell: Cell) -> str:
 def reference_cell(search: SearchSpec, plan: Plan) -> Cell:
     """The cell the reference-scope search tunes (unset fields: the first non-scratch cell's)."""
     ref = search.reference
-    candidates = [c for c in plan.cells() if c[0] != "scratch"] or plan.cells()
+    candidates = [c for c in plan.cells() if c[0] != SCRATCH] or plan.cells()
     level_name = None
     if ref.level is not None:
         names = [t.config["level_name"] for t in plan.trials if t.config["level_name"]]
@@ -78,7 +80,8 @@ def _base_trial(plan: Plan, cell: Cell, seed: int) -> Trial:
 
 
 def param_name(cell: Cell | None, setting: str) -> str:
-    return f"search.{setting}" if cell is None else f"search.{cell_id(cell)}.{setting}"
+    prefix = SEARCH_PARAM_PREFIX
+    return f"{prefix}{setting}" if cell is None else f"{prefix}{cell_id(cell)}.{setting}"
 
 
 def tuned_from_params(spec: Spec, plan: Plan, params: dict[str, str]) -> dict[Any, dict[str, Any]]:
@@ -109,8 +112,6 @@ def run_search(
 ) -> dict[Any, dict[str, Any]]:
     """Tune the search block's settings; log and return `tuned` for `build_plan`."""
     import optuna
-
-    from sweeps.runner import SweepError, trial_meta
 
     search = spec.search
     assert search is not None
@@ -146,9 +147,9 @@ def run_search(
                     )
                     for name, r in search.parameters.items()
                 }
-                trials.append(with_settings(base, values, storage, role="search"))
+                trials.append(with_settings(base, values, storage, role=ROLE_SEARCH))
             metas = {
-                t.trial_key: trial_meta(t, role="search", extra_tags={SEARCH_CELL: cell_id(cell)})
+                t.trial_key: t.meta(ROLE_SEARCH, extra_tags={SEARCH_CELL: cell_id(cell)})
                 for t in trials
             }
             unique = list({t.trial_key: t for t in trials}.values())

@@ -3,6 +3,10 @@
 Every problem is reported with its field path, the bad value and what is
 accepted, all at once, as one `SpecError` (a ValueError) with a line per problem.
 
+Over ~350 lines on purpose: the schema, its error text (`_problems`) and the
+dotted overrides (`apply_overrides`) all walk the same pydantic models; split
+into modules they would import each other.
+
 Example:
     >>> spec = parse_spec({"name": "demo", "dataset": {"name": "synthetic"},
     ...                    "target": "superclass"}, overrides=["seeds=2"])
@@ -30,7 +34,18 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-ARM_KINDS = ("manual", "random", "cluster_within", "cluster_global", "perturbed", "scratch")
+from contracts import (
+    ARM_KINDS,
+    CHECKPOINT_EVERY_S,
+    FEATURE_NORMS,
+    FINETUNE_DEFAULTS,
+    FINETUNE_MODES,
+    OPTIMIZERS,
+    SCHEDULES,
+    STAGE_DEFAULTS,
+    arm,
+)
+
 LEVEL_KEYWORDS = ("all", "finer", "target_and_finer")
 DEFAULT_TRAINABLE = "trainables:train"
 
@@ -98,7 +113,7 @@ class ArmSpec(_Strict):
     fraction of leaves reassigned; a list gives one arm per value.
     """
 
-    kind: Literal["manual", "random", "cluster_within", "cluster_global", "perturbed", "scratch"]
+    kind: Literal[ARM_KINDS]  # the arms table of contracts.py
     label: str | None = None
     p: list[float] | None = None
     path: str | None = None
@@ -120,14 +135,12 @@ class ArmSpec(_Strict):
 
     @model_validator(mode="after")
     def _kind_options(self) -> ArmSpec:
-        if self.kind == "perturbed" and not self.p:
-            raise ValueError("a perturbed arm needs p (a fraction in [0, 1] or a list of them)")
-        if self.kind != "perturbed" and self.p is not None:
-            raise ValueError(f"p applies only to kind 'perturbed', not {self.kind!r}")
-        if self.path is not None and self.kind != "manual":
-            raise ValueError(f"path applies only to kind 'manual', not {self.kind!r}")
-        if self.embeddings is not None and not self.kind.startswith("cluster"):
-            raise ValueError(f"embeddings applies only to cluster kinds, not {self.kind!r}")
+        if "p" in arm(self.kind).options and not self.p:
+            raise ValueError(f"a {self.kind} arm needs p (a fraction in [0, 1] or a list of them)")
+        for option in ("p", "path", "embeddings"):
+            if getattr(self, option) is not None and option not in arm(self.kind).options:
+                owners = " or ".join(repr(a) for a in ARM_KINDS if option in arm(a).options)
+                raise ValueError(f"{option} applies only to kind {owners}, not {self.kind!r}")
         return self
 
 
@@ -230,26 +243,27 @@ class FactorsSpec(_Strict):
 
 
 class StageSpec(_Strict):
-    """Optimisation settings of one stage (pretraining)."""
+    """Optimisation settings of one stage (pretraining); defaults: contracts.STAGE_DEFAULTS."""
 
-    epochs: int = Field(default=20, ge=0)
-    lr: float = Field(default=0.05, gt=0)
-    batch_size: int = Field(default=128, ge=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    schedule: Literal["cosine", "constant"] = "cosine"
+    epochs: int = Field(default=STAGE_DEFAULTS["epochs"], ge=0)
+    lr: float = Field(default=STAGE_DEFAULTS["lr"], gt=0)
+    batch_size: int = Field(default=STAGE_DEFAULTS["batch_size"], ge=1)
+    weight_decay: float = Field(default=STAGE_DEFAULTS["weight_decay"], ge=0)
+    optimizer: Literal[OPTIMIZERS] = STAGE_DEFAULTS["optimizer"]
+    momentum: float = Field(default=STAGE_DEFAULTS["momentum"], ge=0, lt=1)
+    schedule: Literal[SCHEDULES] = STAGE_DEFAULTS["schedule"]
 
 
 class FinetuneSpec(StageSpec):
     """Finetuning settings: a stage plus `mode` (linear probe or full network).
 
     `feature_norm` scales the linear probe's frozen features (see trainables/trial.py).
+    Defaults: contracts.FINETUNE_DEFAULTS.
     """
 
-    epochs: int = Field(default=10, ge=0)
-    mode: Literal["linear", "full"] = "linear"
-    feature_norm: Literal["scalar", "standardize", "none"] = "standardize"
+    epochs: int = Field(default=FINETUNE_DEFAULTS["epochs"], ge=0)
+    mode: Literal[FINETUNE_MODES] = FINETUNE_DEFAULTS["mode"]
+    feature_norm: Literal[FEATURE_NORMS] = FINETUNE_DEFAULTS["feature_norm"]
 
 
 class SearchParam(_Strict):
@@ -336,7 +350,7 @@ class Spec(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Seconds of training between a stage's epoch checkpoints (0: every epoch);
     # where a trial stopped is not part of what it computes, so not of its key.
-    checkpoint_every_s: float = Field(default=60.0, ge=0)
+    checkpoint_every_s: float = Field(default=CHECKPOINT_EVERY_S, ge=0)
     search: SearchSpec | None = None
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_concurrent: int | None = Field(default=None, ge=1)

@@ -10,6 +10,10 @@ on an existing run, epochs filtered by `logged_points`) log only what the run
 lacks, so a re-sync never duplicates a metric point. A
 trial's params, epochs and final metrics go in one `log_batch` where they
 arrive together (a short trial: four MLflow calls in all).
+
+Over ~350 lines on purpose: every MLflow write of the contract is a `Tracker`
+method in this one module (the driver is the single writer), with the store's
+creation and the writer thread it needs; names come from contracts.py.
 """
 
 from __future__ import annotations
@@ -27,19 +31,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts import (
+    ATTEMPTS,
+    CONFIG_ARTIFACT,
+    FAILURE,
+    HIERARCHIES_ARTIFACTS,
+    NUM_TRAIN,
+    PARENT,
+    ROLE,
+    ROLE_SWEEP,
+    ROLE_TRIAL,
+    SPEC_HASH,
+    SPECS_ARTIFACTS,
+    SWEEP,
+    TAG_PREFIX,
+    TRIAL_KEY,
+)
 from sweeps.spec import Spec
-
-TAG_PREFIX = "granularity."
-ROLE = "granularity.role"
-TRIAL_KEY = "granularity.trial_key"
-PRETRAIN_KEY = "granularity.pretrain_key"
-LABEL_FN = "granularity.label_fn"
-SPEC_HASH = "granularity.spec_hash"
-SWEEP = "granularity.sweep"
-FAILURE = "granularity.failure"
-ATTEMPTS = "granularity.attempts"
-HIERARCHY_HASH = "granularity.hierarchy_hash"
-PARENT = "mlflow.parentRunId"
 
 _BATCH = 900  # MLflow takes at most 1000 entities per log_batch
 
@@ -197,7 +205,7 @@ class Tracker:
     def trial_runs(self) -> dict[str, RunState]:
         """trial_key -> its run (trials and search trials; the FINISHED one if there are several)."""
         out: dict[str, RunState] = {}
-        for run in self._search(f"tags.`{ROLE}` != 'sweep'"):
+        for run in self._search(f"tags.`{ROLE}` != '{ROLE_SWEEP}'"):
             key = run.data.tags.get(TRIAL_KEY)
             if not key:
                 continue
@@ -209,7 +217,7 @@ class Tracker:
         return out
 
     def parent_run_id(self) -> str | None:
-        runs = list(self._search(f"tags.`{ROLE}` = 'sweep'"))
+        runs = list(self._search(f"tags.`{ROLE}` = '{ROLE_SWEEP}'"))
         runs.sort(key=lambda r: r.info.start_time or 0)
         return runs[0].info.run_id if runs else None
 
@@ -225,13 +233,13 @@ class Tracker:
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=spec.name,
-                tags={ROLE: "sweep", SWEEP: spec.name, SPEC_HASH: spec.spec_hash()},
+                tags={ROLE: ROLE_SWEEP, SWEEP: spec.name, SPEC_HASH: spec.spec_hash()},
             )
             run_id = run.info.run_id
         else:
             self.client.update_run(run_id, status="RUNNING")
             self.client.set_tag(run_id, SPEC_HASH, spec.spec_hash())
-        self.client.log_text(run_id, spec_text, f"specs/{spec.spec_hash()}.json")
+        self.client.log_text(run_id, spec_text, f"{SPECS_ARTIFACTS}/{spec.spec_hash()}.json")
         self.parent_id = run_id
         return run_id
 
@@ -244,11 +252,12 @@ class Tracker:
     def log_hierarchies(self, paths: Iterable[Path]) -> None:
         """Hierarchy JSON files as parent-run artifacts under `hierarchies/`."""
         have = {
-            Path(f.path).name for f in self.client.list_artifacts(self.parent_id, "hierarchies")
+            Path(f.path).name
+            for f in self.client.list_artifacts(self.parent_id, HIERARCHIES_ARTIFACTS)
         }
         for path in paths:
             if Path(path).name not in have:
-                self.client.log_artifact(self.parent_id, str(path), "hierarchies")
+                self.client.log_artifact(self.parent_id, str(path), HIERARCHIES_ARTIFACTS)
 
     def end_parent(self, status: str) -> None:
         self.client.set_terminated(self.parent_id, status=status)
@@ -279,7 +288,7 @@ class Tracker:
                 self._log(existing.run_id, params=missing)
             return existing.run_id
         all_tags = {
-            ROLE: "trial",
+            ROLE: ROLE_TRIAL,
             PARENT: self.parent_id,
             TRIAL_KEY: key,
             SPEC_HASH: spec_hash,
@@ -328,7 +337,7 @@ class Tracker:
         metrics = [Metric(k, float(v), now, 0) for k, v in result.items() if not isinstance(v, str)]
         outputs = {TAG_PREFIX + k: v for k, v in result.items() if isinstance(v, str)}
         extra = dict(params or {})
-        for name in ("num_train",):
+        for name in (NUM_TRAIN,):
             if name in result and math.isfinite(float(result[name])):
                 extra[name] = str(int(result[name]))
         if skip_logged:
@@ -341,7 +350,8 @@ class Tracker:
             params=extra,
             tags={**outputs, ATTEMPTS: str(attempts)},
         )
-        self.client.log_text(run_id, json.dumps(config, indent=2, sort_keys=True), "config.json")
+        config_text = json.dumps(config, indent=2, sort_keys=True)
+        self.client.log_text(run_id, config_text, CONFIG_ARTIFACT)
         self.client.set_terminated(run_id, status="FINISHED")
 
     def fail_trial(

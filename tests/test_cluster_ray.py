@@ -34,7 +34,7 @@ import sweeps_fake
 import yaml
 from servers import free_port
 
-from sweeps.packs import read_results
+from sweeps.results import read_results
 from sweeps.spec import load_spec, parse_spec
 from sweeps.tracking import Tracker
 

@@ -25,7 +25,7 @@ import sweeps_fake
 from sweeps_fake import write_fake_spec
 
 from sweeps import commands
-from sweeps.packs import read_results
+from sweeps.results import read_results
 from sweeps.spec import load_spec
 from sweeps.tracking import Tracker
 

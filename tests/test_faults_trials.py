@@ -20,7 +20,7 @@ import sweeps_fake
 from sweeps_fake import write_fake_spec
 
 from sweeps import commands
-from sweeps.packs import read_results
+from sweeps.results import read_results
 from sweeps.spec import load_spec
 from sweeps.tracking import Tracker
 
@@ -170,7 +170,7 @@ def outage(monkeypatch):
         self.client = _FlakyClient(self.client, state)
 
     monkeypatch.setattr(Tracker, "__init__", init)
-    monkeypatch.setattr("sweeps.runner.Recorder.OFFLINE_RETRY_S", 0.5)
+    monkeypatch.setattr("sweeps.recorder.Recorder.OFFLINE_RETRY_S", 0.5)
     return state
 
 

@@ -21,7 +21,7 @@ from sweeps_fake import CALLS_FILE, write_fake_spec
 
 from analysis.hard_examples import decode_correct
 from sweeps import commands
-from sweeps.packs import read_results
+from sweeps.results import read_results
 from sweeps.spec import load_spec
 from sweeps.tracking import Tracker
 

@@ -7,8 +7,10 @@ import json
 import pytest
 from sweeps_fake import FakeDataset, train
 
-from sweeps.packs import make_packs, read_results, result_path, run_pack
+from sweeps.packing import make_packs
+from sweeps.packs import run_pack
 from sweeps.plan import build_plan, with_settings
+from sweeps.results import read_results, result_path
 from sweeps.spec import SpecError, parse_spec
 
 
@@ -196,7 +198,8 @@ def test_run_pack_persists_results_retries_and_skips(plan, tmp_path):
 def test_a_second_driver_on_the_same_sweep_is_refused(tmp_path, monkeypatch):
     from filelock import FileLock
 
-    from sweeps.runner import SweepError, run_sweep
+    from sweeps.errors import SweepError
+    from sweeps.runner import run_sweep
 
     monkeypatch.chdir(tmp_path)
     spec = spec_of(tmp_path)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from trainables.backbones import Classifier, create_backbone, list_backbones
+# The dataset builders: each module registers its datasets on import.
+from trainables import fashion_mnist, glyphs, image_datasets, synthetic  # noqa: F401
+from trainables.backbones import (
+    Classifier,
+    create_backbone,
+    is_backbone,
+    list_backbones,
+    register_backbone,
+)
 from trainables.data import (
     Dataset,
     Split,
@@ -23,9 +31,11 @@ __all__ = [
     "TrialError",
     "create_backbone",
     "create_dataset",
+    "is_backbone",
     "is_dataset",
     "list_backbones",
     "list_datasets",
+    "register_backbone",
     "register_dataset",
     "subset_indices",
     "train",

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from contracts import Registry
+
 
 class Classifier(nn.Module):
     """A feature extractor (`body`) plus a linear `head` over its features."""
@@ -120,15 +122,34 @@ def _timm(
     return Classifier(body, int(body.num_features), num_classes)
 
 
-_BACKBONES: dict[str, Callable[..., Classifier]] = {"twolayer": _twolayer}
+_BACKBONES = Registry("backbone")
 # A few timm names listed for discovery and registry-parametrized tests; any
 # other timm model name works too.
 _LISTED_TIMM = ("resnet18", "resnet34", "resnet50", "vit_tiny_patch16_224", "vit_small_patch16_224")
 
 
+def register_backbone(
+    name: str,
+) -> Callable[[Callable[..., Classifier]], Callable[..., Classifier]]:
+    """Decorator: register `fn(num_classes, **options) -> Classifier` as backbone `name`."""
+    return _BACKBONES.register(name)
+
+
+register_backbone("twolayer")(_twolayer)
+
+
 def list_backbones() -> list[str]:
     """Backbone names: `twolayer` plus commonly used timm models (any timm name is accepted)."""
-    return sorted(_BACKBONES) + list(_LISTED_TIMM)
+    return _BACKBONES.names() + list(_LISTED_TIMM)
+
+
+def is_backbone(name: str) -> bool:
+    """A registered backbone, or any timm model name."""
+    if _BACKBONES.has(name):
+        return True
+    import timm
+
+    return bool(timm.is_model(name))
 
 
 def create_backbone(name: str, num_classes: int, **options) -> Classifier:
@@ -142,7 +163,7 @@ def create_backbone(name: str, num_classes: int, **options) -> Classifier:
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if name in _BACKBONES:
-        return _BACKBONES[name](num_classes, **options)
+    if _BACKBONES.has(name):
+        return _BACKBONES.create(name, num_classes, **options)
     options.pop("patch_size", None)
     return _timm(name, num_classes, **options)

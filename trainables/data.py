@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contracts import Registry
 from hierarchies import Hierarchy
 
 BatchTransform = Callable[[torch.Tensor, bool], torch.Tensor]
@@ -130,25 +131,25 @@ def mean_input_embeddings(inputs: torch.Tensor, leaf: np.ndarray, num_leaves: in
     return (sums / counts).float().numpy()
 
 
-# ---- registry (timm style) --------------------------------------------------
-_DATASETS: dict[str, Callable[..., Dataset]] = {}
+# ---- registry (timm style: contracts.Registry) -------------------------------
+# The builders register themselves when `trainables/__init__.py` imports their
+# modules (the dataset builder list is there: this module imports none of them,
+# they import it for the decorator, so no import circle).
+_DATASETS = Registry("dataset")
 
 
 def register_dataset(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
     """Decorator: register a dataset builder under its function name."""
-    _DATASETS[fn.__name__] = fn
-    return fn
+    return _DATASETS.register(fn.__name__)(fn)
 
 
 def list_datasets() -> list[str]:
     """Names `create_dataset` accepts."""
-    _import_builders()
-    return sorted(_DATASETS)
+    return _DATASETS.names()
 
 
 def is_dataset(name: str) -> bool:
-    _import_builders()
-    return name in _DATASETS
+    return _DATASETS.has(name)
 
 
 def create_dataset(name: str, **options) -> Dataset:
@@ -159,16 +160,7 @@ def create_dataset(name: str, **options) -> Dataset:
         FileNotFoundError: a data root that does not exist (named in the message).
         TypeError: an option the builder does not take.
     """
-    _import_builders()
-    if name not in _DATASETS:
-        raise RuntimeError(f"Unknown dataset ({name}); known: {', '.join(sorted(_DATASETS))}")
-    return _DATASETS[name](**options)
-
-
-def _import_builders() -> None:
-    # The builders register themselves on import; importing here (not at the
-    # top) avoids a cycle, since they import this module for the decorator.
-    from trainables import fashion_mnist, glyphs, image_datasets, synthetic  # noqa: F401
+    return _DATASETS.create(name, **options)
 
 
 # ---- subsets ----------------------------------------------------------------

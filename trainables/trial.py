@@ -29,6 +29,7 @@ import copy
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from contracts import (
+    CHECKPOINT_EVERY_S,
+    FEATURE_NORMS,
+    FINETUNE_DEFAULTS,
+    FINETUNE_MODES,
+    STAGE_DEFAULTS,
+    TEST_CORRECT,
+)
 from hierarchies import Hierarchy, HierarchyError, alignment_metrics, examples_per_class
 from trainables.backbones import Classifier, create_backbone
 from trainables.checkpoints import PretrainStore, load_checkpoint, save_atomic
@@ -57,32 +66,9 @@ from trainables.errors import TrialError
 
 Report = Callable[[dict[str, float], int], None]
 
-# Seconds of training between epoch checkpoints (0: after every epoch). A crash
-# loses at most this much of a stage; a short trial is not slowed down by a
-# checkpoint per epoch (15% of a quickstart trial's time when it was).
-CHECKPOINT_EVERY_S = 60.0
-
-STAGE_DEFAULTS: dict[str, Any] = {
-    "epochs": 20,
-    "lr": 0.05,
-    "batch_size": 128,
-    "weight_decay": 0.0,
-    "optimizer": "sgd",
-    "momentum": 0.9,
-    "schedule": "cosine",
-}
-FINETUNE_DEFAULTS: dict[str, Any] = {
-    **STAGE_DEFAULTS,
-    "mode": "linear",
-    "epochs": 10,
-    # Linear probe input scaling. "standardize" (per-feature mean/std of the
-    # training features, like MAE's affine-free BatchNorm probe) lets rare
-    # fine-feature detectors compete with the frequent coarse one, which a
-    # probe trained on easy examples otherwise leans on alone; "scalar"
-    # divides all features by their RMS; "none" leaves them as they are.
-    "feature_norm": "standardize",
-}
-FEATURE_NORMS = ("scalar", "standardize", "none")
+# The stage defaults and the checkpoint interval are the trial config's
+# contract with sweeps: contracts.py holds them (the spec reads them there
+# without importing torch); this module fills absent keys with them.
 
 
 # Per-example test outcomes ride along as one MLflow tag (8,000 characters at
@@ -121,8 +107,10 @@ def resolve_config(config: dict) -> dict:
     cfg["checkpoint_every_s"] = float(every)
     cfg["pretrain"] = {**STAGE_DEFAULTS, **(cfg.get("pretrain") or {})}
     cfg["finetune"] = {**FINETUNE_DEFAULTS, **(cfg.get("finetune") or {})}
-    if cfg["finetune"]["mode"] not in ("linear", "full"):
-        raise TrialError(f"finetune.mode {cfg['finetune']['mode']!r} is not one of linear | full")
+    if cfg["finetune"]["mode"] not in FINETUNE_MODES:
+        raise TrialError(
+            f"finetune.mode {cfg['finetune']['mode']!r} is not one of {' | '.join(FINETUNE_MODES)}"
+        )
     if cfg["finetune"]["feature_norm"] not in FEATURE_NORMS:
         raise TrialError(
             f"finetune.feature_norm {cfg['finetune']['feature_norm']!r} is not one of "
@@ -292,7 +280,7 @@ def _linear_probe(
 
 
 # ---- the trial ----------------------------------------------------------------
-def train(config: dict, report: Report | None = None) -> dict[str, float]:
+def train(config: dict, report: Report | None = None) -> dict[str, float | str]:
     """Run one trial (see the module docstring); returns the final metrics.
 
     Raises:
@@ -316,10 +304,45 @@ def train(config: dict, report: Report | None = None) -> dict[str, float]:
         torch.set_num_threads(previous)
 
 
-def _train(cfg: dict, report: Report | None) -> dict[str, float]:
-    """The trial proper, on a resolved config."""
-    seed = int(cfg["seed"])
+def _train(cfg: dict, report: Report | None) -> dict[str, float | str]:
+    """The trial proper, on a resolved config: labels, data, model, stages, evaluation."""
     dataset = load_dataset(cfg["dataset"], cfg["dataset_options"])
+    labels = _label_functions(cfg, dataset)
+    data = _data_split(cfg, dataset)
+    runtime = resolve_runtime(cfg["device"], cfg.get("num_workers"))
+    model, compiled = _build_model(cfg, dataset, labels.num_pre, runtime)
+    run = _Run(cfg, dataset, labels, data, runtime, report)
+    if labels.scratch:
+        result, test_pred = _train_scratch(run, model, compiled)
+    else:
+        result, test_pred = _pretrain_and_finetune(run, model, compiled)
+    result.update(_evaluate(run, test_pred))
+    result.update(_describe_labels(run))
+    return result
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """The pretraining and target label functions of a trial (leaf id -> class id)."""
+
+    scratch: bool
+    target_level: int
+    pre_hierarchy: Hierarchy
+    pre_level: int
+    target_all: np.ndarray
+    pre_all: np.ndarray
+
+    @property
+    def num_pre(self) -> int:
+        return int(self.pre_all.max()) + 1
+
+    @property
+    def num_target(self) -> int:
+        return int(self.target_all.max()) + 1
+
+
+def _label_functions(cfg: dict, dataset: Dataset) -> _Labels:
+    """The target level of the manual hierarchy and the pretraining level (scratch: the target)."""
     manual = dataset.hierarchy
     try:
         target_level = manual.level_index(cfg.get("target", dataset.default_target))
@@ -340,23 +363,38 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
                 f"{dataset.name!r} ({pre_hierarchy.num_leaves} leaves vs {manual.num_leaves}, "
                 "or other names / order): derive it from the dataset's manual hierarchy"
             )
+    return _Labels(
+        scratch,
+        target_level,
+        pre_hierarchy,
+        pre_level,
+        manual.mapping(target_level),
+        pre_hierarchy.mapping(pre_level),
+    )
 
-    # Data: validation carved from the train split, then the nested subset.
+
+@dataclass(frozen=True)
+class _Data:
+    """Example indices: training subset and validation (both of the train split), test."""
+
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+
+
+def _data_split(cfg: dict, dataset: Dataset) -> _Data:
+    """Validation carved from the train split first, then the nested subset of the rest."""
+    seed = int(cfg["seed"])
     leaf = dataset.train_leaf
     pool, val_idx = train_val_indices(leaf, float(cfg["val_fraction"]), seed)
     train_idx = pool[subset_indices(leaf[pool], float(cfg["data_fraction"]), seed)]
-    target_all = manual.mapping(target_level)
-    pre_all = pre_hierarchy.mapping(pre_level)
-    num_pre = int(pre_all.max()) + 1
-    num_target = int(target_all.max()) + 1
+    return _Data(train_idx, val_idx, np.arange(len(dataset.test)))
 
-    runtime = resolve_runtime(cfg["device"], cfg.get("num_workers"))
-    ckpt_dir = Path(cfg["checkpoint_dir"]) if cfg.get("checkpoint_dir") else None
-    test_idx = np.arange(len(dataset.test))
 
-    def batches(split, idx, mapping) -> Batches:
-        return Batches(dataset, split, idx, mapping[split.leaf[idx]], runtime)
-
+def _build_model(
+    cfg: dict, dataset: Dataset, num_classes: int, runtime: Runtime
+) -> tuple[Classifier, nn.Module]:
+    """The backbone with a `num_classes` head, and the module to train (compiled or not)."""
     c, h, _ = dataset.input_shape
     backbone_options = {
         "in_chans": c,
@@ -366,108 +404,161 @@ def _train(cfg: dict, report: Report | None) -> dict[str, float]:
     }
     # Seed before building: the body's init is the same in every arm for seed s
     # (the head is built after it, whatever its size).
-    runtime.seed(seed)
-    model = create_backbone(cfg["backbone"], num_pre, **backbone_options).to(runtime.device)
+    runtime.seed(int(cfg["seed"]))
+    model = create_backbone(cfg["backbone"], num_classes, **backbone_options).to(runtime.device)
     if runtime.cuda:
         model = model.to(memory_format=torch.channels_last)
     compiled = torch.compile(model) if cfg["compile"] else model
+    return model, compiled
 
+
+@dataclass(frozen=True)
+class _Run:
+    """What every stage of one trial reads."""
+
+    cfg: dict
+    dataset: Dataset
+    labels: _Labels
+    data: _Data
+    runtime: Runtime
+    report: Report | None
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg["seed"])
+
+    @property
+    def ckpt_dir(self) -> Path | None:
+        return Path(self.cfg["checkpoint_dir"]) if self.cfg.get("checkpoint_dir") else None
+
+    def checkpoint(self, name: str) -> Path | None:
+        return self.ckpt_dir / name if self.ckpt_dir else None
+
+    def stage_args(self, checkpoint: str) -> dict[str, Any]:
+        """Keyword arguments every stage takes: seed, its checkpoint file, the interval, report."""
+        return {
+            "seed": self.seed,
+            "ckpt_path": self.checkpoint(checkpoint),
+            "checkpoint_every_s": self.cfg["checkpoint_every_s"],
+            "report": self.report,
+        }
+
+    def batches(self, split: str, which: str, mapping: np.ndarray) -> Batches:
+        """Batches of `split` ("train" | "test") over the `which` indices, labelled by `mapping`."""
+        part = self.dataset.train if split == "train" else self.dataset.test
+        idx = getattr(self.data, f"{which}_idx")
+        return Batches(self.dataset, part, idx, mapping[part.leaf[idx]], self.runtime)
+
+
+def _train_scratch(
+    run: _Run, model: Classifier, compiled: nn.Module
+) -> tuple[dict[str, float], torch.Tensor]:
+    """The scratch arm: the full model on the target labels with the pretrain settings."""
+    labels, cfg = run.labels, run.cfg
     result: dict[str, float] = {"pretrain_reused": 0.0, "time/pretrain_s": 0.0}
-    pre_train = batches(dataset.train, train_idx, pre_all)
-    pre_val = batches(dataset.train, val_idx, pre_all)
+    stage = _run_stage(
+        "scratch",
+        compiled,
+        model.parameters(),
+        run.batches("train", "train", labels.pre_all),
+        run.batches("train", "val", labels.pre_all),
+        cfg["pretrain"],
+        run.runtime,
+        **run.stage_args("scratch.pt"),
+        metric_prefix="finetune",
+    )
+    result.update(_finetune_metrics(stage))
+    test_pred = predict(
+        compiled,
+        run.batches("test", "test", labels.target_all),
+        run.runtime,
+        eval_batch_size(int(cfg["pretrain"]["batch_size"])),
+    )
+    return result, test_pred
 
-    if scratch:
+
+def _pretrain_and_finetune(
+    run: _Run, model: Classifier, compiled: nn.Module
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Pretrain on the level's labels (or load from the store), then finetune on the target."""
+    labels, cfg, runtime = run.labels, run.cfg, run.runtime
+    result: dict[str, float] = {"pretrain_reused": 0.0, "time/pretrain_s": 0.0}
+    pre_train = run.batches("train", "train", labels.pre_all)
+    pre_val = run.batches("train", "val", labels.pre_all)
+    result.update(
+        _pretrain(cfg, model, compiled, pre_train, pre_val, runtime, run.ckpt_dir, run.report)
+    )
+    fin = cfg["finetune"]
+    target_train = run.batches("train", "train", labels.target_all)
+    target_val = run.batches("train", "val", labels.target_all)
+    target_test = run.batches("test", "test", labels.target_all)
+    if fin["mode"] == "linear":
+        stage, predictor = _linear_probe(
+            model,
+            labels.num_target,
+            {"train": target_train, "val": target_val, "test": target_test},
+            fin,
+            runtime,
+            **run.stage_args("finetune.pt"),
+        )
+        test_pred = predictor("test")
+    else:
+        runtime.seed(stage_seed(run.seed, "finetune/head", 0))
+        model.reset_head(labels.num_target)
+        compiled = torch.compile(model) if cfg["compile"] else model
         stage = _run_stage(
-            "scratch",
+            "finetune",
             compiled,
             model.parameters(),
-            pre_train,
-            pre_val,
-            cfg["pretrain"],
+            target_train,
+            target_val,
+            fin,
             runtime,
-            seed=seed,
-            ckpt_path=ckpt_dir / "scratch.pt" if ckpt_dir else None,
-            checkpoint_every_s=cfg["checkpoint_every_s"],
-            report=report,
+            **run.stage_args("finetune.pt"),
             metric_prefix="finetune",
         )
-        result["time/finetune_s"] = stage.pop("time_s")
-        result.update(stage)
-        result["val_error"] = stage.get("finetune/val_error", float("nan"))
-        test_pred = predict(
-            compiled,
-            batches(dataset.test, test_idx, target_all),
-            runtime,
-            eval_batch_size(int(cfg["pretrain"]["batch_size"])),
-        )
-    else:
-        result.update(
-            _pretrain(cfg, model, compiled, pre_train, pre_val, runtime, ckpt_dir, report)
-        )
-        fin = cfg["finetune"]
-        target_train = batches(dataset.train, train_idx, target_all)
-        target_val = batches(dataset.train, val_idx, target_all)
-        target_test = batches(dataset.test, test_idx, target_all)
-        ft_ckpt = ckpt_dir / "finetune.pt" if ckpt_dir else None
-        if fin["mode"] == "linear":
-            stage, predictor = _linear_probe(
-                model,
-                num_target,
-                {"train": target_train, "val": target_val, "test": target_test},
-                fin,
-                runtime,
-                seed=seed,
-                ckpt_path=ft_ckpt,
-                checkpoint_every_s=cfg["checkpoint_every_s"],
-                report=report,
-            )
-            test_pred = predictor("test")
-        else:
-            runtime.seed(stage_seed(seed, "finetune/head", 0))
-            model.reset_head(num_target)
-            compiled = torch.compile(model) if cfg["compile"] else model
-            stage = _run_stage(
-                "finetune",
-                compiled,
-                model.parameters(),
-                target_train,
-                target_val,
-                fin,
-                runtime,
-                seed=seed,
-                ckpt_path=ft_ckpt,
-                checkpoint_every_s=cfg["checkpoint_every_s"],
-                report=report,
-                metric_prefix="finetune",
-            )
-            test_pred = predict(
-                compiled, target_test, runtime, eval_batch_size(int(fin["batch_size"]))
-            )
-        result["time/finetune_s"] = stage.pop("time_s")
-        result.update(stage)
-        result["val_error"] = stage.get("finetune/val_error", float("nan"))
+        test_pred = predict(compiled, target_test, runtime, eval_batch_size(int(fin["batch_size"])))
+    result.update(_finetune_metrics(stage))
+    return result, test_pred
 
-    test_labels = torch.as_tensor(target_all[dataset.test.leaf])
-    result["target_error"] = error_rate(test_pred, test_labels)
+
+def _finetune_metrics(stage: dict[str, float]) -> dict[str, float]:
+    """A finetuning (or scratch) stage's metrics, its time, and the validation error."""
+    time_s = stage.pop("time_s")
+    return {
+        "time/finetune_s": time_s,
+        **stage,
+        "val_error": stage.get("finetune/val_error", float("nan")),
+    }
+
+
+def _evaluate(run: _Run, test_pred: torch.Tensor) -> dict[str, float | str]:
+    """Target error on the test split and its groups (easy / hard), and which examples it got right."""
+    test = run.dataset.test
+    test_labels = torch.as_tensor(run.labels.target_all[test.leaf])
+    result: dict[str, float | str] = {"target_error": error_rate(test_pred, test_labels)}
+    for group, mask in test.groups.items():
+        result[f"target_error_{group}"] = error_rate(test_pred, test_labels, mask)
     correct = encode_correct(test_pred.cpu().numpy() == test_labels.numpy())
     if correct is not None:
-        result["test_correct"] = correct
-    for group, mask in dataset.test.groups.items():
-        result[f"target_error_{group}"] = error_rate(test_pred, test_labels, mask)
-
-    pre_labels = pre_all[leaf[train_idx]]
-    align = alignment_metrics(pre_labels, target_all[leaf[train_idx]])
-    result.update({f"align/{k}": v for k, v in align.items()})
-    per_class = examples_per_class(pre_labels)
-    result.update(
-        {
-            "num_train": float(len(train_idx)),
-            "num_classes": float(pre_hierarchy.num_classes(pre_level)),
-            "examples_per_class": per_class["mean"],
-            "examples_per_class_min": per_class["min"],
-        }
-    )
+        result[TEST_CORRECT] = correct
     return result
+
+
+def _describe_labels(run: _Run) -> dict[str, float]:
+    """Alignment of the pretraining labels with the target, and the class counts."""
+    labels = run.labels
+    leaf = run.dataset.train_leaf[run.data.train_idx]
+    pre_labels = labels.pre_all[leaf]
+    align = alignment_metrics(pre_labels, labels.target_all[leaf])
+    per_class = examples_per_class(pre_labels)
+    return {
+        **{f"align/{k}": v for k, v in align.items()},
+        "num_train": float(len(run.data.train_idx)),
+        "num_classes": float(labels.pre_hierarchy.num_classes(labels.pre_level)),
+        "examples_per_class": per_class["mean"],
+        "examples_per_class_min": per_class["min"],
+    }
 
 
 def _pretrain(

@@ -1,0 +1,266 @@
+"""What crosses package lines, in one place: MLflow names, the run name, stage defaults, arms.
+
+Every package may import this module (docs/ARCHITECTURE.md, "Imports"); it
+imports nothing of the project and nothing outside the standard library, so
+it costs nothing to read and can close no import circle. What lives here:
+
+- the MLflow contract (sweeps writes it, analysis reads it): tag, param and
+  metric names, the roles of runs, and the run-name format;
+- the trial config's stage defaults: trainables fills absent keys with them,
+  and the spec's fields default to them (so sweeps need not import torch to
+  know them);
+- the table of hierarchy arms a sweep can cross (`ARMS`): what the spec
+  accepts, what the plan builds from each, and how analysis orders them;
+- `Registry`, the one helper behind the three registries (datasets,
+  hierarchy kinds, backbones): the same verbs and the same error everywhere.
+
+Example:
+    >>> run_name("manual", "subclass", 0.5, "twolayer", 0)
+    'manual/subclass/f0.5/twolayer/s0'
+    >>> arm("cluster_within").builder
+    'cluster'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+# ---- MLflow: tags -------------------------------------------------------------------
+TAG_PREFIX = "granularity."
+ROLE = "granularity.role"  # sweep | trial | search
+ROLE_SWEEP = "sweep"
+ROLE_TRIAL = "trial"
+ROLE_SEARCH = "search"
+TRIAL_KEY = "granularity.trial_key"
+PRETRAIN_KEY = "granularity.pretrain_key"
+LABEL_FN = "granularity.label_fn"
+SPEC_HASH = "granularity.spec_hash"
+SWEEP = "granularity.sweep"  # the parent run's sweep name
+FAILURE = "granularity.failure"  # reason of a FAILED run
+ATTEMPTS = "granularity.attempts"
+HIERARCHY_HASH = "granularity.hierarchy_hash"
+SEARCH_CELL = "granularity.search_cell"
+PARENT = "mlflow.parentRunId"
+RUN_NAME = "mlflow.runName"
+# A trial's string outputs become tags `granularity.<name>`; this one is the
+# per-test-example correctness that hard examples on real data are built from
+# (written by trainables.trial.encode_correct, read by analysis.hard_examples).
+TEST_CORRECT = "test_correct"
+# Trial tags analysis turns into columns (without the prefix).
+TRIAL_TAGS = (
+    "trial_key",
+    "pretrain_key",
+    "label_fn",
+    "spec_hash",
+    "failure",
+    "attempts",
+    TEST_CORRECT,
+)
+
+# ---- MLflow: params -----------------------------------------------------------------
+# Flat, stable names a trial run carries (plus `pretrain.*` and `finetune.*`).
+TRIAL_PARAMS = (
+    "dataset",
+    "dataset_options",
+    "target",
+    "hierarchy",
+    "hierarchy_kind",
+    "level",
+    "level_name",
+    "num_classes",
+    "data_fraction",
+    "backbone",
+    "backbone_options",
+    "seed",
+)
+HIERARCHY_P = "hierarchy_p"  # perturbed arms only
+NUM_TRAIN = "num_train"  # a final metric that is also logged as a param
+# Params the contract defines as numbers; every other param stays a string.
+NUMERIC_PARAMS = ("level", "num_classes", "data_fraction", "num_train", "seed")
+STAGES = ("pretrain", "finetune")
+SEARCH_PARAM_PREFIX = "search."  # parent-run params of the values a search chose
+
+# ---- MLflow: metrics ----------------------------------------------------------------
+TARGET_ERROR = "target_error"
+VAL_ERROR = "val_error"
+ALIGNMENT_METRICS = ("align/cond_entropy", "align/nmi", "align/purity", "align/ami", "align/ari")
+EPOCH_METRICS = tuple(f"{s}/{m}" for s in STAGES for m in ("loss", "error", "val_error"))
+PRETRAIN_REUSED = "pretrain_reused"
+
+# ---- artifacts ----------------------------------------------------------------------
+CONFIG_ARTIFACT = "config.json"  # a trial run's resolved config
+HIERARCHIES_ARTIFACTS = "hierarchies"  # parent run: <content_hash>.json
+SPECS_ARTIFACTS = "specs"  # parent run: <spec_hash>.json
+ANALYSIS_ARTIFACTS = "analysis"  # parent run: the report (the one thing analysis writes)
+
+# The scratch baseline: its arm label, level name and label function.
+SCRATCH = "scratch"
+SCRATCH_LEVEL = -1
+
+
+def run_name(
+    hierarchy: str, level_name: str | None, data_fraction: float, backbone: str, seed: int
+) -> str:
+    """A trial run's name: `<arm>/<level_name>/f<fraction>/<backbone>/s<seed>`."""
+    return f"{hierarchy}/{level_name or SCRATCH}/f{data_fraction:g}/{backbone}/s{seed}"
+
+
+# ---- the trial config's stage defaults (trainables' contract) -----------------------
+def _frozen(values: dict[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(values)
+
+
+STAGE_DEFAULTS: Mapping[str, Any] = _frozen(
+    {
+        "epochs": 20,
+        "lr": 0.05,
+        "batch_size": 128,
+        "weight_decay": 0.0,
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "schedule": "cosine",
+    }
+)
+FINETUNE_DEFAULTS: Mapping[str, Any] = _frozen(
+    {
+        **STAGE_DEFAULTS,
+        "mode": "linear",
+        "epochs": 10,
+        # Linear probe input scaling. "standardize" (per-feature mean/std of the
+        # training features, like MAE's affine-free BatchNorm probe) lets rare
+        # fine-feature detectors compete with the frequent coarse one, which a
+        # probe trained on easy examples otherwise leans on alone; "scalar"
+        # divides all features by their RMS; "none" leaves them as they are.
+        "feature_norm": "standardize",
+    }
+)
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "constant")
+FINETUNE_MODES = ("linear", "full")
+FEATURE_NORMS = ("scalar", "standardize", "none")
+# Seconds of training between epoch checkpoints (0: after every epoch). A crash
+# loses at most this much of a stage; a short trial is not slowed down by a
+# checkpoint per epoch (15% of a quickstart trial's time when it was).
+CHECKPOINT_EVERY_S = 60.0
+
+
+# ---- hierarchy arms -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Arm:
+    """One kind of hierarchy arm a sweep can cross.
+
+    Attributes:
+        name: the spec's `kind:` (and the arm's default label).
+        builder: the `hierarchies` registry kind that builds its hierarchy;
+            None for `scratch` (no pretraining). `manual` without a `path` is
+            the dataset's own hierarchy, built by nobody.
+        inputs: builder keyword arguments the plan supplies, from `reference`
+            (the manual hierarchy), `seed` (the hierarchy seed), `p`,
+            `embeddings`, `target_level`, `path`, `format`.
+        fixed: builder keyword arguments that are constants of the arm.
+        options: arm fields of the spec that only this kind accepts.
+    """
+
+    name: str
+    builder: str | None
+    inputs: tuple[str, ...] = ()
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    options: tuple[str, ...] = ()
+
+
+ARMS: tuple[Arm, ...] = (
+    Arm("manual", "manual", inputs=("path", "format"), options=("path",)),
+    Arm("random", "random", inputs=("reference", "seed")),
+    Arm(
+        "cluster_within",
+        "cluster",
+        inputs=("reference", "embeddings", "target_level", "seed"),
+        fixed={"mode": "within"},
+        options=("embeddings",),
+    ),
+    Arm(
+        "cluster_global",
+        "cluster",
+        inputs=("reference", "embeddings", "target_level", "seed"),
+        fixed={"mode": "global"},
+        options=("embeddings",),
+    ),
+    Arm("perturbed", "perturbed", inputs=("reference", "p", "seed"), options=("p",)),
+    Arm(SCRATCH, None),
+)
+ARM_KINDS = tuple(a.name for a in ARMS)
+# The paper's ordering at matched class counts: earlier kinds are expected to beat later ones.
+EXPECTED_ORDER = ("manual", "cluster_within", "cluster_global", "random")
+# Pairs the report gives a verdict on: (the aligned arm, its control).
+VERDICT_PAIRS = (("manual", "random"), ("cluster_within", "cluster_global"))
+
+
+def arm(name: str) -> Arm:
+    """The table entry of arm kind `name`; ValueError naming the known ones."""
+    for entry in ARMS:
+        if entry.name == name:
+            return entry
+    raise ValueError(f"unknown hierarchy arm kind {name!r}; known: {', '.join(ARM_KINDS)}")
+
+
+# ---- registries ---------------------------------------------------------------------
+class Registry:
+    """Named builders of one kind (datasets, hierarchy kinds, backbones), timm's verbs.
+
+    Each package wraps one in its own `create_*`, `list_*`, `is_*` and
+    `register_*`; an unknown name is `RuntimeError("Unknown <what> (<name>);
+    known: ...")`, which the `granularity` CLI prints as one line.
+
+    Args:
+        what: the kind of thing, as the error message names it ("dataset").
+        load: imports the modules whose builders register themselves on
+            import; called before every lookup (a no-op once they are loaded).
+
+    Example:
+        >>> colours = Registry("colour")
+        >>> _ = colours.register("red")(lambda: "#f00")
+        >>> colours.create("red"), colours.names(), colours.has("blue")
+        ('#f00', ['red'], False)
+    """
+
+    def __init__(self, what: str, *, load: Callable[[], object] | None = None) -> None:
+        self.what = what
+        self._load = load
+        self._builders: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: register `fn` under `name`; a second builder for a name is an error."""
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if self._builders.get(name, fn) is not fn:
+                raise RuntimeError(f"{self.what} ({name}) is already registered")
+            self._builders[name] = fn
+            return fn
+
+        return decorate
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        self._loaded()
+        return sorted(self._builders)
+
+    def has(self, name: str) -> bool:
+        self._loaded()
+        return name in self._builders
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """The builder of `name`; RuntimeError naming the known ones when there is none."""
+        if not self.has(name):
+            raise RuntimeError(f"Unknown {self.what} ({name}); known: {', '.join(self.names())}")
+        return self._builders[name]
+
+    def create(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Build `name` from the arguments its builder takes."""
+        return self.get(name)(*args, **kwargs)
+
+    def _loaded(self) -> None:
+        if self._load is not None:
+            self._load()

@@ -1,0 +1,204 @@
+"""Runs a list of trials on Ray as packs, skipping those MLflow has FINISHED (driver side)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from sweeps.errors import SweepError
+from sweeps.packing import make_packs
+from sweeps.packs import Trainable
+from sweeps.progress import Progress
+from sweeps.recorder import Recorder
+from sweeps.results import read_results
+from sweeps.spec import Spec
+from sweeps.sync import sync_results
+from sweeps.tracking import Tracker, WriteQueue
+from sweeps.trials import Trial
+
+
+def start_ray(spec: Spec, address: str | None, verbose: bool) -> Any:
+    """Start (or join) Ray in the background: a ray_backend.BackgroundSession."""
+    from sweeps import ray_backend
+
+    return ray_backend.BackgroundSession(address=address, num_cpus=spec.num_cpus, verbose=verbose)
+
+
+@dataclass
+class Executor:
+    """Runs a list of trials on Ray (inside a ray_session), skipping those already done."""
+
+    spec: Spec
+    tracker: Tracker
+    trainable: Trainable
+    storage: Path
+    verbose: bool
+    stream: TextIO | None
+    invocation: str
+    address: str | None = None
+    ray: Any = None  # a ray_backend.BackgroundSession (started early, or on first need)
+    _resources: dict[str, float] | None = None
+    recorders: list[Recorder] = field(default_factory=list)
+
+    @property
+    def slots(self) -> int:
+        """Ray trials at once: max_concurrent, else what the cluster's CPUs/GPUs allow."""
+        if self.spec.max_concurrent or self._resources is None:
+            return self.spec.slots()
+        per = self.spec.resources
+        slots = int(self._resources.get("CPU", 1) // per.cpu)
+        if per.gpu:
+            slots = min(slots, int(self._resources.get("GPU", 0) // per.gpu))
+        return max(1, slots)
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.ray is not None:
+            self.ray.close()
+            self.ray = None
+
+    def _ensure_ray(self) -> None:
+        if self._resources is not None:
+            return
+        if self.ray is None:
+            self.ray = start_ray(self.spec, self.address, self.verbose)
+        try:
+            self._resources = self.ray.wait()["resources"]
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        gpus = self._resources.get("GPU", 0.0)
+        if self.spec.resources.gpu > gpus and not (self.address or os.environ.get("RAY_ADDRESS")):
+            self.__exit__(None, None, None)
+            self._resources = None
+            raise SweepError(
+                f"resources.gpu={self.spec.resources.gpu:g} per trial, but this machine's Ray "
+                f"has {gpus:g} GPU(s); use resources.gpu=0 device=cpu (or --smoke), or a "
+                "cluster (--address)"
+            )
+
+    def __call__(
+        self, trials: Sequence[Trial], metas: dict[str, dict], label: str, pack: str | int
+    ) -> Recorder:
+        """Run `trials` not FINISHED yet; the returned Recorder holds results old and new."""
+        from sweeps import ray_backend
+
+        runs = self.tracker.trial_runs()
+        stored = read_results(self.storage)
+        items = {t.trial_key: {"config": t.config, "meta": metas[t.trial_key]} for t in trials}
+        todo = [
+            t
+            for t in trials
+            if not (t.trial_key in runs and runs[t.trial_key].status == "FINISHED")
+        ]
+        progress = None if self.verbose else Progress(len(todo), stream=self.stream, label=label)
+        recorder = Recorder(
+            self.tracker,
+            self.storage,
+            self.spec.spec_hash(),
+            items,
+            runs,
+            progress,
+            stream=self.stream,
+        )
+        self.recorders.append(recorder)
+        for t in trials:  # results of trials done before, for the search's bookkeeping
+            if t not in todo and t.trial_key in stored:
+                recorder.results[t.trial_key] = stored[t.trial_key]["result"]
+                recorder.reused += 1
+        recorder.scheduled = len(todo)
+        if not todo:
+            return recorder
+        self._ensure_ray()
+        packs = make_packs(todo, slots=self.slots, pack=pack)
+        recorder.packs = len(packs)
+        recorder.writer = WriteQueue()
+        try:
+            self._run(ray_backend, packs, items, recorder, label)
+        finally:
+            recorder.writer.close()  # every write queued so far is done
+            recorder.writer = None
+            self._mark_killed(recorder, [t.trial_key for t in todo])
+        if recorder.pending:
+            self.sync_pending(recorder)
+        if progress:
+            progress.show(force=True)
+        return recorder
+
+    def _mark_killed(self, recorder: Recorder, keys: Sequence[str]) -> None:
+        """Runs left open (Ctrl-C, a crash of the driver's loop) say so: KILLED.
+
+        Their trials rerun next time (or sync, if a worker finished them
+        meanwhile). MLflow is asked too: an interrupt can land after a run was
+        created and before the driver noted its id.
+        """
+        open_keys = [
+            k
+            for k in keys
+            if k not in recorder.results
+            and k not in recorder.failures
+            and k not in recorder.pending
+        ]
+        if not open_keys:
+            return
+        try:
+            states = self.tracker.trial_runs()
+        except Exception:  # noqa: BLE001 (unreachable: the next run finds them RUNNING)
+            states = {}
+        for key in open_keys:
+            state = states.get(key)
+            run_id = recorder.open_runs.get(key)
+            if run_id is None and state is not None and state.status == "RUNNING":
+                run_id = state.run_id
+            if run_id is not None and (state is None or state.status == "RUNNING"):
+                recorder._track(key, self.tracker.set_status, run_id, "KILLED")
+
+    def sync_pending(self, recorder: Recorder) -> None:
+        """After an outage: write what MLflow missed, if the server is back (else leave it)."""
+        try:
+            sync_results(self.tracker, self.storage, self.spec.spec_hash())
+            runs = self.tracker.trial_runs()
+        except Exception:  # noqa: BLE001 (still unreachable: stays pending)
+            return
+        for key in list(recorder.pending):
+            state = runs.get(key)
+            status = state.status if state else None
+            if status == "FINISHED" or (status == "FAILED" and key in recorder.failures):
+                recorder.pending.discard(key)
+
+    @property
+    def pending(self) -> set[str]:
+        """Trials of this run whose MLflow record is still incomplete."""
+        return {key for r in self.recorders for key in r.pending}
+
+    def _run(
+        self,
+        ray_backend: Any,
+        packs: list[list[Trial]],
+        items: dict[str, dict],
+        recorder: Recorder,
+        label: str,
+    ) -> None:
+        ray_backend.run_packs(
+            [[items[t.trial_key] for t in p] for p in packs],
+            trainable=self.trainable,
+            storage=self.storage,
+            name=f"{label}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+            resources={"cpu": self.spec.resources.cpu, "gpu": self.spec.resources.gpu},
+            max_concurrent=self.slots,
+            retries=self.spec.retries,
+            invocation=self.invocation,
+            on_events=recorder.on_events,
+            on_pack_error=lambda i, msg: recorder.on_pack_error(
+                [t.trial_key for t in packs[i]], msg
+            ),
+            on_tick=recorder.tick,
+            verbose=self.verbose,
+        )

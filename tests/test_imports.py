@@ -1,0 +1,170 @@
+"""The import rules of docs/ARCHITECTURE.md, read from the source (ast): who may import whom, no circles.
+
+Every `import` statement counts, also those inside functions (a deferred
+import is still a dependency, and two modules importing each other that way
+are still a circle); an import of a package's own `__init__` counts as an
+import of that package.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("hierarchies", "trainables", "sweeps", "analysis")
+CONTRACTS = "contracts"
+# What each package must never import (docs/ARCHITECTURE.md, "Imports").
+FORBIDDEN = {
+    "hierarchies": {"trainables", "sweeps", "analysis"},
+    "trainables": {"sweeps", "analysis"},
+    "analysis": {"trainables", "sweeps"},
+    "sweeps": {"analysis"},
+}
+# Third-party packages that one module of the project holds behind its API.
+ONLY_IN = {"ray": {"sweeps.ray_backend"}}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _project_modules() -> dict[str, Path]:
+    modules = {CONTRACTS: ROOT / f"{CONTRACTS}.py"}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            modules[_module_name(path)] = path
+    return modules
+
+
+MODULES = _project_modules()
+
+
+def _imported(name: str, path: Path) -> set[str]:
+    """Dotted names of everything module `name` imports (absolute, submodules resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the module's package upwards
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                out.add(sub if sub in MODULES else base)
+    return out
+
+
+IMPORTS = {name: _imported(name, path) for name, path in MODULES.items()}
+
+
+def _project_edges() -> dict[str, set[str]]:
+    """module -> the project modules it imports (itself left out)."""
+    edges = {}
+    for name, imported in IMPORTS.items():
+        targets = set()
+        for dotted in imported:
+            parts = dotted.split(".")
+            # `import a.b.c` of a project module: the longest prefix that is one.
+            for i in range(len(parts), 0, -1):
+                if ".".join(parts[:i]) in MODULES:
+                    targets.add(".".join(parts[:i]))
+                    break
+        edges[name] = targets - {name}
+    return edges
+
+
+EDGES = _project_edges()
+
+
+def _top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def test_the_module_list_is_read():
+    assert {"contracts", "sweeps.runner", "trainables.trial", "analysis.load"} <= set(MODULES)
+    assert "contracts" in EDGES["sweeps.spec"]
+    assert "sweeps.recorder" in EDGES["sweeps.executor"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_package_imports_only_what_the_rules_allow(package):
+    bad = sorted(
+        f"{name} imports {target}"
+        for name, targets in EDGES.items()
+        if _top(name) == package
+        for target in targets
+        if _top(target) in FORBIDDEN[package]
+    )
+    assert not bad, f"{package} must not import {sorted(FORBIDDEN[package])}: {bad}"
+
+
+def test_contracts_imports_nothing_but_the_standard_library():
+    outside = sorted(
+        dotted for dotted in IMPORTS[CONTRACTS] if _top(dotted) not in sys.stdlib_module_names
+    )
+    assert not outside, f"contracts.py must stay dependency-free, imports {outside}"
+
+
+def test_third_party_apis_stay_behind_their_one_module():
+    bad = sorted(
+        f"{name} imports {dotted}"
+        for name, imported in IMPORTS.items()
+        for dotted in imported
+        if _top(dotted) in ONLY_IN and name not in ONLY_IN[_top(dotted)]
+    )
+    assert not bad, bad
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """One circle per strongly connected component of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_imports_itself_back():
+    assert not _cycles(EDGES), f"import circles: {_cycles(EDGES)}"
+
+
+def test_a_circle_is_found():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
