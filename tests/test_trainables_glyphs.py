@@ -220,3 +220,10 @@ def test_fashion_mnist_styles_are_a_finer_level_inside_each_class(tmp_path):
     assert set(np.unique(ds.train.leaf)) == set(range(20))  # kMeans leaves no style empty
     with pytest.raises(ValueError, match="fewer than styles_per_class=7"):
         create_dataset("fashion_mnist", root=str(root), styles_per_class=7, cache_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("size", [20, 28, 32])
+def test_any_image_size_gets_a_tile_that_divides_it(tmp_path, size):
+    _need_glyph_packages()
+    ds = create_dataset("glyphs", cache_dir=str(tmp_path), **{**TINY, "image_size": size})
+    assert ds.input_shape == (1, size, size) and size % ds.patch_size == 0

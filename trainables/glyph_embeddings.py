@@ -29,6 +29,8 @@ HELDOUT_BACKBONE = "test_resnet"
 HELDOUT_EPOCHS = 10
 HELDOUT_LR = 0.1
 HELDOUT_BATCH = 64
+# Part of the cache key: a changed recipe trains the embedding anew.
+HELDOUT_SETTINGS = (HELDOUT_BACKBONE, HELDOUT_EPOCHS, HELDOUT_LR, HELDOUT_BATCH, "onecycle")
 
 
 def pixel_pca_embeddings(train: Split, num_leaves: int, dims: int = 64) -> np.ndarray:

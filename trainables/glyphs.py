@@ -61,7 +61,7 @@ import torch
 from hierarchies import Hierarchy
 from hierarchies.core import write_atomic
 from trainables.data import Dataset, Split, cache_root, register_dataset
-from trainables.glyph_embeddings import GLYPH_EMBEDDINGS, glyph_embeddings
+from trainables.glyph_embeddings import GLYPH_EMBEDDINGS, HELDOUT_SETTINGS, glyph_embeddings
 
 UNICODE_DIR = Path(os.environ.get("GRANULARITY_UNICODE_DIR", "/usr/share/unicode"))
 FONT_DIR = Path(os.environ.get("GRANULARITY_FONT_DIR", "/usr/share/fonts"))
@@ -540,6 +540,7 @@ def glyphs(
         jitter,
         render_seed,
         heldout_chars,
+        HELDOUT_SETTINGS,
     ]
     settings_key = hashlib.sha256(
         json.dumps([RENDER_VERSION, settings], default=list).encode()
@@ -591,7 +592,8 @@ def glyphs(
         train=train,
         test=test,
         input_shape=(1, size, size),
-        patch_size=max(1, size // 8),
+        # twolayer's tile: the largest divisor of the side up to an eighth of it.
+        patch_size=max(d for d in range(1, max(1, size // 8) + 1) if size % d == 0),
         batch_transform=_glyph_batch_transform,
         embed=lambda: glyph_embeddings(
             embedding,
