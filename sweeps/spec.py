@@ -616,11 +616,39 @@ def parse_spec(
         raise SpecError(_problems(err), source=source) from None
 
 
+def shipped_specs() -> dict[str, Path]:
+    """The specs installed with the package (sweeps/*.yaml), by name: `quickstart`, `glyphs` ..."""
+    from importlib.resources import files
+
+    folder = files("sweeps")
+    return {
+        entry.name.removesuffix(".yaml"): Path(str(entry))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    }
+
+
+def resolve_spec_path(path: str | Path) -> Path:
+    """A spec file: `path` itself, else the shipped spec of that name (`granularity run quickstart`)."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    name = str(path).removesuffix(".yaml")
+    shipped = shipped_specs()
+    if "/" not in name and name in shipped:
+        return shipped[name]
+    raise FileNotFoundError(
+        f"spec file {str(path)!r} does not exist, and no shipped spec has that name "
+        f"(shipped: {', '.join(sorted(shipped))})"
+    )
+
+
 def load_spec(path: str | Path, overrides: Sequence[str] = (), *, smoke: bool = False) -> Spec:
-    """Read a YAML spec (safe_load) and validate it; SpecError lists every problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"spec file {str(path)!r} does not exist")
+    """Read a YAML spec (safe_load) and validate it; SpecError lists every problem.
+
+    `path` is a file, or the name of a shipped spec (`quickstart`, `glyphs` ...).
+    """
+    path = resolve_spec_path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

