@@ -34,6 +34,7 @@ ROLE = "granularity.role"  # sweep | trial | search
 ROLE_SWEEP = "sweep"
 ROLE_TRIAL = "trial"
 ROLE_SEARCH = "search"
+ROLE_CELL = "cell"  # a cell's summary over seeds, written by `granularity analyze`
 TRIAL_KEY = "granularity.trial_key"
 PRETRAIN_KEY = "granularity.pretrain_key"
 LABEL_FN = "granularity.label_fn"
@@ -43,7 +44,11 @@ FAILURE = "granularity.failure"  # reason of a FAILED run
 ATTEMPTS = "granularity.attempts"
 HIERARCHY_HASH = "granularity.hierarchy_hash"
 SEARCH_CELL = "granularity.search_cell"
+CELL_KEY = "granularity.cell_key"  # a cell run's `<hierarchy>/<level>/f<fraction>/<backbone>`
 PARENT = "mlflow.parentRunId"
+# Experiment tag: which view the MLflow UI opens (3.x); a sweep is model training.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 RUN_NAME = "mlflow.runName"
 # A trial's string outputs become tags `granularity.<name>`; this one is the
 # per-test-example correctness that hard examples on real data are built from

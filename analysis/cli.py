@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "available (auto, the default)",
     )
     p.add_argument(
-        "--no-log-artifacts", action="store_true", help="do not log the report to the parent run"
+        "--no-log-artifacts",
+        action="store_true",
+        help="write nothing to MLflow (neither the report on the sweep's run nor the cell runs)",
     )
     p.set_defaults(func=run_analyze)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import estimators as est
+from analysis.cells import cell_table, log_cell_runs
 from analysis.hard_examples import HardMode, derive_hard_examples, easy_hard_table
 from analysis.load import find_sweep_run, load_runs
 from contracts import ANALYSIS_ARTIFACTS, SCRATCH, VERDICT_PAIRS
@@ -666,11 +667,12 @@ def write_report(
     log_artifacts: bool = True,
     hard_examples: HardMode = "auto",
 ) -> Path:
-    """Analyse a sweep and write ``report.md`` + PNG plots to ``out_dir``; returns the report path.
+    """Analyse a sweep and write ``report.md``, ``report.html`` + PNG plots to ``out_dir``.
 
-    The files are also logged as artifacts (folder ``analysis``) to the sweep's
-    parent run (tag ``granularity.role=sweep``) when there is one and
-    ``log_artifacts`` is true. Raises ``ExperimentNotFoundError`` (a LookupError)
+    Returns the report's path. When there is a sweep parent run (tag
+    ``granularity.role=sweep``) and ``log_artifacts`` is true, the files are
+    logged to it (folder ``analysis``) and every cell gets its summary run
+    under it (analysis/cells.py). Raises ``ExperimentNotFoundError`` (a LookupError)
     for an unknown experiment and ValueError when it holds no finished trials.
     """
     import matplotlib
@@ -696,13 +698,41 @@ def write_report(
     plots["heatmap"] = _plot_heatmap(a, out / "heatmap.png")
     plots["alignment"] = _plot_alignment(a, out / "alignment.png")
     report = out / "report.md"
-    report.write_text(render_markdown(a, experiment, plots), encoding="utf-8")
+    text = render_markdown(a, experiment, plots)
+    report.write_text(text, encoding="utf-8")
+    (out / "report.html").write_text(render_html(text, out, experiment), encoding="utf-8")
     if log_artifacts:
         parent = find_sweep_run(experiment, tracking_uri)
         if parent is not None:
             from mlflow.tracking import MlflowClient
 
-            MlflowClient(tracking_uri).log_artifacts(
-                parent, str(out), artifact_path=ANALYSIS_ARTIFACTS
+            client = MlflowClient(tracking_uri)
+            client.log_artifacts(parent, str(out), artifact_path=ANALYSIS_ARTIFACTS)
+            log_cell_runs(
+                cell_table(a.df, metric, alpha=ALPHA),
+                tracking_uri=tracking_uri,
+                experiment_id=client.get_run(parent).info.experiment_id,
+                parent_run_id=parent,
             )
     return report
+
+
+def render_html(markdown_text: str, folder: Path, title: str) -> str:
+    """The report as one self-contained HTML page (plots inlined), for MLflow's artifact viewer."""
+    import base64
+
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    for png in sorted(folder.glob("*.png")):
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body>{body}</body></html>\n"
+    )

@@ -34,8 +34,10 @@ from typing import Any
 from contracts import (
     ATTEMPTS,
     CONFIG_ARTIFACT,
+    EXPERIMENT_KIND,
     FAILURE,
     HIERARCHIES_ARTIFACTS,
+    MODEL_TRAINING,
     NUM_TRAIN,
     PARENT,
     ROLE,
@@ -177,8 +179,10 @@ class Tracker:
             location = spec.tracking.artifact_location or default_artifact_location(
                 spec.tracking.uri, spec.name
             )
+            # The kind tag opens the experiment in MLflow's model-training view
+            # (runs table, charts), not the GenAI traces overview.
             self.experiment_id = self.client.create_experiment(
-                spec.name, artifact_location=location
+                spec.name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING}
             )
         else:
             if experiment.lifecycle_stage == "deleted":
@@ -187,6 +191,9 @@ class Tracker:
                     f"(mlflow experiments restore) or rename the sweep"
                 )
             self.experiment_id = experiment.experiment_id
+            if create and experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+                # A sweep made by an older version, or an experiment MLflow inferred as GenAI.
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
 
     # ---- reading ------------------------------------------------------------
     def _search(self, filter_string: str) -> Iterable[Any]:

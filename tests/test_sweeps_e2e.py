@@ -75,6 +75,9 @@ def test_mlflow_structure_rerun_and_extend(tmp_path, mlflow_dir, ray_address, ca
     path = write_spec(tmp_path, mlflow_dir, "structure")
     assert run_cli("run", str(path)) == 0
     tracker, runs = runs_of(path)
+    # The experiment opens in MLflow's model-training view, not the GenAI overview.
+    experiment = tracker.client.get_experiment(tracker.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     parents = [r for r in runs if r.data.tags.get("granularity.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("granularity.role") == "trial"]
     assert len(parents) == 1 and len(children) == (2 * 2 + 1) * 2
