@@ -59,7 +59,7 @@ def log_cell_runs(
     cells: pd.DataFrame, *, tracking_uri: str, experiment_id: str, parent_run_id: str
 ) -> int:
     """Create or update one FINISHED run per cell under `parent_run_id`; returns how many."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -89,9 +89,7 @@ def log_cell_runs(
             and isinstance(value, int | float | np.floating | np.integer)
             and np.isfinite(value)
         ]
-        client.log_batch(
-            run.info.run_id, metrics=metrics, params=params, tags=[RunTag(ROLE, ROLE_CELL)]
-        )
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
         if run.info.status != "FINISHED":
             client.set_terminated(run.info.run_id, status="FINISHED")
     return len(cells)

@@ -122,6 +122,24 @@ def cache_root() -> Path:
     return Path(base)
 
 
+def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The array saved at `path`, else `compute()` saved there atomically (a damaged file is redone)."""
+    import io
+
+    from hierarchies.core import write_atomic
+
+    if path.exists():
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            pass
+    array = np.asarray(compute())
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    write_atomic(path, buffer.getvalue())
+    return array
+
+
 def mean_input_embeddings(inputs: torch.Tensor, leaf: np.ndarray, num_leaves: int) -> np.ndarray:
     """Per-leaf mean of the flattened inputs: the simplest class embedding."""
     flat = inputs.reshape(len(inputs), -1).double()

@@ -15,15 +15,13 @@ Both are cached on disk next to the renders, keyed by every dataset setting.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hierarchies.core import write_atomic
-from trainables.data import Split, mean_input_embeddings
+from trainables.data import Split, cached_array, mean_input_embeddings
 
 HELDOUT_BACKBONE = "test_resnet"
 HELDOUT_EPOCHS = 10
@@ -41,22 +39,20 @@ def pixel_pca_embeddings(train: Split, num_leaves: int, dims: int = 64) -> np.nd
     return (centred @ vt[: min(dims, len(vt))].T).astype(np.float32)
 
 
-def _as_model_input(batch: torch.Tensor) -> torch.Tensor:
-    return batch.float().div_(127.5).sub_(1.0)  # the glyph dataset's own scaling
-
-
 def heldout_cnn_embeddings(
     train: Split,
     num_leaves: int,
     heldout_images: np.ndarray,
     heldout_labels: np.ndarray,
     *,
+    transform: Callable[[torch.Tensor, bool], torch.Tensor],
     seed: int = 0,
     epochs: int = HELDOUT_EPOCHS,
 ) -> np.ndarray:
     """Train `HELDOUT_BACKBONE` on the held-out characters, then embed every sweep leaf.
 
-    `heldout_images`: uint8 [N, 1, H, W]; `heldout_labels`: character id per image.
+    `heldout_images`: uint8 [N, 1, H, W]; `heldout_labels`: character id per image;
+    `transform`: the dataset's batch transform (uint8 -> model input).
     """
     from trainables.backbones import create_backbone
 
@@ -81,7 +77,7 @@ def heldout_cnn_embeddings(
         for start in range(0, len(images), HELDOUT_BATCH):
             idx = order[start : start + HELDOUT_BATCH]
             loss = torch.nn.functional.cross_entropy(
-                model(_as_model_input(images[idx])), labels[idx]
+                model(transform(images[idx], True)), labels[idx]
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -91,7 +87,7 @@ def heldout_cnn_embeddings(
     with torch.no_grad():
         feats = torch.cat(
             [
-                model.features(_as_model_input(train.inputs[i : i + 512]))
+                model.features(transform(train.inputs[i : i + 512], False))
                 for i in range(0, len(train), 512)
             ]
         )
@@ -108,6 +104,7 @@ def glyph_embeddings(
     num_leaves: int,
     heldout: Callable[[], tuple[np.ndarray, np.ndarray]],
     cache_file: Path,
+    transform: Callable[[torch.Tensor, bool], torch.Tensor],
 ) -> np.ndarray:
     """The `kind` embedding of every leaf [num_leaves, d], from `cache_file` or computed and cached.
 
@@ -116,17 +113,11 @@ def glyph_embeddings(
     """
     if kind not in GLYPH_EMBEDDINGS:
         raise ValueError(f"unknown glyph embedding {kind!r}; known: {', '.join(GLYPH_EMBEDDINGS)}")
-    if cache_file.exists():
-        try:
-            return np.load(cache_file)
-        except (OSError, ValueError):  # a damaged cache file is computed again
-            pass
-    if kind == "pixels":
-        out = pixel_pca_embeddings(train, num_leaves)
-    else:
+
+    def compute() -> np.ndarray:
+        if kind == "pixels":
+            return pixel_pca_embeddings(train, num_leaves)
         images, labels = heldout()
-        out = heldout_cnn_embeddings(train, num_leaves, images, labels)
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(out, dtype=np.float32))
-    write_atomic(cache_file, buffer.getvalue())
-    return out
+        return heldout_cnn_embeddings(train, num_leaves, images, labels, transform=transform)
+
+    return cached_array(cache_file, lambda: np.asarray(compute(), dtype=np.float32))

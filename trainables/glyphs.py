@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import bz2
 import hashlib
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -60,7 +59,7 @@ import torch
 
 from hierarchies import Hierarchy
 from hierarchies.core import write_atomic
-from trainables.data import Dataset, Split, cache_root, register_dataset
+from trainables.data import Dataset, Split, cache_root, cached_array, register_dataset
 from trainables.glyph_embeddings import GLYPH_EMBEDDINGS, HELDOUT_SETTINGS, glyph_embeddings
 
 UNICODE_DIR = Path(os.environ.get("GRANULARITY_UNICODE_DIR", "/usr/share/unicode"))
@@ -263,6 +262,12 @@ def heldout_characters(
     return pool[:count]
 
 
+def cache_key(*parts: object) -> str:
+    """Hash of the render version and `parts` (JSON): the name of a cached file."""
+    payload = json.dumps([RENDER_VERSION, *parts], default=list).encode()
+    return hashlib.sha256(payload).hexdigest()[:24]
+
+
 def _file_stamp(path: Path) -> list:
     stat = path.stat()
     return [str(path), stat.st_size, int(stat.st_mtime)]
@@ -289,19 +294,7 @@ def cached_selection(
     stamps = [_file_stamp(p) for p in sources if p.exists()] + [
         _file_stamp(font_path(f)) for f in fonts
     ]
-    key = hashlib.sha256(
-        json.dumps(
-            [
-                RENDER_VERSION,
-                list(fonts),
-                radicals,
-                chars_per_radical,
-                max_frequency,
-                heldout,
-                stamps,
-            ]
-        ).encode()
-    ).hexdigest()[:24]
+    key = cache_key(list(fonts), radicals, chars_per_radical, max_frequency, heldout, stamps)
     file = cache_dir / f"selection-{key}.json"
     if file.exists():
         try:
@@ -445,34 +438,21 @@ def cached_renders(
     """
     out = {}
     for font in fonts:
-        key = hashlib.sha256(
-            json.dumps(
-                [
-                    RENDER_VERSION,
-                    list(codepoints),
-                    *_file_stamp(font_path(font)),
-                    FONTS[font].index,
-                    image_size,
-                    renders,
-                    jitter,
-                    seed,
-                ]
-            ).encode()
-        ).hexdigest()[:24]
-        file = cache_dir / f"{font}-{image_size}px-{key}.npy"
-        if file.exists():
-            try:
-                out[font] = np.load(file)
-                continue
-            except (OSError, ValueError):  # a damaged cache file is rendered again
-                pass
-        images = render_glyphs(
-            codepoints, font, image_size=image_size, renders=renders, jitter=jitter, seed=seed
+        key = cache_key(
+            list(codepoints),
+            *_file_stamp(font_path(font)),
+            FONTS[font].index,
+            image_size,
+            renders,
+            jitter,
+            seed,
         )
-        buffer = io.BytesIO()
-        np.save(buffer, images)
-        write_atomic(file, buffer.getvalue())
-        out[font] = images
+        out[font] = cached_array(
+            cache_dir / f"{font}-{image_size}px-{key}.npy",
+            lambda font=font: render_glyphs(
+                codepoints, font, image_size=image_size, renders=renders, jitter=jitter, seed=seed
+            ),
+        )
     return out
 
 
@@ -542,9 +522,7 @@ def glyphs(
         heldout_chars,
         HELDOUT_SETTINGS,
     ]
-    settings_key = hashlib.sha256(
-        json.dumps([RENDER_VERSION, settings], default=list).encode()
-    ).hexdigest()[:24]
+    settings_key = cache_key(settings)
     if not 0 <= jitter < 0.5:
         raise ValueError(f"jitter={jitter} must be in [0, 0.5)")
     for name, value in (
@@ -606,6 +584,7 @@ def glyphs(
                 np.tile(np.repeat(np.arange(len(heldout)), int(renders_per_font)), len(fonts)),
             ),
             cache_file=cache / f"embedding-{embedding}-{settings_key}.npy",
+            transform=_glyph_batch_transform,
         ),
         meta={
             "characters": "".join(chr(cp) for cp in codepoints),
