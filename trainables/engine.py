@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from trainables.data import Dataset, Split
+from trainables.distributed import Shard, sum_across
 from trainables.errors import TrialError
 
 
@@ -138,17 +139,24 @@ class Batches:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def iterate(self, batch_size: int, *, train: bool, seed: int | None = None) -> Iterator:
-        """Yield (inputs, labels); shuffled by `seed` when given; `train` turns on augmentation."""
+    def iterate(
+        self, batch_size: int, *, train: bool, seed: int | None = None, shard: Shard | None = None
+    ) -> Iterator:
+        """Yield (inputs, labels); shuffled by `seed` when given; `train` turns on augmentation.
+
+        With a `shard` of several ranks, `batch_size` is the global batch: every
+        rank draws the same order and yields its slice of each global batch
+        (`global_batches`), so the ranks together see exactly the batches one
+        process would.
+        """
         n = len(self.labels)
         if n == 0:
             return
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        order = torch.randperm(n, generator=generator) if generator else torch.arange(n)
         if self.inputs is not None:
-            order = torch.randperm(n, generator=generator) if generator else torch.arange(n)
-            order = order.to(self.runtime.device)
-            for start in range(0, n, batch_size):
-                take = order[start : start + batch_size]
+            order = order.to(self.runtime.device)  # indexing stays on the device
+            for take in global_batches(order, batch_size, shard or Shard()):
                 yield (
                     self.runtime.to_input(self.transform(self.inputs[take], train)),
                     self.labels[take],
@@ -156,9 +164,7 @@ class Batches:
             return
         loader = torch.utils.data.DataLoader(
             _FileImages(self.files or [], self.file_transforms["train" if train else "eval"]),
-            batch_size=batch_size,
-            shuffle=generator is not None,
-            generator=generator,
+            batch_sampler=[t.tolist() for t in global_batches(order, batch_size, shard or Shard())],
             num_workers=self.runtime.num_workers,
             pin_memory=self.runtime.cuda,
             persistent_workers=False,
@@ -168,6 +174,21 @@ class Batches:
             x = x.to(self.runtime.device, non_blocking=True)
             position = position.to(self.runtime.device, non_blocking=True)
             yield self.runtime.to_input(self.transform(x, train)), self.labels[position]
+
+
+def global_batches(order: torch.Tensor, batch_size: int, shard: Shard) -> list[torch.Tensor]:
+    """This rank's example indices of each global batch of `order` (the whole batch for one rank).
+
+    Consecutive, balanced slices (`tensor_split`): with the batch divisible by
+    the world size every rank gets batch/world examples. The role of a
+    DistributedSampler, but per global batch, so the global batch (and with
+    it the learning rate) means what it means for one process.
+    """
+    out = []
+    for start in range(0, len(order), batch_size):
+        take = order[start : start + batch_size]
+        out.append(torch.tensor_split(take, shard.world)[shard.rank] if shard.parallel else take)
+    return out
 
 
 def make_optimizer(params, settings: dict) -> torch.optim.Optimizer:
@@ -204,6 +225,7 @@ def train_epoch(
     seed: int,
     where: str,
     check_every: int = 50,
+    shard: Shard | None = None,
 ) -> tuple[float, float]:
     """One epoch of SGD; returns (mean loss, error). Raises TrialError on a non-finite loss.
 
@@ -212,28 +234,51 @@ def train_epoch(
     Every `check_every` steps the flag is copied to pinned host memory without
     blocking and read once that copy has landed, so a diverged epoch stops
     within a few checks; the epoch's end reads both sums (the one sync).
+
+    Data-parallel (`shard` of several ranks, `model` under DDP): each rank
+    trains on its slice of every global batch, its loss scaled so that DDP's
+    gradient mean is the global batch's mean gradient; the returned loss and
+    error are over all ranks' examples. A non-finite loss is checked on the
+    all-reduced sums at the epoch's end only (a rank stopping alone mid-epoch
+    would leave the others waiting in DDP's all-reduce).
     """
+    shard = shard or Shard()
     model.train()
     total_loss = torch.zeros((), device=runtime.device)
     wrong = torch.zeros((), device=runtime.device, dtype=torch.long)
     finite = _FiniteWatch(runtime)
     count = 0
-    for step, (x, y) in enumerate(batches.iterate(batch_size, train=True, seed=seed)):
+    n = len(batches)
+    for step, (x, y) in enumerate(
+        batches.iterate(batch_size, train=True, seed=seed, shard=shard)
+    ):
         with runtime.autocast():
             logits = model(x)
-            loss = nn.functional.cross_entropy(logits.float(), y)
+            if shard.parallel:
+                global_len = min(batch_size, n - step * batch_size)
+                losses = nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+                loss = losses * (shard.world / global_len)
+            else:
+                loss = nn.functional.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.detach() * len(y)
+        total_loss += (losses if shard.parallel else loss * len(y)).detach()
         wrong += (logits.argmax(1) != y).sum()
         count += len(y)
-        if step % check_every == 0 and not finite.poll(total_loss):
+        if not shard.parallel and step % check_every == 0 and not finite.poll(total_loss):
             raise TrialError(f"non-finite loss in {where}, by batch {step}")
-    mean_loss = total_loss.item() / max(count, 1)
+    if shard.parallel:
+        total, wrong_all, count_all = sum_across(
+            [total_loss, wrong, torch.tensor(float(count), device=runtime.device)], shard
+        )
+        mean_loss = float(total) / max(float(count_all), 1.0)
+        error = float(wrong_all) / max(float(count_all), 1.0)
+    else:
+        mean_loss, error = total_loss.item() / max(count, 1), wrong.item() / max(count, 1)
     if not math.isfinite(mean_loss):
         raise TrialError(f"non-finite loss ({mean_loss}) in {where}")
-    return mean_loss, wrong.item() / max(count, 1)
+    return mean_loss, error
 
 
 class _FiniteWatch:

@@ -29,6 +29,7 @@ import copy
 import json
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -50,6 +51,7 @@ from hierarchies import Hierarchy, HierarchyError, alignment_metrics, examples_p
 from trainables.backbones import Classifier, create_backbone
 from trainables.checkpoints import PretrainStore, load_checkpoint, save_atomic
 from trainables.data import Dataset, create_dataset, subset_indices, train_val_indices
+from trainables.distributed import Shard, barrier, broadcast_flag, current_shard, wrap
 from trainables.engine import (
     Batches,
     Runtime,
@@ -155,6 +157,7 @@ def _run_stage(
     report: Report | None,
     metric_prefix: str,
     checkpoint_every_s: float,
+    shard: Shard,
 ) -> dict[str, float]:
     """Train `params` of `model` for the stage's epochs, resuming from `ckpt_path`.
 
@@ -162,6 +165,8 @@ def _run_stage(
     since the stage's start or last checkpoint (before `report`; a resumed
     stage reports the epochs after its checkpoint again, which the history
     keeps once). Returns the last epoch's metrics plus the stage's time.
+    Data-parallel: `model` is under DDP; rank 0 writes the checkpoint, every
+    rank resumes from it.
     """
     optimizer = make_optimizer(params, settings)
     start, elapsed, last = 0, 0.0, {}
@@ -185,6 +190,7 @@ def _run_stage(
             batch_size=bs,
             seed=stage_seed(seed, stage, epoch),
             where=f"{stage} epoch {epoch}",
+            shard=shard,
         )
         val_err = (
             error_rate(
@@ -199,7 +205,8 @@ def _run_stage(
             f"{metric_prefix}/error": err,
             f"{metric_prefix}/val_error": val_err,
         }
-        if ckpt_path is not None and time.perf_counter() - last_saved >= checkpoint_every_s:
+        due = time.perf_counter() - last_saved >= checkpoint_every_s
+        if ckpt_path is not None and shard.main and due:
             last_saved = time.perf_counter()
             save_atomic(
                 {
@@ -240,6 +247,7 @@ def _linear_probe(
     ckpt_path: Path | None,
     report: Report | None,
     checkpoint_every_s: float,
+    shard: Shard,
 ) -> tuple[dict[str, float], Callable[[str], torch.Tensor]]:
     """Train a linear head on frozen features; returns stage metrics and a predictor by split name."""
     bs = int(settings["batch_size"])
@@ -260,7 +268,7 @@ def _linear_probe(
     fb = {k: Batches.from_tensors(f, y, runtime) for k, (f, y) in feats.items()}
     metrics = _run_stage(
         "finetune",
-        head,
+        wrap(head, runtime.device, shard),  # every rank holds all features; each trains its slice
         head.parameters(),
         fb["train"],
         fb["val"],
@@ -271,6 +279,7 @@ def _linear_probe(
         checkpoint_every_s=checkpoint_every_s,
         report=report,
         metric_prefix="finetune",
+        shard=shard,
     )
 
     def predictor(split_name: str) -> torch.Tensor:
@@ -305,13 +314,22 @@ def train(config: dict, report: Report | None = None) -> dict[str, float | str]:
 
 
 def _train(cfg: dict, report: Report | None) -> dict[str, float | str]:
-    """The trial proper, on a resolved config: labels, data, model, stages, evaluation."""
+    """The trial proper, on a resolved config: labels, data, model, stages, evaluation.
+
+    Under a process group of several ranks (trainables.distributed) every rank
+    runs this; rank 0 alone reports, and every rank returns the same metrics.
+    """
+    shard = current_shard()
+    if not shard.main:
+        report = None
     dataset = load_dataset(cfg["dataset"], cfg["dataset_options"])
     labels = _label_functions(cfg, dataset)
     data = _data_split(cfg, dataset)
     runtime = resolve_runtime(cfg["device"], cfg.get("num_workers"))
-    model, compiled = _build_model(cfg, dataset, labels.num_pre, runtime)
-    run = _Run(cfg, dataset, labels, data, runtime, report)
+    if runtime.cuda and shard.parallel:
+        torch.cuda.set_device(runtime.device)  # NCCL collectives run on the current device
+    model, compiled = _build_model(cfg, dataset, labels.num_pre, runtime, shard)
+    run = _Run(cfg, dataset, labels, data, runtime, report, shard)
     if labels.scratch:
         result, test_pred = _train_scratch(run, model, compiled)
     else:
@@ -392,9 +410,9 @@ def _data_split(cfg: dict, dataset: Dataset) -> _Data:
 
 
 def _build_model(
-    cfg: dict, dataset: Dataset, num_classes: int, runtime: Runtime
+    cfg: dict, dataset: Dataset, num_classes: int, runtime: Runtime, shard: Shard
 ) -> tuple[Classifier, nn.Module]:
-    """The backbone with a `num_classes` head, and the module to train (compiled or not)."""
+    """The backbone with a `num_classes` head, and the module to train (compiled, under DDP)."""
     c, h, _ = dataset.input_shape
     backbone_options = {
         "in_chans": c,
@@ -408,8 +426,13 @@ def _build_model(
     model = create_backbone(cfg["backbone"], num_classes, **backbone_options).to(runtime.device)
     if runtime.cuda:
         model = model.to(memory_format=torch.channels_last)
+    return model, _trained_module(model, cfg, runtime, shard)
+
+
+def _trained_module(model: Classifier, cfg: dict, runtime: Runtime, shard: Shard) -> nn.Module:
+    """What the training loop calls: `model`, compiled when asked, under DDP when data-parallel."""
     compiled = torch.compile(model) if cfg["compile"] else model
-    return model, compiled
+    return wrap(compiled, runtime.device, shard)
 
 
 @dataclass(frozen=True)
@@ -422,6 +445,7 @@ class _Run:
     data: _Data
     runtime: Runtime
     report: Report | None
+    shard: Shard
 
     @property
     def seed(self) -> int:
@@ -441,6 +465,7 @@ class _Run:
             "ckpt_path": self.checkpoint(checkpoint),
             "checkpoint_every_s": self.cfg["checkpoint_every_s"],
             "report": self.report,
+            "shard": self.shard,
         }
 
     def batches(self, split: str, which: str, mapping: np.ndarray) -> Batches:
@@ -486,7 +511,9 @@ def _pretrain_and_finetune(
     pre_train = run.batches("train", "train", labels.pre_all)
     pre_val = run.batches("train", "val", labels.pre_all)
     result.update(
-        _pretrain(cfg, model, compiled, pre_train, pre_val, runtime, run.ckpt_dir, run.report)
+        _pretrain(
+            cfg, model, compiled, pre_train, pre_val, runtime, run.ckpt_dir, run.report, run.shard
+        )
     )
     fin = cfg["finetune"]
     target_train = run.batches("train", "train", labels.target_all)
@@ -505,7 +532,7 @@ def _pretrain_and_finetune(
     else:
         runtime.seed(stage_seed(run.seed, "finetune/head", 0))
         model.reset_head(labels.num_target)
-        compiled = torch.compile(model) if cfg["compile"] else model
+        compiled = _trained_module(model, cfg, runtime, run.shard)
         stage = _run_stage(
             "finetune",
             compiled,
@@ -570,8 +597,13 @@ def _pretrain(
     runtime: Runtime,
     ckpt_dir: Path | None,
     report: Report | None,
+    shard: Shard,
 ) -> dict[str, float]:
-    """Pretrain `model` in place, or load it from the store; returns stage metrics."""
+    """Pretrain `model` in place, or load it from the store; returns stage metrics.
+
+    Data-parallel: rank 0 holds the store's lock and tells the others whether
+    the key is stored; they then load it too, or all train and rank 0 stores it.
+    """
 
     def run() -> dict[str, float]:
         stage = _run_stage(
@@ -587,6 +619,7 @@ def _pretrain(
             checkpoint_every_s=cfg["checkpoint_every_s"],
             report=report,
             metric_prefix="pretrain",
+            shard=shard,
         )
         return {"time/pretrain_s": stage.pop("time_s"), **stage}
 
@@ -594,12 +627,18 @@ def _pretrain(
     if not cfg.get("pretrain_store") or not store_key:
         return run()
     store = PretrainStore(cfg["pretrain_store"])
-    with store.claim(store_key) as entry:
-        if entry is not None:
+    with store.claim(store_key) if shard.main else nullcontext() as entry:
+        if broadcast_flag(entry is not None, shard):
+            if entry is None:  # another rank: rank 0 found the file, which it holds locked
+                entry = load_checkpoint(store.path(store_key))
+                if entry is None:
+                    raise TrialError(f"pretrain store entry {store_key} unreadable on this rank")
             # The body only: one label function from two hierarchy kinds may
             # number its classes differently, and finetuning replaces the head.
             model.body.load_state_dict(entry["body"])
             return {**entry["metrics"], "pretrain_reused": 1.0, "time/pretrain_s": 0.0}
         metrics = run()
-        store.put(store_key, {"body": model.body.state_dict(), "metrics": metrics})
+        if shard.main:
+            store.put(store_key, {"body": model.body.state_dict(), "metrics": metrics})
+        barrier(shard)  # the lock is released only after every rank is past the store
         return metrics
