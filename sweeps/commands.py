@@ -144,6 +144,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"  on Ray: {len(packs)} Ray trial(s) (pack={spec.pack}), {spec.slots()} at a time, "
         f"{spec.resources.cpu:g} cpu / {spec.resources.gpu:g} gpu each"
+        + (
+            f" worker x {spec.resources.workers} workers (data-parallel, Ray Train)"
+            if spec.resources.workers > 1
+            else ""
+        )
     )
     if spec.search is not None:
         print(

@@ -22,6 +22,34 @@ from sweeps.tracking import Tracker, WriteQueue
 from sweeps.trials import Trial
 
 
+def resource_problem(spec: Spec, resources: dict[str, float], *, cluster: bool) -> str | None:
+    """Why a trial of `spec` can never be placed on a Ray with `resources`, or None.
+
+    A local Ray has what it has. A cluster may grow (an autoscaler adds GPU
+    nodes on demand, and reports none before), so there a one-process trial is
+    left to Ray; a data-parallel trial is refused once the cluster shows GPUs
+    but fewer than one trial needs (it would wait forever).
+    """
+    res = spec.resources
+    gpus, need = resources.get("GPU", 0.0), res.per_trial["gpu"]
+    if need <= gpus:
+        return None
+    if not cluster and res.workers == 1:
+        return (
+            f"resources.gpu={res.gpu:g} per trial, but this machine's Ray has {gpus:g} GPU(s); "
+            "use resources.gpu=0 device=cpu (or --smoke), or a cluster (--address)"
+        )
+    if res.workers > 1 and (not cluster or gpus > 0):
+        where = "the cluster" if cluster else "this machine's Ray"
+        return (
+            f"resources: workers={res.workers} x gpu={res.gpu:g} = {need:g} GPUs per trial, "
+            f"but {where} has {gpus:g}; "
+            + (f"lower resources.workers to {int(gpus)}" if gpus >= 1 else "use resources.gpu=0")
+            + " or add GPU nodes"
+        )
+    return None
+
+
 def start_ray(spec: Spec, address: str | None, verbose: bool) -> Any:
     """Start (or join) Ray in the background: a ray_backend.BackgroundSession."""
     from sweeps import ray_backend
@@ -50,10 +78,10 @@ class Executor:
         """Ray trials at once: max_concurrent, else what the cluster's CPUs/GPUs allow."""
         if self.spec.max_concurrent or self._resources is None:
             return self.spec.slots()
-        per = self.spec.resources
-        slots = int(self._resources.get("CPU", 1) // per.cpu)
-        if per.gpu:
-            slots = min(slots, int(self._resources.get("GPU", 0) // per.gpu))
+        per = self.spec.resources.per_trial  # a data-parallel trial holds all its workers'
+        slots = int(self._resources.get("CPU", 1) // per["cpu"])
+        if per["gpu"]:
+            slots = min(slots, int(self._resources.get("GPU", 0) // per["gpu"]))
         return max(1, slots)
 
     def __enter__(self) -> Executor:
@@ -74,15 +102,13 @@ class Executor:
         except BaseException:
             self.__exit__(None, None, None)
             raise
-        gpus = self._resources.get("GPU", 0.0)
-        if self.spec.resources.gpu > gpus and not (self.address or os.environ.get("RAY_ADDRESS")):
+        problem = resource_problem(
+            self.spec, self._resources, cluster=bool(self.address or os.environ.get("RAY_ADDRESS"))
+        )
+        if problem:
             self.__exit__(None, None, None)
             self._resources = None
-            raise SweepError(
-                f"resources.gpu={self.spec.resources.gpu:g} per trial, but this machine's Ray "
-                f"has {gpus:g} GPU(s); use resources.gpu=0 device=cpu (or --smoke), or a "
-                "cluster (--address)"
-            )
+            raise SweepError(problem)
 
     def __call__(
         self, trials: Sequence[Trial], metas: dict[str, dict], label: str, pack: str | int
@@ -192,6 +218,7 @@ class Executor:
             storage=self.storage,
             name=f"{label}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
             resources={"cpu": self.spec.resources.cpu, "gpu": self.spec.resources.gpu},
+            workers=self.spec.resources.workers,
             max_concurrent=self.slots,
             retries=self.spec.retries,
             invocation=self.invocation,

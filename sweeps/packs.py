@@ -18,6 +18,14 @@ runs a pack with `run_pack`. Each logical trial stands alone inside its pack:
 Workers talk to the driver through `emit(events)`: a list of JSON-able events
 `start`, `epochs`, `final`, `failed`, each tagged with its `trial_key`. This
 module has no Ray in it; `ray_backend` turns `emit` into `tune.report`.
+
+A data-parallel pack (`resources.workers` > 1) runs `run_pack` on every Ray
+Train worker, all on the same trials in the same order: rank 0 writes (results,
+history, events; `writes=True`), the other ranks only compute. An exception
+there is not retried in place (`raise_errors=True`): a rank failing alone
+would leave the others waiting in DDP's all-reduce, so it ends the worker,
+and Ray Train restarts the whole group, which skips finished trials and
+resumes the current one from its checkpoint, as a retried pack does.
 """
 
 from __future__ import annotations
@@ -137,6 +145,8 @@ def run_pack(
     storage: str | os.PathLike,
     retries: int,
     invocation: str,
+    writes: bool = True,
+    raise_errors: bool = False,
 ) -> dict[str, int]:
     """Run a pack's logical trials in order; returns counts of finished/failed/skipped.
 
@@ -148,9 +158,12 @@ def run_pack(
         retries: extra attempts per logical trial after an exception.
         invocation: id of this `granularity run`; a failure recorded by the same
             invocation is not retried again when Ray retries the whole pack.
+        writes: False on the data-parallel ranks other than 0: no events, no files.
+        raise_errors: let a trial's exception end the pack (data-parallel: Ray
+            Train restarts the worker group) instead of retrying it in place.
     """
     counts = {"finished": 0, "failed": 0, "skipped": 0}
-    outbox = Outbox(emit)
+    outbox = Outbox(emit if writes else (lambda events: None))
     for item in items:
         config = item["config"]
         key = config["trial_key"]
@@ -174,7 +187,16 @@ def run_pack(
         if failed and failed.get("invocation") == invocation:
             counts["skipped"] += 1
             continue
-        outcome = _run_logical(item, trainable, outbox, storage, retries, invocation)
+        outcome = _run_logical(
+            item,
+            trainable,
+            outbox,
+            storage,
+            0 if raise_errors else retries,
+            invocation,
+            writes=writes,
+            raise_errors=raise_errors,
+        )
         counts[outcome] += 1
     outbox.flush()
     return counts
@@ -187,11 +209,16 @@ def _run_logical(
     storage: str | os.PathLike,
     retries: int,
     invocation: str,
+    *,
+    writes: bool = True,
+    raise_errors: bool = False,
 ) -> str:
     config = item["config"]
     key = config["trial_key"]
     history_file = (
-        Path(config["checkpoint_dir"]) / "history.jsonl" if config.get("checkpoint_dir") else None
+        Path(config["checkpoint_dir"]) / "history.jsonl"
+        if config.get("checkpoint_dir") and writes
+        else None
     )
     history = _read_history(history_file)
     resumed = bool(history)
@@ -213,6 +240,9 @@ def _run_logical(
         try:
             result = trainable(dict(config), report)
         except Exception as err:  # noqa: BLE001 (any failure of user code is a trial failure)
+            if raise_errors:
+                outbox.flush()  # the epochs reported so far reach the driver before the restart
+                raise
             tb = traceback.format_exc()[-8000:]
             reason = f"{type(err).__name__}: {err}"
             if attempt <= retries:
@@ -229,10 +259,11 @@ def _run_logical(
             }
             # With config and meta, `granularity sync` can log the failure if
             # the driver could not (tracking server down, driver killed).
-            write_json_atomic(
-                failure_path(storage, key),
-                {**record, "config": config, "meta": item.get("meta", {})},
-            )
+            if writes:
+                write_json_atomic(
+                    failure_path(storage, key),
+                    {**record, "config": config, "meta": item.get("meta", {})},
+                )
             outbox.put({"event": "failed", **record})
             return "failed"
         record = {
@@ -246,8 +277,9 @@ def _run_logical(
             "cpu_s": time.process_time() - cpu_started,  # the worker process's CPU time
             "finished_at": time.time(),
         }
-        write_json_atomic(result_path(storage, key), record)
-        failure_path(storage, key).unlink(missing_ok=True)
+        if writes:
+            write_json_atomic(result_path(storage, key), record)
+            failure_path(storage, key).unlink(missing_ok=True)
         final = {
             "event": "final",
             "trial_key": key,

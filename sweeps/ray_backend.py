@@ -6,6 +6,17 @@ events come back to the driver through `tune.report` and a Tune `Callback`,
 which hands them to the driver's handlers (the driver is the single MLflow
 writer). Ray-level failures (a crashed worker) are retried by Tune's
 `FailureConfig`; a retried pack skips the logical trials it already finished.
+
+Data-parallel trials (`resources.workers` > 1): the Ray Tune trial is a small
+driver that launches a Ray Train `TorchTrainer` (Train V2, the documented way
+to run Train inside Tune): `workers` Train workers, each with `cpu` / `gpu`
+of its own, placed by Ray across nodes, each running the same pack under the
+process group Train sets up (gloo on CPU, NCCL on GPU; `trainables` sees it
+through torch.distributed only). Rank 0's events go through a Ray queue to
+the Tune trial, which reports them as a packed trial does. A worker that dies
+fails the group; Train's `FailureConfig(max_failures=retries)` restarts it,
+and the pack skips finished trials and resumes the current one from its
+checkpoint on the sweep's (shared) storage, so a trial keeps its one MLflow run.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ from typing import Any
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TBX per trial
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C stops the driver at once
-os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")  # TorchTrainer inside Tune trials
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import ray  # noqa: E402
@@ -34,6 +45,7 @@ from ray import tune  # noqa: E402
 from ray.tune.progress_reporter import TrialProgressCallback  # noqa: E402
 
 EVENTS_KEY = "granularity_events"
+DRIVER_MEMORY = 256 * 2**20  # bytes a data-parallel trial's Tune process books (it trains nothing)
 
 
 @contextmanager
@@ -159,6 +171,104 @@ def _pack_trainable(
     )
 
 
+def _data_parallel_trainable(
+    config: dict[str, Any],
+    packs: Sequence[Sequence[dict[str, Any]]] | None = None,
+    train_fn: Callable[..., dict] | None = None,
+    storage: str = "",
+    retries: int = 0,
+    invocation: str = "",
+    workers: int = 2,
+    per_worker: dict[str, float] | None = None,
+) -> None:
+    """A Ray Tune function trainable: run pack `config["pack"]` data-parallel under Ray Train.
+
+    Holds almost nothing itself; the TorchTrainer asks Ray for its workers.
+    `trainer.fit()` runs on a helper thread while this one relays rank 0's
+    event batches from the queue to `tune.report`.
+    """
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.util.queue import Empty, Queue
+
+    per_worker = dict(per_worker or {"cpu": 1.0, "gpu": 0.0})
+    use_gpu = per_worker.get("gpu", 0) > 0
+    events = Queue(actor_options={"num_cpus": 0})
+    index = int(config["pack"])
+    run_name = f"{tune.get_context().get_trial_name()}-train"
+    trainer = TorchTrainer(
+        _data_parallel_worker,
+        train_loop_config={
+            "items": list(packs[index]),
+            "train_fn": train_fn,
+            "storage": storage,
+            "invocation": invocation,
+            "events": events,
+            "use_gpu": use_gpu,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": per_worker["cpu"], **({"GPU": 1} if use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=str(Path(storage) / "ray" / "train"),
+            failure_config=FailureConfig(max_failures=retries),
+        ),
+    )
+    failure: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as err:  # noqa: BLE001 (re-raised below, in Tune's thread)
+            failure.append(err)
+
+    thread = threading.Thread(target=fit, name="granularity-train-fit", daemon=True)
+    thread.start()
+    while True:
+        running = thread.is_alive()  # read before the queue: a batch put at the end is seen
+        try:
+            batch = events.get(timeout=0.5)
+        except Empty:
+            if not running:
+                break
+            continue
+        tune.report({EVENTS_KEY: json.dumps(batch)})
+    thread.join()
+    if failure:
+        raise failure[0]
+    # Train's own run folder (its state, no checkpoint: trials keep theirs) is
+    # kept only when the trial failed, as Tune's is.
+    shutil.rmtree(Path(storage) / "ray" / "train" / run_name, ignore_errors=True)
+
+
+def _data_parallel_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: the pack's trials under torch.distributed; rank 0 writes and reports."""
+    import ray.train
+    import ray.train.torch
+
+    from sweeps.packs import run_pack
+
+    rank = ray.train.get_context().get_world_rank()
+    device = str(ray.train.torch.get_device()) if loop_config["use_gpu"] else "cpu"
+    items = [
+        {**item, "config": {**item["config"], "device": device}} for item in loop_config["items"]
+    ]
+    events = loop_config["events"]
+    run_pack(
+        items,
+        trainable=loop_config["train_fn"],
+        emit=events.put,
+        storage=loop_config["storage"],
+        retries=0,
+        invocation=loop_config["invocation"],
+        writes=rank == 0,
+        raise_errors=True,
+    )
+
+
 class _Forward(tune.Callback):
     """Driver-side: hand each pack's events and errors to the orchestrator."""
 
@@ -244,24 +354,39 @@ def run_packs(
     on_pack_error: Callable[[int, str], None],
     on_tick: Callable[[int], None],
     verbose: bool = False,
+    workers: int = 1,
 ) -> None:
     """Run every pack as one Ray Tune trial; call the handlers from the driver's Tune loop.
 
     Must run inside `ray_session`. `resources` is `{"cpu": c, "gpu": g}` per
     Ray trial (fractional gpu allowed); `retries` is Tune's max_failures.
+    With `workers` > 1 the resources are per Ray Train worker of a
+    data-parallel trial, and `retries` is Train's max_failures instead (Tune
+    does not retry on top: that would multiply the attempts).
     """
     if not packs:
         return
     _ship_by_value(trainable)
-    fn = tune.with_parameters(
-        _pack_trainable,
-        packs=[list(p) for p in packs],
-        train_fn=trainable,
-        storage=str(storage),
-        retries=retries,
-        invocation=invocation,
-    )
-    fn = tune.with_resources(fn, {k: v for k, v in resources.items() if v})
+    common = {
+        "packs": [list(p) for p in packs],
+        "train_fn": trainable,
+        "storage": str(storage),
+        "retries": retries,
+        "invocation": invocation,
+    }
+    if workers > 1:
+        fn = tune.with_parameters(
+            _data_parallel_trainable, workers=workers, per_worker=dict(resources), **common
+        )
+        # The Tune trial only waits on its TorchTrainer, which asks for the workers'
+        # resources itself; no CPU, so it never takes a core a worker needs (Ray
+        # refuses an empty request: it books the memory it does use).
+        fn = tune.with_resources(fn, {"cpu": 0, "memory": DRIVER_MEMORY})
+        tune_retries = 0
+    else:
+        fn = tune.with_parameters(_pack_trainable, **common)
+        fn = tune.with_resources(fn, {k: v for k, v in resources.items() if v})
+        tune_retries = retries
     # Ray's new output engine prints its header even when silent; the legacy one
     # with a silenced progress callback prints nothing. --verbose gets Ray's table.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
@@ -280,7 +405,7 @@ def run_packs(
         run_config=tune.RunConfig(
             name=name,
             storage_path=str(storage / "ray"),
-            failure_config=tune.FailureConfig(max_failures=retries),
+            failure_config=tune.FailureConfig(max_failures=tune_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=callbacks,
             verbose=2 if verbose else 0,

@@ -322,10 +322,31 @@ class SearchSpec(_Strict):
 
 
 class ResourcesSpec(_Strict):
-    """Per-trial resources; a fractional gpu packs several trials on one GPU."""
+    """Per-trial resources; a fractional gpu packs several trials on one GPU.
 
+    `workers` > 1: each trial runs data-parallel (DDP) on that many Ray Train
+    workers, placed by Ray across nodes, and `cpu` / `gpu` are per worker:
+    one process per GPU, so `gpu` is 0 (gloo on CPU) or 1 (NCCL).
+    """
+
+    workers: int = Field(default=1, ge=1)
     cpu: float = Field(default=1.0, gt=0)
     gpu: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> ResourcesSpec:
+        if self.workers > 1 and self.gpu not in (0, 1):
+            raise ValueError(
+                f"resources.gpu={self.gpu:g} with workers={self.workers}: a data-parallel "
+                "worker takes gpu 0 (CPU, gloo) or 1 (one GPU per worker); for more GPUs "
+                "per trial raise workers"
+            )
+        return self
+
+    @property
+    def per_trial(self) -> dict[str, float]:
+        """What one trial holds in all: `{"cpu": ..., "gpu": ...}` over its workers."""
+        return {"cpu": self.cpu * self.workers, "gpu": self.gpu * self.workers}
 
 
 class TrackingSpec(_Strict):
@@ -428,7 +449,7 @@ class Spec(_Strict):
         import os
 
         cpus = self.num_cpus or os.cpu_count() or 1
-        return max(1, int(cpus // self.resources.cpu))
+        return max(1, int(cpus // self.resources.per_trial["cpu"]))
 
     def spec_hash(self) -> str:
         """Hash of the validated spec (everything, smoke settings excluded)."""
