@@ -167,9 +167,15 @@ class TimedBatches:
         self.batches, self.start, self.stop, self.device = batches, start, stop, device
         self.images, self.seconds = 0, float("nan")
 
-    def iterate(self, batch_size: int, *, train: bool, seed: int | None = None) -> Iterator:
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def iterate(
+        self, batch_size: int, *, train: bool, seed: int | None = None, shard=None
+    ) -> Iterator:
         clock = None
-        for i, (x, y) in enumerate(self.batches.iterate(batch_size, train=train, seed=seed)):
+        batches = self.batches.iterate(batch_size, train=train, seed=seed, shard=shard)
+        for i, (x, y) in enumerate(batches):
             if i == self.start:
                 synchronize(self.device)
                 clock = time.perf_counter()

@@ -108,6 +108,7 @@ def history(run, tracker_client, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in tracker_client.get_metric_history(run.info.run_id, key)]
 
 
+@pytest.mark.slow
 def test_gpu_request_on_a_machine_without_gpus_exits_2(tmp_path, ray_address, capsys):
     raw = spec_dict(tmp_path, "dp-nogpu", resources={"workers": 2, "gpu": 1, "cpu": 1})
     assert commands.main(["run", str(write(tmp_path, raw))]) == 2

@@ -248,7 +248,7 @@ def train_epoch(
     wrong = torch.zeros((), device=runtime.device, dtype=torch.long)
     finite = _FiniteWatch(runtime)
     count = 0
-    n = len(batches)
+    n = len(batches) if shard.parallel else 0  # the global batch lengths (parallel only)
     for step, (x, y) in enumerate(
         batches.iterate(batch_size, train=True, seed=seed, shard=shard)
     ):
