@@ -70,9 +70,9 @@ def _measure(setup: Setup, device: torch.device, force_ddp: bool) -> float:
     shard = current_shard()
     runtime = Runtime(device, 0)
     torch.manual_seed(0)
-    model = create_backbone(
-        setup.model, NUM_CLASSES, in_chans=3, input_size=setup.image_size
-    ).to(device)
+    model = create_backbone(setup.model, NUM_CLASSES, in_chans=3, input_size=setup.image_size).to(
+        device
+    )
     if runtime.cuda:
         model = model.to(memory_format=torch.channels_last)
     if shard.parallel:

@@ -17,6 +17,9 @@ the Tune trial, which reports them as a packed trial does. A worker that dies
 fails the group; Train's `FailureConfig(max_failures=retries)` restarts it,
 and the pack skips finished trials and resumes the current one from its
 checkpoint on the sweep's (shared) storage, so a trial keeps its one MLflow run.
+
+Over ~350 lines on purpose: this is all of the project's Ray surface (the
+session, Tune, Train), kept in one module so that Ray's API churn touches one file.
 """
 
 from __future__ import annotations

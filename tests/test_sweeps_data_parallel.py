@@ -74,8 +74,10 @@ def test_a_worker_takes_zero_or_one_gpu(tmp_path, gpu, capsys):
     # The spec's error format: a header, then one line per problem; no traceback.
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert [line for line in err.splitlines() if "workers=4" in line][0].lstrip().startswith(
-        "- resources"
+    assert (
+        [line for line in err.splitlines() if "workers=4" in line][0]
+        .lstrip()
+        .startswith("- resources")
     )
 
 
@@ -162,7 +164,9 @@ def test_a_worker_killed_mid_trial_resumes_from_its_checkpoint_in_one_run(tmp_pa
     client = Tracker(spec, create=False).client
     steps = sorted(s for s, _ in history(runs[0], client, "pretrain/loss"))
     assert steps == [0, *range(40)]  # every epoch once (+ the final value at step 0)
-    logged = [json.loads(line) for line in (store / ddp_trainables.EPOCHS_LOG).read_text().splitlines()]
+    logged = [
+        json.loads(line) for line in (store / ddp_trainables.EPOCHS_LOG).read_text().splitlines()
+    ]
     pids = list(dict.fromkeys(e["pid"] for e in logged))
     assert len(pids) == 2, pids  # rank 0 of the first group, then of the restarted one
     resumed_at = next(e["step"] for e in logged if e["pid"] == pids[1] and e["stage"] == "pretrain")

@@ -16,7 +16,6 @@ import os
 import socket
 from pathlib import Path
 
-import pytest
 import torch
 import torch.multiprocessing as tmp_mp
 import trainables_fixtures as fixtures

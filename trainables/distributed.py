@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from torch import distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)

@@ -249,9 +249,7 @@ def train_epoch(
     finite = _FiniteWatch(runtime)
     count = 0
     n = len(batches) if shard.parallel else 0  # the global batch lengths (parallel only)
-    for step, (x, y) in enumerate(
-        batches.iterate(batch_size, train=True, seed=seed, shard=shard)
-    ):
+    for step, (x, y) in enumerate(batches.iterate(batch_size, train=True, seed=seed, shard=shard)):
         with runtime.autocast():
             logits = model(x)
             if shard.parallel:
