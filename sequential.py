@@ -109,9 +109,9 @@ class Design:
         return next(k for k, n in enumerate(self.looks()) if seed_index < n)
 
     def method(self) -> str:
-        return METHOD.format(spending={"pocock": "Pocock", "obrien_fleming": "O'Brien-Fleming"}[
-            self.spending
-        ])
+        return METHOD.format(
+            spending={"pocock": "Pocock", "obrien_fleming": "O'Brien-Fleming"}[self.spending]
+        )
 
 
 def _sps() -> Any:
@@ -252,7 +252,8 @@ def _kind_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
         pairs = [
             (ca[k], cb[k])
             for k in sorted(set(ca) & set(cb))
-            if here[ca[k]]["label_fns"] != here[cb[k]]["label_fns"]  # same partition: 0 by construction
+            if here[ca[k]]["label_fns"]
+            != here[cb[k]]["label_fns"]  # same partition: 0 by construction
         ]
         if not pairs:
             continue
@@ -277,13 +278,20 @@ def _shape_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
             if j in (first, last):
                 others = [c for c in levels if c != j]
                 what = "monotone, minimum at " + ("the coarsest" if j == first else "the finest")
-                claims.append((f"{what} level ({j[1]})", tuple(_contrast([o], [j]) for o in others)))
+                claims.append(
+                    (f"{what} level ({j[1]})", tuple(_contrast([o], [j]) for o in others))
+                )
             else:
                 claims.append(
-                    (f"U, minimum inside ({j[1]})", (_contrast([first], [j]), _contrast([last], [j])))
+                    (
+                        f"U, minimum inside ({j[1]})",
+                        (_contrast([first], [j]), _contrast([last], [j])),
+                    )
                 )
         f, b = first[2], first[3]
-        out.append(Comparison("u_test", f"shape of {kind} (f{f:g}/{b})", tuple(levels), tuple(claims)))
+        out.append(
+            Comparison("u_test", f"shape of {kind} (f{f:g}/{b})", tuple(levels), tuple(claims))
+        )
     return out
 
 
@@ -340,7 +348,7 @@ class State:
             for c in o.cells:
                 k = o.look if o.status != "open" else min(self.look, len(looks) - 1)
                 if c not in out or looks[k] > out[c][0]:
-                    out[c] = (looks[k], o.name if o.status != "open" else "open: " + o.name)
+                    out[c] = (looks[k], f"{o.name} ({o.status})")
         return out
 
 
@@ -395,7 +403,9 @@ def evaluate(
         if todo:
             return State(design, outcomes, k, todo, seeds_run)
         for o in open_:
-            _judge(o, specs.get(o.name), values, seeds[:n], alphas[k], design, k, k == len(looks) - 1)
+            _judge(
+                o, specs.get(o.name), values, seeds[:n], alphas[k], design, k, k == len(looks) - 1
+            )
     return State(design, outcomes, len(looks), [], seeds_run)
 
 
@@ -418,7 +428,10 @@ def _judge(
         ci = t_interval([values[(o.cells[0], s)] for s in seeds], alpha)
         o.interval, o.n, o.look = ci, ci.n, k
         if ci.half_width <= (design.half_width or 0):
-            o.status, o.verdict = "decided", f"half-width {ci.half_width:.4f} <= {design.half_width}"
+            o.status, o.verdict = (
+                "decided",
+                f"half-width {ci.half_width:.4f} <= {design.half_width}",
+            )
         elif last:
             o.status, o.verdict = "max", f"half-width {ci.half_width:.4f} > {design.half_width}"
         return

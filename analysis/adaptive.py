@@ -24,7 +24,15 @@ def design_of(run_tags: dict[str, str]) -> Design | None:
 
 def adaptive_state(df: pd.DataFrame, design: Design, metric: str = "target_error") -> State:
     """`sequential.evaluate` on a trial table (finished trials; missing ones count as not run)."""
-    cols = ["hierarchy", "level_name", "data_fraction", "backbone", "num_classes", "label_fn", "seed"]
+    cols = [
+        "hierarchy",
+        "level_name",
+        "data_fraction",
+        "backbone",
+        "num_classes",
+        "label_fn",
+        "seed",
+    ]
     rows = df[cols].assign(value=df[metric].astype(float)).to_dict("records")
     # Seeds in the order the rounds added them (a look takes whole rounds, so order inside one
     # round does not matter); seeds that never ran pad the list with values no trial has.
@@ -32,7 +40,11 @@ def adaptive_state(df: pd.DataFrame, design: Design, metric: str = "target_error
     by_round = df.assign(r=rounds).fillna({"r": 0})
     seeds = [int(s) for s in by_round.sort_values(["r", "seed"])["seed"].drop_duplicates()]
     seeds += [min(seeds, default=0) - 1 - i for i in range(max(0, design.max - len(seeds)))]
-    target = str(df["target"].dropna().iloc[0]) if "target" in df and df["target"].notna().any() else None
+    target = (
+        str(df["target"].dropna().iloc[0])
+        if "target" in df and df["target"].notna().any()
+        else None
+    )
     return evaluate(design, rows, seeds, target=target)
 
 
@@ -40,7 +52,13 @@ def outcome_table(state: State) -> pd.DataFrame:
     """One row per comparison (or half-width rule): rule, name, seeds, status, why it stopped."""
     return pd.DataFrame(
         [
-            {"rule": o.rule, "comparison": o.name, "seeds": o.n, "status": o.status, "why": o.reason}
+            {
+                "rule": o.rule,
+                "comparison": o.name,
+                "seeds": o.n,
+                "status": o.status,
+                "why": o.reason,
+            }
             for o in state.outcomes
         ],
         columns=["rule", "comparison", "seeds", "status", "why"],

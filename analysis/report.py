@@ -672,7 +672,8 @@ def _section_adaptive(a: Analysis) -> list[str]:
         f"Seeds were added in rounds (looks at {d.looks()} seeds per cell; rules: "
         f"{', '.join(d.stop_when)}; margin {d.margin:g}). Intervals below are valid under this "
         f"optional stopping: {d.method()}; family-wise alpha {d.alpha:g} per comparison over all "
-        "looks (the sections above use ordinary fixed-n intervals, which peeking makes too narrow).\n",
+        "looks, not adjusted across comparisons (the sections above use ordinary fixed-n "
+        "intervals, Holm-adjusted for kind pairs; peeking makes those too narrow).\n",
         markdown_table(outcome_table(state)),
         "Seeds per cell:\n",
         markdown_table(cell_seeds_table(state)),

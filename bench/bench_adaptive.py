@@ -36,7 +36,9 @@ ADAPTIVE = "replicates={initial: 3, step: 2}"
 
 def coverage_table(n_sim: int) -> None:
     print("coverage of the stopped 95% interval, peeking at every look 3..16 seeds (sd 1):")
-    print(f"{'spending':>15} {'effect':>6} | {'sequential':>10} {'seeds':>5} | {'naive t':>8} {'seeds':>5}")
+    print(
+        f"{'spending':>15} {'effect':>6} | {'sequential':>10} {'seeds':>5} | {'naive t':>8} {'seeds':>5}"
+    )
     for spending in SPENDING:
         d = Design(initial=3, max=16, step=1, spending=spending)
         for effect in (0.0, 0.5, 1.0, 2.0):
@@ -88,7 +90,9 @@ def adaptive_verdicts(df, design: Design) -> tuple[dict[tuple, str], object]:
         elif o.rule == "hierarchy":
             out[("hierarchy", o.cells[0][0], o.cells[1][0], o.cells[0][2])] = verdict
         elif o.rule == "u_test":
-            shape = "U" if verdict.startswith("U") else ("no U" if o.status == "decided" else verdict)
+            shape = (
+                "U" if verdict.startswith("U") else ("no U" if o.status == "decided" else verdict)
+            )
             out[("u_test", o.cells[0][0], o.cells[0][2])] = shape
     return out, state
 

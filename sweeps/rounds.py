@@ -32,8 +32,7 @@ def round_tags(plan: Plan, design: Design) -> dict[str, dict[str, str]]:
     """trial_key -> {ROUND: "1" ...}: the round whose look first includes the trial's seed."""
     index = {s: i for i, s in enumerate(plan.spec.seed_list())}
     return {
-        t.trial_key: {ROUND: str(design.round_of(index[t.config["seed"]]) + 1)}
-        for t in plan.trials
+        t.trial_key: {ROUND: str(design.round_of(index[t.config["seed"]]) + 1)} for t in plan.trials
     }
 
 

@@ -130,8 +130,9 @@ class _Executor:
         self.storage, self.stop_after, self.ran, self.labels = storage, stop_after, [], []
 
     def __call__(self, trials, metas, label, pack):
-        from sweeps.results import result_path, write_json_atomic
         from sweeps_fake import train
+
+        from sweeps.results import result_path, write_json_atomic
 
         self.labels.append(label)
         for t in trials:
@@ -166,7 +167,13 @@ def test_round_logic_tags_and_resume_after_a_kill(tmp_path):
     (store / "pretrained").mkdir(parents=True, exist_ok=True)
     tags = round_tags(plan, design)
     assert {t.config["seed"]: tags[t.trial_key]["granularity.round"] for t in plan.trials} == {
-        0: "1", 1: "1", 2: "1", 3: "2", 4: "2", 5: "3", 6: "3"
+        0: "1",
+        1: "1",
+        2: "1",
+        3: "2",
+        4: "2",
+        5: "3",
+        6: "3",
     }
     killed = _Executor(store, stop_after=17)  # round 1 has 15 trials
     with pytest.raises(KeyboardInterrupt):
