@@ -335,10 +335,16 @@ class State:
     look: int  # index of the look being filled (len(looks) when every rule has stopped)
     todo: list[tuple[Cell, int]] = field(default_factory=list)  # (cell, seed) still to run
     seeds_run: dict[Cell, int] = field(default_factory=dict)  # cell -> seeds with a result
+    cells: list[Cell] = field(default_factory=list)  # every cell of the table
 
     @property
     def done(self) -> bool:
         return not self.todo
+
+    def trials_needed(self) -> int:
+        """Trials the design asks for so far: per cell, the seeds of its last-stopping rule."""
+        needed = self.cell_seeds()
+        return sum(needed.get(c, (self.design.initial, ""))[0] for c in self.cells)
 
     def cell_seeds(self) -> dict[Cell, tuple[int, str]]:
         """cell -> (seeds it needs in all, why it stopped there)."""
@@ -396,17 +402,17 @@ def evaluate(
     for k, n in enumerate(looks):
         open_ = [o for o in outcomes if o.status == "open"]
         if not open_ and k > 0:
-            return State(design, outcomes, k, [], seeds_run)
+            return State(design, outcomes, k, [], seeds_run, all_cells)
         # The first look runs every cell (a cell in no comparison still gets `initial` seeds).
         need = all_cells if k == 0 else list(dict.fromkeys(c for o in open_ for c in o.cells))
         todo = [(c, s) for c in need for s in seeds[:n] if (c, s) not in values]
         if todo:
-            return State(design, outcomes, k, todo, seeds_run)
+            return State(design, outcomes, k, todo, seeds_run, all_cells)
         for o in open_:
             _judge(
                 o, specs.get(o.name), values, seeds[:n], alphas[k], design, k, k == len(looks) - 1
             )
-    return State(design, outcomes, len(looks), [], seeds_run)
+    return State(design, outcomes, len(looks), [], seeds_run, all_cells)
 
 
 def _per_seed(contrast: tuple, values: Mapping, seeds: Sequence[int]) -> np.ndarray:

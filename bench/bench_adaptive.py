@@ -119,22 +119,52 @@ def quickstart(workdir: Path) -> None:
     lines = []
     for key, f in sorted(fv.items(), key=str):
         a = av.get(key, "(not compared)")
-        if a == "not settled":
-            kind = "not settled within max"
-        elif a == f or (key[0] != "u_test" and f == "no difference" and a == "not settled"):
+        fixed_open = f in ("no difference", "no U")
+        if a == f:
             kind = "same verdict"
-        elif f == "no difference" or (key[0] == "u_test" and f == "no U"):
-            kind = "adaptive decided, fixed did not"
+        elif fixed_open and a == "not settled":
+            kind = "same: neither decides"
+        elif a == "not settled":
+            kind = "fixed decides, adaptive not settled within max"
+        elif fixed_open:
+            kind = "adaptive decides, fixed does not"
         else:
             kind = "different verdict"
         tally[(key[0], kind)] += 1
-        if kind != "same verdict":
+        if not kind.startswith("same"):
             lines.append(f"  {'/'.join(map(str, key))}: fixed {f}, adaptive {a}")
     print("\nverdicts, fixed vs adaptive (per question):")
     for (rule, kind), n in sorted(tally.items()):
         print(f"  {rule:>10}: {n:>3} {kind}")
     print("\nthe ones that differ or stay open:")
     print("\n".join(lines) if lines else "  none")
+    replay(fixed, design, state.trials_needed())
+
+
+# Other designs, replayed on the fixed sweep's 8 seeds: the decisions are a function of
+# the results, so this is what each design would have run (max 8, initial 3, step 2).
+VARIANTS = (
+    ("as run above", {}),
+    ("stop_when: [gain, u_test]", {"stop_when": ("gain", "u_test")}),
+    ("stop_when: [gain]", {"stop_when": ("gain",)}),
+    ("margin: 0.02", {"margin": 0.02}),
+    ("spending: obrien_fleming", {"spending": "obrien_fleming"}),
+)
+
+
+def replay(fixed, design: Design, used_live: int) -> None:
+    from dataclasses import replace
+
+    from analysis.adaptive import adaptive_state
+
+    print("\nother designs replayed on the fixed sweep's results (trials it would run):")
+    print(f"{'design':>28} {'trials':>7} {'settled':>8} {'not settled':>12}")
+    for name, change in VARIANTS:
+        state = adaptive_state(fixed, replace(design, **change))
+        settled = sum(o.status in ("decided", "equivalent") for o in state.outcomes)
+        unsettled = sum(o.status == "max" for o in state.outcomes)
+        print(f"{name:>28} {state.trials_needed():>7} {settled:>8} {unsettled:>12}")
+    print(f"(the adaptive sweep itself needed {used_live} trials)")
 
 
 def main() -> None:
