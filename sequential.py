@@ -63,7 +63,7 @@ class Design:
     max: int
     step: int = 1
     alpha: float = 0.05
-    spending: str = "pocock"
+    spending: str = "obrien_fleming"
     stop_when: tuple[str, ...] = ("gain", "hierarchy", "u_test")
     half_width: float | None = None
     margin: float = 0.0
@@ -171,7 +171,9 @@ class Comparison:
     u_test: per candidate minimum level j a claim (a list of contrasts that
     must all be > 0): interior j, "coarsest - j > 0 and finest - j > 0" (a U);
     an end level, "every other level - j > 0" (monotone). Each claim gets
-    alpha_k / (number of claims), so whichever claim is made is valid.
+    alpha_k / (number of claims), one-sided, so whichever claim is made is valid.
+    The hierarchy comparisons form one family: each gets alpha_k / (their
+    number), Bonferroni, where the fixed analysis uses Holm.
     """
 
     rule: str
@@ -388,6 +390,8 @@ def evaluate(
             values[(_cell(r), int(r["seed"]))] = float(v)
     rules = [r for r in design.stop_when if r != "half_width"]
     comps = comparisons(rows, target, rules)
+    # The kind pairs are one family (the fixed analysis Holm-adjusts them): Bonferroni over it.
+    family = {"hierarchy": max(1, sum(c.rule == "hierarchy" for c in comps))}
     outcomes = [Outcome(c.rule, c.name, c.cells) for c in comps]
     specs = {c.name: c for c in comps}
     if "half_width" in design.stop_when:
@@ -409,9 +413,8 @@ def evaluate(
         if todo:
             return State(design, outcomes, k, todo, seeds_run, all_cells)
         for o in open_:
-            _judge(
-                o, specs.get(o.name), values, seeds[:n], alphas[k], design, k, k == len(looks) - 1
-            )
+            a = alphas[k] / family.get(o.rule, 1)
+            _judge(o, specs.get(o.name), values, seeds[:n], a, design, k, k == len(looks) - 1)
     return State(design, outcomes, len(looks), [], seeds_run, all_cells)
 
 
@@ -442,7 +445,9 @@ def _judge(
             o.status, o.verdict = "max", f"half-width {ci.half_width:.4f} > {design.half_width}"
         return
     if o.rule == "u_test":
-        a = alpha / len(comp.claims)
+        # Each claim's contrasts are tested one-sided (> 0) at alpha / claims: the two-sided
+        # interval at twice that level has the same lower bound.
+        a = 2 * alpha / len(comp.claims)
         for label, contrasts in comp.claims:
             cis = [t_interval(_per_seed(c, values, seeds), a) for c in contrasts]
             if all(ci.low > 0 for ci in cis):

@@ -148,7 +148,8 @@ VARIANTS = (
     ("stop_when: [gain, u_test]", {"stop_when": ("gain", "u_test")}),
     ("stop_when: [gain]", {"stop_when": ("gain",)}),
     ("margin: 0.02", {"margin": 0.02}),
-    ("spending: obrien_fleming", {"spending": "obrien_fleming"}),
+    ("spending: pocock", {"spending": "pocock"}),
+    ("[gain, u_test], pocock", {"stop_when": ("gain", "u_test"), "spending": "pocock"}),
 )
 
 

@@ -346,7 +346,7 @@ class ReplicatesSpec(_Strict):
     step: int = Field(default=2, ge=1)
     max: int | None = Field(default=None, ge=2)
     alpha: float = Field(default=0.05, gt=0, lt=1)
-    spending: Literal[SPENDING] = "pocock"
+    spending: Literal[SPENDING] = "obrien_fleming"
     stop_when: list[Literal[RULES]] = Field(
         default_factory=lambda: ["gain", "hierarchy", "u_test"], min_length=1
     )

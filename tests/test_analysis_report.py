@@ -102,7 +102,7 @@ def test_an_adaptive_sweep_gets_its_section_with_the_method_and_the_stops(tmp_pa
     MlflowClient(uri).set_tag(parent, REPLICATES, json.dumps(design))
     text = write_report("sweep", uri, tmp_path / "r", n_boot=100).read_text()
     section = text[text.index("## Adaptive replicates") :]
-    assert "Lan-DeMets alpha spending (Pocock-type)" in section and "[3, 5, 6]" in section
+    assert "Lan-DeMets alpha spending (O'Brien-Fleming-type)" in section and "[3, 5, 6]" in section
     # The gains over scratch (0.3 against ~0.2) settle at the first look; manual vs random
     # (no difference planted) runs to max.
     assert "gain of manual/level1/f1/twolayer over scratch | 3 | decided" in section

@@ -161,7 +161,8 @@ def test_replicates_block_sets_the_design_and_the_seeds():
     spec = parse_spec(minimal(seeds=4, replicates={"initial": 2}))
     design = spec.design()
     assert spec.seed_list() == [0, 1, 2, 3] and design.max == 4 and design.looks() == [2, 4]
-    assert design.spending == "pocock" and design.stop_when == ("gain", "hierarchy", "u_test")
+    assert design.spending == "obrien_fleming"
+    assert design.stop_when == ("gain", "hierarchy", "u_test")
     # max beyond the listed seeds: the following integers.
     spec = parse_spec(minimal(seeds=[3, 7], replicates={"initial": 2, "max": 4, "step": 1}))
     assert spec.seed_list() == [3, 7, 8, 9] and spec.design().looks() == [2, 3, 4]
