@@ -44,6 +44,8 @@ FAILURE = "granularity.failure"  # reason of a FAILED run
 ATTEMPTS = "granularity.attempts"
 HIERARCHY_HASH = "granularity.hierarchy_hash"
 SEARCH_CELL = "granularity.search_cell"
+ROUND = "granularity.round"  # adaptive replicates: the round (1, 2, ...) that added a trial's seed
+REPLICATES = "granularity.replicates"  # parent run: the adaptive design (canonical JSON)
 CELL_KEY = "granularity.cell_key"  # a cell run's `<hierarchy>/<level>/f<fraction>/<backbone>`
 PARENT = "mlflow.parentRunId"
 # Experiment tag: which view the MLflow UI opens (3.x); a sweep is model training.
@@ -62,6 +64,7 @@ TRIAL_TAGS = (
     "spec_hash",
     "failure",
     "attempts",
+    "round",
     TEST_CORRECT,
 )
 

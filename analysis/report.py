@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 
 from analysis import estimators as est
+from analysis.adaptive import adaptive_state, cell_seeds_table, design_of, outcome_table
 from analysis.cells import cell_table, log_cell_runs
 from analysis.hard_examples import HardMode, derive_hard_examples, easy_hard_table
 from analysis.load import find_sweep_run, load_runs
 from contracts import ANALYSIS_ARTIFACTS, SCRATCH, VERDICT_PAIRS
+from sequential import Design
 
 ALL_STATUSES = ("FINISHED", "FAILED", "RUNNING", "KILLED", "SCHEDULED")
 ALPHA = 0.05
@@ -79,6 +81,7 @@ class Analysis:
     failures: pd.Series  # failure reason -> count, over failed trial runs
     hard_note: str = ""  # how hard examples are defined (analysis.hard_examples)
     easy_hard: pd.DataFrame | None = None  # every arm's easy / hard error
+    design: Design | None = None  # adaptive replicates (the parent run's `granularity.replicates`)
 
 
 def analyze(
@@ -441,6 +444,7 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
     out += _section_size(a, plots)
     out += _section_kinds(a)
     out += _section_alignment(a, plots)
+    out += _section_adaptive(a)
     return "\n".join(out) + "\n"
 
 
@@ -657,6 +661,25 @@ def _section_alignment(a: Analysis, plots: dict[str, bool]) -> list[str]:
     return out
 
 
+def _section_adaptive(a: Analysis) -> list[str]:
+    """Adaptive replicates: the method, and per comparison and cell the seeds run and why it stopped."""
+    if a.design is None:
+        return []
+    d = a.design
+    state = adaptive_state(a.df, d, a.metric)
+    return [
+        "\n## Adaptive replicates\n",
+        f"Seeds were added in rounds (looks at {d.looks()} seeds per cell; rules: "
+        f"{', '.join(d.stop_when)}; margin {d.margin:g}). Intervals below are valid under this "
+        f"optional stopping: {d.method()}; family-wise alpha {d.alpha:g} per comparison over all "
+        "looks, not adjusted across comparisons (the sections above use ordinary fixed-n "
+        "intervals, Holm-adjusted for kind pairs; peeking makes those too narrow).\n",
+        markdown_table(outcome_table(state)),
+        "Seeds per cell:\n",
+        markdown_table(cell_seeds_table(state)),
+    ]
+
+
 def write_report(
     experiment: str,
     tracking_uri: str = "sqlite:///mlflow.db",
@@ -693,6 +716,11 @@ def write_report(
         failures=failures,
         hard_examples=hard_examples,
     )
+    parent_id = find_sweep_run(experiment, tracking_uri)
+    if parent_id is not None:
+        from mlflow.tracking import MlflowClient
+
+        a.design = design_of(MlflowClient(tracking_uri).get_run(parent_id).data.tags)
     plots = {"ucurves": True}
     _plot_ucurves(a, out / "ucurves.png")
     plots["heatmap"] = _plot_heatmap(a, out / "heatmap.png")
@@ -702,7 +730,7 @@ def write_report(
     report.write_text(text, encoding="utf-8")
     (out / "report.html").write_text(render_html(text, out, experiment), encoding="utf-8")
     if log_artifacts:
-        parent = find_sweep_run(experiment, tracking_uri)
+        parent = parent_id
         if parent is not None:
             from mlflow.tracking import MlflowClient
 

@@ -155,6 +155,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"  search: {', '.join(spec.search.parameters)} over {spec.search.n_trials} trials "
             f"({spec.search.scope})"
         )
+    design = spec.design()
+    if design is not None:
+        first = summary["cells"] * design.initial
+        print(
+            f"  adaptive replicates: looks at {design.looks()} seeds per cell; round 1 runs "
+            f"{first} trials, at most {summary['trials']} in all ({design.method()})"
+        )
     print(f"  MLflow: {spec.tracking.uri}, experiment {spec.name!r}")
     print(f"  storage: {plan.storage}")
     for note in plan.notes:

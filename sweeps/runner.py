@@ -12,7 +12,8 @@
    this step alone);
 5. optionally tune continuous settings with Optuna (`sweeps.search`);
 6. run the trials whose MLflow run is not FINISHED, packed, on Ray, logging
-   each event as it arrives.
+   each event as it arrives; with a `replicates:` block, in rounds
+   (sweeps/rounds.py): each round adds seeds only where a comparison is open.
 
 MLflow writes during the sweep never stop it: a write that fails (the
 tracking server unreachable) is skipped for that trial, which is then
@@ -28,16 +29,19 @@ import json
 import sys
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from contracts import REPLICATES
 from sweeps.executor import Executor, start_ray
 from sweeps.interrupt import interruptible
 from sweeps.lock import driver_lock
 from sweeps.packs import Trainable
 from sweeps.plan import build_plan
 from sweeps.results import result_path
-from sweeps.spec import Spec, SpecError
+from sweeps.rounds import round_tags, run_rounds
+from sweeps.spec import Spec, SpecError, canonical_json
 from sweeps.summary import RunSummary, summarise
 from sweeps.sync import sync_results
 from sweeps.tracking import Tracker
@@ -136,11 +140,21 @@ def _run_locked(
                 tuned = run_search(spec, plan, tracker, executor, storage)
                 plan = build_plan(spec, dataset=dataset, tuned=tuned, write=True, storage=storage)
                 tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
-            metas = {t.trial_key: t.meta() for t in plan.trials}
-            recorder = executor(plan.trials, metas, spec.name, spec.pack)
+            design = spec.design()
+            if design is None:
+                metas = {t.trial_key: t.meta() for t in plan.trials}
+                recorders = [executor(plan.trials, metas, spec.name, spec.pack)]
+                rounds = None
+            else:
+                tracker.tag_parent({REPLICATES: canonical_json(asdict(design))})
+                tags = round_tags(plan, design)
+                metas = {t.trial_key: t.meta(extra_tags=tags[t.trial_key]) for t in plan.trials}
+                rounds = run_rounds(plan, design, executor, metas, storage, spec.name, spec.pack)
+                recorders = rounds.recorders
         summary = summarise(
             plan,
-            recorder,
+            recorders,
+            rounds=rounds,
             synced=synced,
             tuned=tuned,
             slots=executor.slots,

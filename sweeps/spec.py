@@ -45,6 +45,7 @@ from contracts import (
     STAGE_DEFAULTS,
     arm,
 )
+from sequential import RULES, SPENDING, Design
 
 LEVEL_KEYWORDS = ("all", "finer", "target_and_finer")
 DEFAULT_TRAINABLE = "trainables:train"
@@ -349,6 +350,39 @@ class ResourcesSpec(_Strict):
         return {"cpu": self.cpu * self.workers, "gpu": self.gpu * self.workers}
 
 
+class ReplicatesSpec(_Strict):
+    """Adaptive replicates (`sequential.Design`): rounds of seeds until the sweep's questions settle.
+
+    Round 1 runs `initial` seeds of every cell; each later round adds `step`
+    seeds, only to the cells of comparisons (or half-width rules) still open,
+    up to `max` seeds (default: the spec's `seeds` count). `stop_when` names
+    the rules: `gain` (over scratch and the target level), `hierarchy` (kind
+    pairs at matched class counts), `u_test` (each arm's curve shape),
+    `half_width` (a cell's interval narrower than +-`half_width`). A
+    comparison also settles when `margin` > 0 and its interval lies inside
+    +-margin. Intervals spend `alpha` over the rounds (`spending`, Lan-DeMets).
+    """
+
+    initial: int = Field(default=3, ge=2)
+    step: int = Field(default=2, ge=1)
+    max: int | None = Field(default=None, ge=2)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    spending: Literal[SPENDING] = "obrien_fleming"
+    stop_when: list[Literal[RULES]] = Field(
+        default_factory=lambda: ["gain", "hierarchy", "u_test"], min_length=1
+    )
+    half_width: float | None = Field(default=None, gt=0)
+    margin: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReplicatesSpec:
+        if self.max is not None and self.max < self.initial:
+            raise ValueError(f"max={self.max} is below initial={self.initial}")
+        if "half_width" in self.stop_when and self.half_width is None:
+            raise ValueError("stop_when has half_width: give half_width (error units, e.g. 0.01)")
+        return self
+
+
 class TrackingSpec(_Strict):
     """Where MLflow lives. Relative sqlite paths are taken from the working directory."""
 
@@ -373,6 +407,7 @@ class Spec(_Strict):
     # where a trial stopped is not part of what it computes, so not of its key.
     checkpoint_every_s: float = Field(default=CHECKPOINT_EVERY_S, ge=0)
     search: SearchSpec | None = None
+    replicates: ReplicatesSpec | None = None
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_concurrent: int | None = Field(default=None, ge=1)
     num_cpus: int | None = Field(default=None, ge=1)
@@ -429,10 +464,41 @@ class Spec(_Strict):
             raise ValueError(f"trainable {value!r} is not 'module:function'")
         return value
 
+    @model_validator(mode="after")
+    def _replicates_fit(self) -> Spec:
+        r = self.replicates
+        if r is not None and r.max is None and r.initial > len(self._listed_seeds()):
+            raise PydanticCustomError(
+                "spec_rule",
+                "replicates.initial={initial} exceeds the {n} seeds; give replicates.max or more seeds",
+                {"initial": r.initial, "n": len(self._listed_seeds())},
+            )
+        return self
+
     # ---- derived views ----------------------------------------------------
-    def seed_list(self) -> list[int]:
-        """The replicate seeds (a count n means 0..n-1)."""
+    def _listed_seeds(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def seed_list(self) -> list[int]:
+        """The replicate seeds (a count n means 0..n-1).
+
+        With `replicates`, the `max` seeds a cell may get: the listed seeds,
+        then the following integers.
+        """
+        seeds = self._listed_seeds()
+        if self.replicates is None or self.replicates.max is None:
+            return seeds
+        n = self.replicates.max
+        return seeds[:n] + list(range(max(seeds) + 1, max(seeds) + 1 + n - len(seeds)))
+
+    def design(self) -> Design | None:
+        """The adaptive-replicates design (`sequential.Design`), or None for fixed seeds."""
+        r = self.replicates
+        if r is None:
+            return None
+        return Design.from_dict(
+            {**r.model_dump(), "max": len(self.seed_list()), "stop_when": tuple(r.stop_when)}
+        )
 
     def resolved_storage_path(self, cwd: Path | None = None) -> Path:
         """Absolute storage path (default `granularity_runs/<name>` under the working dir)."""
@@ -508,7 +574,7 @@ def _problems(err: ValidationError) -> list[str]:
         msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":
             text = f"{path}: required field is missing"
-        elif item["type"] in ("not_bool", "not_json"):
+        elif item["type"] in ("not_bool", "not_json", "spec_rule"):
             where = path if path != "(top level)" else ""
             text = f"{where}.{msg}" if where and not msg.startswith(where) else msg
         elif item["type"] == "extra_forbidden":

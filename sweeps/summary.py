@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ class RunSummary:
     tuned: dict[str, Any] = field(default_factory=dict)
     not_run: int = 0
     pending_sync: int = 0  # trials whose MLflow writes failed and are still not synced
+    rounds: str = ""  # adaptive replicates: what the rounds settled (sweeps/rounds.py)
 
     @property
     def ok(self) -> bool:
@@ -44,6 +46,8 @@ class RunSummary:
             f"pretrainings: {self.pretrainings_executed} executed "
             f"({self.pretrainings_planned} distinct in the plan); {self.packs} Ray trial(s)",
         ]
+        if self.rounds:
+            lines.append(self.rounds)
         if self.pending_sync:
             lines.append(
                 f"MLflow was unreachable: {self.pending_sync} trial result(s) pending sync, kept "
@@ -64,36 +68,47 @@ class RunSummary:
 
 def summarise(
     plan: Plan,
-    recorder: Recorder,
+    recorders: Recorder | Sequence[Recorder],
     *,
     synced: int,
     tuned: dict[Any, Any],
     slots: int,
     pending_sync: int,
     wall_s: float,
+    rounds: Any = None,
 ) -> RunSummary:
-    """The summary of a run from its plan and the Recorder of its trials."""
+    """The summary of a run from its plan and the Recorder(s) of its trials (one per round).
+
+    `rounds` (a sweeps.rounds.Rounds) makes "planned" the trials the adaptive
+    design used, not every seed up to `max`, and adds its line to the text.
+    """
+    recs = [recorders] if isinstance(recorders, Recorder) else list(recorders)
+    finished_now = [k for r in recs for k in r.finished_now]
     executed = sum(
         1
-        for key in recorder.finished_now
-        if recorder.results[key].get(PRETRAIN_REUSED, 0.0) < 0.5
-        and recorder.items[key]["meta"]["params"]["hierarchy"] != SCRATCH
+        for r in recs
+        for key in r.finished_now
+        if r.results[key].get(PRETRAIN_REUSED, 0.0) < 0.5
+        and r.items[key]["meta"]["params"]["hierarchy"] != SCRATCH
     )
-    finished = len(recorder.finished_now)
+    failures = {k: v for r in recs for k, v in r.failures.items()}
+    scheduled = sum(r.scheduled for r in recs)
+    planned = rounds.trials_used if rounds is not None else len(plan.trials)
     return RunSummary(
-        planned=len(plan.trials),
-        skipped=len(plan.trials) - recorder.scheduled,
-        ran=recorder.scheduled,
-        finished=finished,
-        failed=dict(recorder.failures),
+        planned=planned,
+        skipped=planned - scheduled,
+        ran=scheduled,
+        finished=len(finished_now),
+        failed=failures,
         synced=synced,
         pretrainings_planned=plan.num_pretrainings(),
         pretrainings_executed=executed,
-        packs=recorder.packs,
+        packs=sum(r.packs for r in recs),
         wall_s=wall_s,
-        trial_wall_s=sum(recorder.wall_s.values()),
+        trial_wall_s=sum(sum(r.wall_s.values()) for r in recs),
         slots=slots,
         tuned={k if isinstance(k, str) else "/".join(map(str, k)): v for k, v in tuned.items()},
-        not_run=recorder.scheduled - finished - len(recorder.failures),
+        not_run=scheduled - len(finished_now) - len(failures),
         pending_sync=pending_sync,
+        rounds=rounds.text() if rounds is not None else "",
     )

@@ -256,6 +256,10 @@ class Tracker:
         new = {k: str(v) for k, v in params.items() if k not in existing}
         self._log(self.parent_id, params=new)
 
+    def tag_parent(self, tags: Mapping[str, str]) -> None:
+        """Tags of the parent run (the adaptive-replicates design)."""
+        self._log(self.parent_id, tags=tags)
+
     def log_hierarchies(self, paths: Iterable[Path]) -> None:
         """Hierarchy JSON files as parent-run artifacts under `hierarchies/`."""
         have = {

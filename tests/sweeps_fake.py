@@ -5,7 +5,8 @@ dataset ignores), or by the JSON file named by its `control` option (so a test
 can change behaviour without changing trial keys): `sleep` seconds per epoch,
 `fail` = arm labels that always raise, `flaky` = arm labels that raise on
 their first attempt only (a marker file in the trial's checkpoint_dir
-remembers the attempt), `crash` = arm labels whose first trial in the sweep kills
+remembers the attempt), `offsets` (arm label -> added target error) and
+`noise` (sd of a per-trial error draw), `crash` = arm labels whose first trial in the sweep kills
 the worker process. Pretrainings are shared through marker files in the
 pretrain_store, so `pretrain_reused` is reported as the real trainable would.
 """
@@ -76,8 +77,13 @@ def train(config: dict, report) -> dict:
         time.sleep(sleep)
         report({"finetune/loss": 1.0 / (epoch + 1), "finetune/error": 0.4}, epoch)
     lr = config["pretrain"]["lr"]
+    # `offsets`: arm label -> added error; `noise`: sd of a per-trial draw (keyed by the trial).
+    error = 0.1 + 0.01 * config["seed"] + options.get("offsets", {}).get(config["hierarchy"], 0.0)
+    if options.get("noise"):
+        rng = np.random.default_rng(int(config["trial_key"][:12], 16))
+        error += float(rng.normal(0.0, options["noise"]))
     return {
-        "target_error": 0.1 + 0.01 * config["seed"],
+        "target_error": error,
         "val_error": abs(np.log10(lr) + 2.0),  # best at lr = 0.01
         "align/nmi": 0.5,
         "num_train": 160 * config["data_fraction"],

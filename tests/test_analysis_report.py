@@ -83,3 +83,31 @@ def test_cli_unknown_experiment_is_a_clear_nonzero_exit(tmp_path, monkeypatch, c
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert "Unknown experiment (missing)" in err and "sweep" in err.split("known:")[1]
+
+
+def test_an_adaptive_sweep_gets_its_section_with_the_method_and_the_stops(tmp_path, monkeypatch):
+    import json
+
+    from contracts import REPLICATES
+
+    uri, parent = _store(
+        tmp_path,
+        monkeypatch,
+        num_classes=(2, 10, 50, 200),
+        kinds={"manual": 0.0, "random": 0.0},
+        seeds=6,
+        noise=0.005,
+    )
+    design = {"initial": 3, "step": 2, "max": 6, "stop_when": ["gain", "hierarchy", "u_test"]}
+    MlflowClient(uri).set_tag(parent, REPLICATES, json.dumps(design))
+    text = write_report("sweep", uri, tmp_path / "r", n_boot=100).read_text()
+    section = text[text.index("## Adaptive replicates") :]
+    assert "Lan-DeMets alpha spending (O'Brien-Fleming-type)" in section and "[3, 5, 6]" in section
+    # The gains over scratch (0.3 against ~0.2) settle at the first look; manual vs random
+    # (no difference planted) runs to max.
+    assert "gain of manual/level1/f1/twolayer over scratch | 3 | decided" in section
+    assert "manual vs random (f1/twolayer, 4 class counts) | 6 | max" in section
+    assert "Seeds per cell" in section
+    MlflowClient(uri).delete_tag(parent, REPLICATES)
+    text = write_report("sweep", uri, tmp_path / "r2", n_boot=100).read_text()
+    assert "## Adaptive replicates" not in text

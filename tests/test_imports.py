@@ -17,6 +17,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("hierarchies", "trainables", "sweeps", "analysis")
 CONTRACTS = "contracts"
+# Top-level modules beside the packages; every package may import them.
+# sequential.py (adaptive replicates' statistics) is used by the driver
+# (sweeps) and the report (analysis), which may not import each other.
+SEQUENTIAL = "sequential"
+SEQUENTIAL_MAY_IMPORT = {"contracts", "numpy", "scipy"}
 # What each package must never import (docs/ARCHITECTURE.md, "Imports").
 FORBIDDEN = {
     "hierarchies": {"trainables", "sweeps", "analysis"},
@@ -36,7 +41,7 @@ def _module_name(path: Path) -> str:
 
 
 def _project_modules() -> dict[str, Path]:
-    modules = {CONTRACTS: ROOT / f"{CONTRACTS}.py"}
+    modules = {CONTRACTS: ROOT / f"{CONTRACTS}.py", SEQUENTIAL: ROOT / f"{SEQUENTIAL}.py"}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             modules[_module_name(path)] = path
@@ -92,7 +97,8 @@ def _top(name: str) -> str:
 
 
 def test_the_module_list_is_read():
-    assert {"contracts", "sweeps.runner", "trainables.trial", "analysis.load"} <= set(MODULES)
+    assert {"contracts", "sequential", "sweeps.runner", "analysis.load"} <= set(MODULES)
+    assert "sequential" in EDGES["sweeps.rounds"] and "sequential" in EDGES["analysis.adaptive"]
     assert "contracts" in EDGES["sweeps.spec"]
     assert "sweeps.recorder" in EDGES["sweeps.executor"]
 
@@ -114,6 +120,15 @@ def test_contracts_imports_nothing_but_the_standard_library():
         dotted for dotted in IMPORTS[CONTRACTS] if _top(dotted) not in sys.stdlib_module_names
     )
     assert not outside, f"contracts.py must stay dependency-free, imports {outside}"
+
+
+def test_sequential_imports_only_contracts_numpy_and_scipy():
+    outside = sorted(
+        dotted
+        for dotted in IMPORTS[SEQUENTIAL]
+        if _top(dotted) not in sys.stdlib_module_names and _top(dotted) not in SEQUENTIAL_MAY_IMPORT
+    )
+    assert not outside, f"sequential.py may import contracts, numpy and scipy only: {outside}"
 
 
 def test_third_party_apis_stay_behind_their_one_module():

@@ -155,3 +155,32 @@ def test_a_shipped_spec_is_found_by_name(tmp_path, monkeypatch):
     (tmp_path / "quickstart").write_text("name: mine\n")  # a file of that name wins
     with pytest.raises(SpecError):
         load_spec("quickstart")
+
+
+def test_replicates_block_sets_the_design_and_the_seeds():
+    spec = parse_spec(minimal(seeds=4, replicates={"initial": 2}))
+    design = spec.design()
+    assert spec.seed_list() == [0, 1, 2, 3] and design.max == 4 and design.looks() == [2, 4]
+    assert design.spending == "obrien_fleming"
+    assert design.stop_when == ("gain", "hierarchy", "u_test")
+    # max beyond the listed seeds: the following integers.
+    spec = parse_spec(minimal(seeds=[3, 7], replicates={"initial": 2, "max": 4, "step": 1}))
+    assert spec.seed_list() == [3, 7, 8, 9] and spec.design().looks() == [2, 3, 4]
+    assert parse_spec(minimal()).design() is None
+
+
+@pytest.mark.parametrize(
+    ("block", "needle"),
+    [
+        ({"initial": 1}, "replicates.initial"),
+        ({"initial": 4, "max": 3}, "max=3 is below initial=4"),
+        ({"initial": 5}, "replicates.initial=5 exceeds the 3 seeds"),
+        ({"spending": "linear"}, "replicates.spending"),
+        ({"stop_when": ["gain", "p_value"]}, "replicates.stop_when[1]"),
+        ({"stop_when": ["half_width"]}, "give half_width"),
+        ({"typo": 1}, "unknown key 'typo'"),
+    ],
+)
+def test_a_bad_replicates_block_is_named(block, needle):
+    found = problems(minimal(replicates=block))
+    assert len(found) == 1 and needle in found[0], found
