@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from contracts import SCRATCH
-from sweeps.spec import Spec, load_spec
+from sweeps.spec import MAX_TRIALS, Spec, load_spec
 
 
 def _overrides_anywhere(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         p.add_argument(
             "--smoke", action="store_true", help="apply the spec's `smoke:` overrides first"
+        )
+        p.add_argument(
+            "--max-trials",
+            type=_positive_int,
+            default=None,
+            metavar="N",
+            help=f"refuse plans of more than N trials (default: the spec's max_trials, "
+            f"{MAX_TRIALS:,}); counted before the plan is expanded",
         )
 
     run = subparsers.add_parser(
@@ -86,8 +94,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sync.set_defaults(func=cmd_sync)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad one is a usage error: exit 2, one line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _spec(args: argparse.Namespace) -> Spec:
-    return load_spec(args.spec, args.overrides, smoke=args.smoke)
+    """The validated spec, its tracking store checked (it must open) before anything is written."""
+    from sweeps.tracking_uri import check_store
+
+    cap = [f"max_trials={args.max_trials}"] if args.max_trials else []
+    spec = load_spec(args.spec, [*args.overrides, *cap], smoke=args.smoke)
+    check_store(spec.tracking.uri)
+    return spec
 
 
 def cmd_run(args: argparse.Namespace) -> int:
