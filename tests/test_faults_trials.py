@@ -105,7 +105,8 @@ def test_out_of_memory_is_retried_then_failed_and_the_sweep_goes_on(tmp_path, ra
     assert "2 x OutOfMemoryError: CUDA out of memory" in capsys.readouterr().out
 
 
-def test_nan_loss_fails_the_trial_with_the_reason(tmp_path, ray_address, capsys):
+def test_nan_loss_fails_the_trial_with_the_reason_without_retries(tmp_path, ray_address, capsys):
+    """A non-finite loss recurs with the same seed: failed at once, its retries not spent."""
     pytest.importorskip("torch")
     path = write_spec(
         tmp_path,
@@ -117,7 +118,7 @@ def test_nan_loss_fails_the_trial_with_the_reason(tmp_path, ray_address, capsys)
         pretrain={"epochs": 2, "lr": 1e30, "batch_size": 128},
         finetune={"epochs": 1},
         device="cpu",
-        retries=0,
+        retries=2,
     )
     assert commands.main(["run", str(path)]) == 1
     out = capsys.readouterr().out
@@ -125,6 +126,7 @@ def test_nan_loss_fails_the_trial_with_the_reason(tmp_path, ray_address, capsys)
     (run,) = trial_runs(path)
     assert run.info.status == "FAILED"
     assert "non-finite loss" in run.data.tags["granularity.failure"]
+    assert run.data.tags["granularity.attempts"] == "1"  # not retried (an OOM is: above)
 
 
 class _Outage:
