@@ -4,10 +4,12 @@
 
 1. validate the spec and expand the plan (an invalid spec stops here, before
    MLflow is touched);
-2. take the sweep's driver lock (`<storage>/driver.lock`; one driver per sweep);
+2. take the sweep's driver lock (`<storage>/driver.lock`; one driver per sweep)
+   and claim the sweep (`driver.json`: workers a killed driver left behind
+   stop at their next trial, see sweeps/lock.py);
 3. create the MLflow store, experiment and parent run (before any trial runs:
    the driver is the single writer);
-4. sync every result file under `<storage>/results/` that MLflow lacks (what a
+4. wait (bounded) for such workers to stop, then sync every result file under `<storage>/results/` that MLflow lacks (what a
    killed driver, or a tracking outage, left behind; `granularity sync` does
    this step alone);
 5. optionally tune continuous settings with Optuna (`sweeps.search`);
@@ -33,7 +35,7 @@ from typing import Any, TextIO
 
 from sweeps.executor import Executor, start_ray
 from sweeps.interrupt import interruptible
-from sweeps.lock import driver_lock
+from sweeps.lock import claim_sweep, driver_lock, wait_for_workers
 from sweeps.packs import Trainable
 from sweeps.plan import build_plan
 from sweeps.results import result_path
@@ -41,6 +43,7 @@ from sweeps.spec import Spec, SpecError
 from sweeps.summary import RunSummary, summarise
 from sweeps.sync import sync_results
 from sweeps.tracking import Tracker
+from sweeps.tracking_uri import check_store
 from sweeps.trials import Plan
 
 
@@ -72,10 +75,15 @@ def run_sweep(
     started = time.monotonic()
     fn = resolve_trainable(spec, trainable)
     storage = spec.resolved_storage_path()
+    check_store(spec.tracking.uri)  # a store that cannot open is refused before anything is made
     plan = build_plan(spec, dataset=dataset, write=False, storage=storage)  # validates first
     storage.mkdir(parents=True, exist_ok=True)
+    invocation = uuid.uuid4().hex[:12]
     with driver_lock(storage, "another `granularity run` is driving this sweep"), interruptible():
-        return _run_locked(spec, plan, fn, storage, address, verbose, stream, dataset, started)
+        claim_sweep(storage, invocation)  # a killed driver's workers stop at their next trial
+        return _run_locked(
+            spec, plan, fn, storage, address, verbose, stream, dataset, started, invocation
+        )
 
 
 def _start_ray_and_tracking(
@@ -107,6 +115,7 @@ def _run_locked(
     stream: TextIO | None,
     dataset: Any,
     started: float,
+    invocation: str,
 ) -> tuple[RunSummary, Plan]:
     spec_hash = spec.spec_hash()
     for digest, h in plan.hierarchies.items():
@@ -120,7 +129,7 @@ def _run_locked(
         storage=storage,
         verbose=verbose,
         stream=stream,
-        invocation=uuid.uuid4().hex[:12],
+        invocation=invocation,
         address=address,
         ray=ray,
     )
@@ -128,6 +137,7 @@ def _run_locked(
     try:
         with executor:
             tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
+            wait_for_workers(storage, stream=stream)  # a killed driver's last results land first
             synced = sync_results(tracker, storage, spec_hash)
             tuned: dict[Any, Any] = {}
             if spec.search is not None:
