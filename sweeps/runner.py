@@ -26,7 +26,6 @@ by the next `run` or `granularity sync` (never twice: see sweeps/tracking.py).
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 import time
 import uuid
@@ -36,6 +35,7 @@ from typing import Any, TextIO
 from sweeps.executor import Executor, start_ray
 from sweeps.interrupt import interruptible
 from sweeps.lock import claim_sweep, driver_lock, wait_for_workers
+from sweeps.offline import OfflineTracker, connect, reconnect
 from sweeps.packs import Trainable
 from sweeps.plan import build_plan
 from sweeps.results import result_path
@@ -96,8 +96,7 @@ def _start_ray_and_tracking(
     ):
         ray = start_ray(spec, address, verbose)  # comes up while the driver sets up MLflow
     try:
-        tracker = Tracker(spec)  # creates the store and experiment before any trial starts
-        tracker.start_parent(spec, json.dumps(spec.model_dump(mode="json"), indent=2))
+        tracker = connect(spec)  # an unreachable server: the sweep runs offline, syncs later
     except BaseException:
         if ray is not None:
             ray.close()
@@ -136,9 +135,11 @@ def _run_locked(
     status = "FAILED"
     try:
         with executor:
-            tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
+            offline = isinstance(tracker, OfflineTracker)
+            if not offline:
+                tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
             wait_for_workers(storage, stream=stream)  # a killed driver's last results land first
-            synced = sync_results(tracker, storage, spec_hash)
+            synced = 0 if offline else sync_results(tracker, storage, spec_hash)
             tuned: dict[Any, Any] = {}
             if spec.search is not None:
                 from sweeps.search import run_search
@@ -148,13 +149,20 @@ def _run_locked(
                 tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
             metas = {t.trial_key: t.meta() for t in plan.trials}
             recorder = executor(plan.trials, metas, spec.name, spec.pack)
+        pending = len(executor.pending)
+        if isinstance(tracker, OfflineTracker):  # down at start: the server may be back now
+            back = reconnect(spec, storage, [plan.hierarchy_paths[d] for d in plan.hierarchies])
+            if back is not None:
+                tracker, synced_now = back
+                synced += synced_now
+                pending = 0
         summary = summarise(
             plan,
             recorder,
             synced=synced,
             tuned=tuned,
             slots=executor.slots,
-            pending_sync=len(executor.pending),
+            pending_sync=pending,
             wall_s=time.monotonic() - started,
         )
         status = "FINISHED" if summary.ok else "FAILED"
@@ -164,7 +172,8 @@ def _run_locked(
         raise
     finally:
         try:
-            tracker.end_parent(status)
+            if not isinstance(tracker, OfflineTracker):
+                tracker.end_parent(status)
         except Exception as err:  # noqa: BLE001 (the trials' results are safe on disk)
             print(
                 f"warning: could not mark the sweep's MLflow run {status}: {err}", file=sys.stderr

@@ -246,3 +246,41 @@ def test_tracking_back_before_the_end_is_synced_by_the_same_run(
     assert outage.failed_calls >= 1 and "pending sync" not in out
     _check_mlflow_complete(path, tmp_path, expect_failed=set())
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]  # set by sweeps.tracking
+
+
+def test_tracking_down_at_start_runs_anyway_and_syncs_later_once(tmp_path, ray_address, capsys):
+    from servers import free_port
+
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    path = write_fake_spec(tmp_path, "down-at-start", tracking_uri=down, seeds=1, retries=0)
+    assert commands.main(["run", str(path)]) == 1  # ran, but MLflow has nothing yet
+    captured = capsys.readouterr()
+    assert f"tracking server {down} unreachable" in captured.err and "runs anyway" in captured.err
+    assert "5 pending sync (MLflow unreachable)" in captured.err  # the progress line
+    assert "5 trial result(s) pending sync" in captured.out and "Traceback" not in captured.err
+    assert len(read_results(tmp_path / "store")) == 5  # nothing lost
+    ran = sum(sweeps_fake_calls(tmp_path).values())
+    assert ran == 5
+
+    # The server is back (here: the store it serves, named directly).
+    back = [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+    assert commands.main(["sync", str(path), *back]) == 0
+    assert "5 trial(s) written" in capsys.readouterr().out
+    assert commands.main(["sync", str(path), *back]) == 0
+    assert "0 trial(s) written" in capsys.readouterr().out  # exactly once
+    assert commands.main(["run", str(path), *back]) == 0
+    assert sum(sweeps_fake_calls(tmp_path).values()) == ran  # nothing ran again
+    spec = load_spec(path, back)
+    tracker = Tracker(spec, create=False)
+    runs = tracker.client.search_runs([tracker.experiment_id], max_results=100)
+    trials = [r for r in runs if r.data.tags.get("granularity.role") == "trial"]
+    keys = [r.data.tags["granularity.trial_key"] for r in trials]
+    assert len(keys) == len(set(keys)) == 5 and {r.info.status for r in trials} == {"FINISHED"}
+    for run in trials:
+        assert len(tracker.client.get_metric_history(run.info.run_id, "finetune/loss")) == 2
+
+
+def sweeps_fake_calls(tmp_path: Path) -> Counter:
+    log = tmp_path / "store" / sweeps_fake.CALLS_FILE
+    lines = log.read_text().splitlines() if log.exists() else []
+    return Counter(json.loads(line)["trial_key"] for line in lines)
