@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from contracts import SCRATCH
@@ -115,6 +117,26 @@ def _spec(args: argparse.Namespace) -> Spec:
     return spec
 
 
+@contextlib.contextmanager
+def _tracking_errors(spec: Spec) -> Iterator[None]:
+    """An unreachable or refusing tracking server is one line (exit 2), not MLflow's traceback."""
+    try:
+        yield
+    except Exception as err:
+        from sweeps.offline import refused_credentials, unreachable
+
+        uri = spec.tracking.uri
+        if refused_credentials(err):
+            raise ConnectionError(
+                f"tracking server {uri} refused the credentials; set MLFLOW_TRACKING_USERNAME "
+                "and MLFLOW_TRACKING_PASSWORD"
+            ) from None
+        if unreachable(uri, err) and not isinstance(err, ConnectionError | FileNotFoundError):
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise ConnectionError(f"tracking server {uri} unreachable ({first})") from None
+        raise
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from sweeps.runner import run_sweep
 
@@ -151,9 +173,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     spec = _spec(args)
     resolve_trainable(spec)  # an unimportable trainable is a spec error here, not at run time
-    plan = _plan_with_tuning(spec)
+    with _tracking_errors(spec):
+        plan = _plan_with_tuning(spec)
+        states = Counter(state for state, _ in trial_states(spec, plan).values())
     summary = plan.summary()
-    states = Counter(state for state, _ in trial_states(spec, plan).values())
     packs = make_packs(plan.trials, slots=spec.slots(), pack=spec.pack)
     print(f"spec {args.spec}: valid (sweep {spec.name!r}, spec hash {spec.spec_hash()})")
     print(f"  dataset {spec.dataset.name}, target {plan.target!r}")
@@ -186,8 +209,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from sweeps.status import FACTORS, trial_states
 
     spec = _spec(args)
-    plan = _plan_with_tuning(spec)
-    states = trial_states(spec, plan)
+    with _tracking_errors(spec):
+        plan = _plan_with_tuning(spec)
+        states = trial_states(spec, plan)
     columns = ("done", "running", "failed", "missing")
     total = Counter(state for state, _ in states.values())
     print(
@@ -220,7 +244,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from sweeps.sync import sync_storage
 
     spec = _spec(args)
-    synced, total = sync_storage(spec)
+    with _tracking_errors(spec):
+        synced, total = sync_storage(spec)
     print(
         f"sweep {spec.name!r}: {synced} trial(s) written to MLflow ({spec.tracking.uri}); "
         f"{total - synced} of {total} stored record(s) were there already"

@@ -261,6 +261,10 @@ def test_tracking_down_at_start_runs_anyway_and_syncs_later_once(tmp_path, ray_a
     assert len(read_results(tmp_path / "store")) == 5  # nothing lost
     ran = sum(sweeps_fake_calls(tmp_path).values())
     assert ran == 5
+    for command in ("status", "sync"):  # these need the server: one line, exit 2
+        assert commands.main([command, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"tracking server {down} unreachable" in err and "Traceback" not in err
 
     # The server is back (here: the store it serves, named directly).
     back = [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]
