@@ -8,10 +8,11 @@
    and claim the sweep (`driver.json`: workers a killed driver left behind
    stop at their next trial, see sweeps/lock.py);
 3. create the MLflow store, experiment and parent run (before any trial runs:
-   the driver is the single writer);
-4. wait (bounded) for such workers to stop, then sync every result file under `<storage>/results/` that MLflow lacks (what a
-   killed driver, or a tracking outage, left behind; `granularity sync` does
-   this step alone);
+   the driver is the single writer; a server unreachable now: the sweep runs
+   offline and syncs at the end or later, see sweeps/offline.py);
+4. wait (bounded) for such workers to stop, then sync every result file
+   under `<storage>/results/` that MLflow lacks (what a killed driver, or a
+   tracking outage, left behind; `granularity sync` does this step alone);
 5. optionally tune continuous settings with Optuna (`sweeps.search`);
 6. run the trials whose MLflow run is not FINISHED, packed, on Ray, logging
    each event as it arrives.
