@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from contracts import SCRATCH
-from sweeps.spec import Spec, load_spec
+from sweeps.spec import MAX_TRIALS, Spec, load_spec
 
 
 def _overrides_anywhere(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         p.add_argument(
             "--smoke", action="store_true", help="apply the spec's `smoke:` overrides first"
+        )
+        p.add_argument(
+            "--max-trials",
+            type=_positive_int,
+            default=None,
+            metavar="N",
+            help=f"refuse plans of more than N trials (default: the spec's max_trials, "
+            f"{MAX_TRIALS:,}); counted before the plan is expanded",
         )
 
     run = subparsers.add_parser(
@@ -86,8 +96,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sync.set_defaults(func=cmd_sync)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad one is a usage error: exit 2, one line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _spec(args: argparse.Namespace) -> Spec:
-    return load_spec(args.spec, args.overrides, smoke=args.smoke)
+    """The validated spec, its tracking store checked (it must open) before anything is written."""
+    from sweeps.tracking_uri import check_store
+
+    cap = [f"max_trials={args.max_trials}"] if args.max_trials else []
+    spec = load_spec(args.spec, [*args.overrides, *cap], smoke=args.smoke)
+    check_store(spec.tracking.uri)
+    return spec
+
+
+@contextlib.contextmanager
+def _tracking_errors(spec: Spec) -> Iterator[None]:
+    """An unreachable or refusing tracking server is one line (exit 2), not MLflow's traceback."""
+    try:
+        yield
+    except Exception as err:
+        from sweeps.offline import refused_credentials, unreachable
+
+        uri = spec.tracking.uri
+        if refused_credentials(err):
+            raise ConnectionError(
+                f"tracking server {uri} refused the credentials; set MLFLOW_TRACKING_USERNAME "
+                "and MLFLOW_TRACKING_PASSWORD"
+            ) from None
+        if unreachable(uri, err) and not isinstance(err, ConnectionError | FileNotFoundError):
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise ConnectionError(f"tracking server {uri} unreachable ({first})") from None
+        raise
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -126,9 +173,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     spec = _spec(args)
     resolve_trainable(spec)  # an unimportable trainable is a spec error here, not at run time
-    plan = _plan_with_tuning(spec)
+    with _tracking_errors(spec):
+        plan = _plan_with_tuning(spec)
+        states = Counter(state for state, _ in trial_states(spec, plan).values())
     summary = plan.summary()
-    states = Counter(state for state, _ in trial_states(spec, plan).values())
     packs = make_packs(plan.trials, slots=spec.slots(), pack=spec.pack)
     print(f"spec {args.spec}: valid (sweep {spec.name!r}, spec hash {spec.spec_hash()})")
     print(f"  dataset {spec.dataset.name}, target {plan.target!r}")
@@ -173,8 +221,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from sweeps.status import FACTORS, trial_states
 
     spec = _spec(args)
-    plan = _plan_with_tuning(spec)
-    states = trial_states(spec, plan)
+    with _tracking_errors(spec):
+        plan = _plan_with_tuning(spec)
+        states = trial_states(spec, plan)
     columns = ("done", "running", "failed", "missing")
     total = Counter(state for state, _ in states.values())
     print(
@@ -207,7 +256,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from sweeps.sync import sync_storage
 
     spec = _spec(args)
-    synced, total = sync_storage(spec)
+    with _tracking_errors(spec):
+        synced, total = sync_storage(spec)
     print(
         f"sweep {spec.name!r}: {synced} trial(s) written to MLflow ({spec.tracking.uri}); "
         f"{total - synced} of {total} stored record(s) were there already"

@@ -10,7 +10,8 @@ runs a pack with `run_pack`. Each logical trial stands alone inside its pack:
   crashed pack nor a killed driver loses it, and a retried pack skips it;
 - an exception is retried in place (`retries` times, continuing from the
   trial's own checkpoint_dir) and then recorded as failed, and the pack moves
-  on to its next trial;
+  on to its next trial; one whose `retryable` attribute is False (a
+  deterministic failure such as a non-finite loss) is recorded failed at once;
 - its per-epoch metrics are appended to `<checkpoint_dir>/history.jsonl` as
   they are reported, so a trial resumed after its worker (or node) died still
   has the epochs it reported before, even those whose events died unsent.
@@ -39,6 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sweeps.lock import is_current, worker_hold
 from sweeps.results import add_epoch, failure_path, read_json, result_path, write_json_atomic
 
 Emit = Callable[[list[dict[str, Any]]], None]
@@ -162,9 +164,23 @@ def run_pack(
         raise_errors: let a trial's exception end the pack (data-parallel: Ray
             Train restarts the worker group) instead of retrying it in place.
     """
+    with worker_hold(storage):  # a newer driver waits for this pack (sweeps/lock.py)
+        return _run_items(items, trainable, emit, storage, retries, invocation)
+
+
+def _run_items(
+    items: Sequence[dict[str, Any]],
+    trainable: Trainable,
+    emit: Emit,
+    storage: str | os.PathLike,
+    retries: int,
+    invocation: str,
+) -> dict[str, int]:
     counts = {"finished": 0, "failed": 0, "skipped": 0}
     outbox = Outbox(emit if writes else (lambda events: None))
     for item in items:
+        if not is_current(storage, invocation):
+            break  # this pack's driver is dead and a newer one holds the sweep: stop here
         config = item["config"]
         key = config["trial_key"]
         done = read_json(result_path(storage, key))
@@ -245,7 +261,9 @@ def _run_logical(
                 raise
             tb = traceback.format_exc()[-8000:]
             reason = f"{type(err).__name__}: {err}"
-            if attempt <= retries:
+            # An error that says it would recur (`retryable = False`, e.g. a
+            # trainables.TrialError for a non-finite loss) is not retried.
+            if attempt <= retries and getattr(err, "retryable", True):
                 outbox.put(
                     {"event": "retry", "trial_key": key, "attempt": attempt, "reason": reason}
                 )

@@ -126,12 +126,38 @@ def build_plan(
     storage = storage or spec.resolved_storage_path()
     target_index = _target_index(spec, dataset.hierarchy)
     wanted = _level_names(spec, dataset.hierarchy, target_index)
+    check_plan_size(spec, len(wanted))
     arms = ArmHierarchies(spec, dataset, target_index, builder)
     files = HierarchyFiles(storage, write)
     trials, notes = _expand(spec, arms, files, wanted, target_index, storage, tuned)
     _refuse_repeats(trials)
     target = dataset.hierarchy.level_names[target_index]
     return Plan(spec, trials, files.hierarchies, files.paths, target, storage, notes)
+
+
+def count_trials(spec: Spec, levels: int) -> int:
+    """Trials the plan will hold at most (arms lacking a level skip it), counted without expanding."""
+    factors = spec.factors
+    cells = sum(
+        len(arm_labels(a)) * (1 if a.kind == SCRATCH else levels) for a in factors.hierarchies
+    )
+    seeds = spec.seeds if isinstance(spec.seeds, int) else len(spec.seeds)
+    return cells * len(factors.backbones) * len(factors.data_fractions) * seeds
+
+
+def check_plan_size(spec: Spec, levels: int) -> None:
+    """SpecError before expanding a plan of more than `spec.max_trials` trials."""
+    n = count_trials(spec, levels)
+    if n > spec.max_trials:
+        seeds = spec.seeds if isinstance(spec.seeds, int) else len(spec.seeds)
+        raise SpecError(
+            [
+                f"the plan holds {n:,} trials (arms x {levels} level(s) x "
+                f"{len(spec.factors.backbones)} backbone(s) x {len(spec.factors.data_fractions)} "
+                f"fraction(s) x {seeds:,} seed(s)), above the cap of {spec.max_trials:,}; lower a "
+                f"factor, or lift the cap with --max-trials {n} (or max_trials: in the spec)"
+            ]
+        )
 
 
 def _target_index(spec: Spec, manual: Any) -> int:

@@ -15,6 +15,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.label = label
         self.done = self.failed = self.running = 0
+        self.pending = 0  # results MLflow has not got yet (tracking server unreachable)
         self.started = time.monotonic()
         self.last_print = 0.0
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -28,9 +29,11 @@ class Progress:
             eta = duration(elapsed / finished * remaining)
         elif not remaining:
             eta = "0s"
+        pending = f", {self.pending} pending sync (MLflow unreachable)" if self.pending else ""
         return (
             f"[{self.label}] {self.done}/{self.total} done, {self.running} running, "
-            f"{self.failed} failed, {remaining} remaining, ETA {eta} ({duration(elapsed)} elapsed)"
+            f"{self.failed} failed, {remaining} remaining{pending}, ETA {eta} "
+            f"({duration(elapsed)} elapsed)"
         )
 
     def show(self, force: bool = False) -> None:

@@ -60,12 +60,12 @@ class Recorder:
     def _write(self, key: str, write: Callable[..., Any], *args: Any) -> None:
         """One MLflow write; on failure mark the trial pending and go on."""
         if key in self.pending or time.monotonic() < self.retry_tracking_at:
-            self.pending.add(key)
+            self._pend(key)
             return
         try:
             write(*args)
         except Exception as err:  # noqa: BLE001 (any tracking failure: the sweep goes on)
-            self.pending.add(key)
+            self._pend(key)
             self.tracking_errors += 1
             self.retry_tracking_at = time.monotonic() + self.OFFLINE_RETRY_S
             if self.tracking_errors == 1:
@@ -77,6 +77,12 @@ class Recorder:
                     file=self.stream if self.stream is not None else sys.stderr,
                     flush=True,
                 )
+
+    def _pend(self, key: str) -> None:
+        """Trial `key` waits for a sync; the progress line says how many do."""
+        self.pending.add(key)
+        if self.progress:
+            self.progress.pending = len(self.pending)
 
     def _keep_epochs(self, key: str, epochs: Sequence[Sequence[Any]]) -> None:
         history = self.history.setdefault(key, [])

@@ -4,12 +4,15 @@
 
 1. validate the spec and expand the plan (an invalid spec stops here, before
    MLflow is touched);
-2. take the sweep's driver lock (`<storage>/driver.lock`; one driver per sweep);
+2. take the sweep's driver lock (`<storage>/driver.lock`; one driver per sweep)
+   and claim the sweep (`driver.json`: workers a killed driver left behind
+   stop at their next trial, see sweeps/lock.py);
 3. create the MLflow store, experiment and parent run (before any trial runs:
-   the driver is the single writer);
-4. sync every result file under `<storage>/results/` that MLflow lacks (what a
-   killed driver, or a tracking outage, left behind; `granularity sync` does
-   this step alone);
+   the driver is the single writer; a server unreachable now: the sweep runs
+   offline and syncs at the end or later, see sweeps/offline.py);
+4. wait (bounded) for such workers to stop, then sync every result file
+   under `<storage>/results/` that MLflow lacks (what a killed driver, or a
+   tracking outage, left behind; `granularity sync` does this step alone);
 5. optionally tune continuous settings with Optuna (`sweeps.search`);
 6. run the trials whose MLflow run is not FINISHED, packed, on Ray, logging
    each event as it arrives; with a `replicates:` block, in rounds
@@ -25,7 +28,6 @@ by the next `run` or `granularity sync` (never twice: see sweeps/tracking.py).
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 import time
 import uuid
@@ -36,7 +38,8 @@ from typing import Any, TextIO
 from contracts import REPLICATES
 from sweeps.executor import Executor, start_ray
 from sweeps.interrupt import interruptible
-from sweeps.lock import driver_lock
+from sweeps.lock import claim_sweep, driver_lock, wait_for_workers
+from sweeps.offline import OfflineTracker, connect, reconnect
 from sweeps.packs import Trainable
 from sweeps.plan import build_plan
 from sweeps.results import result_path
@@ -45,6 +48,7 @@ from sweeps.spec import Spec, SpecError, canonical_json
 from sweeps.summary import RunSummary, summarise
 from sweeps.sync import sync_results
 from sweeps.tracking import Tracker
+from sweeps.tracking_uri import check_store
 from sweeps.trials import Plan
 
 
@@ -76,10 +80,15 @@ def run_sweep(
     started = time.monotonic()
     fn = resolve_trainable(spec, trainable)
     storage = spec.resolved_storage_path()
+    check_store(spec.tracking.uri)  # a store that cannot open is refused before anything is made
     plan = build_plan(spec, dataset=dataset, write=False, storage=storage)  # validates first
     storage.mkdir(parents=True, exist_ok=True)
+    invocation = uuid.uuid4().hex[:12]
     with driver_lock(storage, "another `granularity run` is driving this sweep"), interruptible():
-        return _run_locked(spec, plan, fn, storage, address, verbose, stream, dataset, started)
+        claim_sweep(storage, invocation)  # a killed driver's workers stop at their next trial
+        return _run_locked(
+            spec, plan, fn, storage, address, verbose, stream, dataset, started, invocation
+        )
 
 
 def _start_ray_and_tracking(
@@ -92,8 +101,7 @@ def _start_ray_and_tracking(
     ):
         ray = start_ray(spec, address, verbose)  # comes up while the driver sets up MLflow
     try:
-        tracker = Tracker(spec)  # creates the store and experiment before any trial starts
-        tracker.start_parent(spec, json.dumps(spec.model_dump(mode="json"), indent=2))
+        tracker = connect(spec)  # an unreachable server: the sweep runs offline, syncs later
     except BaseException:
         if ray is not None:
             ray.close()
@@ -111,6 +119,7 @@ def _run_locked(
     stream: TextIO | None,
     dataset: Any,
     started: float,
+    invocation: str,
 ) -> tuple[RunSummary, Plan]:
     spec_hash = spec.spec_hash()
     for digest, h in plan.hierarchies.items():
@@ -124,15 +133,18 @@ def _run_locked(
         storage=storage,
         verbose=verbose,
         stream=stream,
-        invocation=uuid.uuid4().hex[:12],
+        invocation=invocation,
         address=address,
         ray=ray,
     )
     status = "FAILED"
     try:
         with executor:
-            tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
-            synced = sync_results(tracker, storage, spec_hash)
+            offline = isinstance(tracker, OfflineTracker)
+            if not offline:
+                tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
+            wait_for_workers(storage, stream=stream)  # a killed driver's last results land first
+            synced = 0 if offline else sync_results(tracker, storage, spec_hash)
             tuned: dict[Any, Any] = {}
             if spec.search is not None:
                 from sweeps.search import run_search
@@ -146,11 +158,19 @@ def _run_locked(
                 recorders = [executor(plan.trials, metas, spec.name, spec.pack)]
                 rounds = None
             else:
-                tracker.tag_parent({REPLICATES: canonical_json(asdict(design))})
+                if not offline:  # an offline run's parent is made later, by reconnect or sync
+                    tracker.tag_parent({REPLICATES: canonical_json(asdict(design))})
                 tags = round_tags(plan, design)
                 metas = {t.trial_key: t.meta(extra_tags=tags[t.trial_key]) for t in plan.trials}
                 rounds = run_rounds(plan, design, executor, metas, storage, spec.name, spec.pack)
                 recorders = rounds.recorders
+        pending = len(executor.pending)
+        if isinstance(tracker, OfflineTracker):  # down at start: the server may be back now
+            back = reconnect(spec, storage, [plan.hierarchy_paths[d] for d in plan.hierarchies])
+            if back is not None:
+                tracker, synced_now = back
+                synced += synced_now
+                pending = 0
         summary = summarise(
             plan,
             recorders,
@@ -158,7 +178,7 @@ def _run_locked(
             synced=synced,
             tuned=tuned,
             slots=executor.slots,
-            pending_sync=len(executor.pending),
+            pending_sync=pending,
             wall_s=time.monotonic() - started,
         )
         status = "FINISHED" if summary.ok else "FAILED"
@@ -168,7 +188,8 @@ def _run_locked(
         raise
     finally:
         try:
-            tracker.end_parent(status)
+            if not isinstance(tracker, OfflineTracker):
+                tracker.end_parent(status)
         except Exception as err:  # noqa: BLE001 (the trials' results are safe on disk)
             print(
                 f"warning: could not mark the sweep's MLflow run {status}: {err}", file=sys.stderr

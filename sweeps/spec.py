@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -48,6 +49,10 @@ from contracts import (
 from sequential import RULES, SPENDING, Design
 
 LEVEL_KEYWORDS = ("all", "finer", "target_and_finer")
+# More trials than this are refused before the plan is expanded (a seed count
+# with a few zeros too many would take minutes to expand, then swamp MLflow);
+# `--max-trials N` (the spec's `max_trials`) lifts it.
+MAX_TRIALS = 20_000
 DEFAULT_TRAINABLE = "trainables:train"
 
 
@@ -56,6 +61,9 @@ class SpecError(ValueError):
 
     def __init__(self, problems: Sequence[str], *, source: str = "spec") -> None:
         self.problems = list(problems)
+        if len(self.problems) == 1:  # the common case: one line
+            super().__init__(f"invalid {source}: {self.problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid {source} ({len(self.problems)} problem(s)):\n{lines}")
 
@@ -383,11 +391,58 @@ class ReplicatesSpec(_Strict):
         return self
 
 
+# Tracking URIs a sweep accepts: MLflow's tracking stores less the file store
+# (MLflow 3 refuses it for new features). Whether the store opens is checked
+# before a run writes anything (sweeps/tracking_uri.py).
+SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+SERVER_SCHEMES = ("http", "https", "databricks")
+ACCEPTED = (
+    "sqlite:///<file>, postgresql://, mysql://, mssql:// (each optionally +driver), "
+    "http(s)://<host>, databricks"
+)
+
+
+def tracking_scheme(uri: str) -> str:
+    """`sqlite`, `postgresql`, `http` ... of a tracking URI (a driver suffix dropped; "" for a path)."""
+    if "://" not in uri:
+        return "databricks" if uri == "databricks" else ""
+    return uri.split("://", 1)[0].split("+", 1)[0].lower()
+
+
+def uri_problem(uri: str) -> str | None:
+    """Why `uri` cannot be a sweep's tracking URI (None: it can); the text names what is accepted."""
+    scheme = tracking_scheme(uri)
+    if uri.strip() != uri or not uri:
+        return f"{uri!r} is empty or has surrounding spaces; accepted: {ACCEPTED}"
+    if scheme not in SQL_SCHEMES + SERVER_SCHEMES:
+        what = f"scheme {scheme!r}" if scheme else "a plain path (MLflow's file store)"
+        if scheme == "file":
+            what = "MLflow's file store (file://)"
+        return f"{uri!r} is {what}, which sweeps do not use; accepted: {ACCEPTED}"
+    if scheme == "sqlite":
+        if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):
+            return (
+                f"{uri!r} names no database file (in-memory SQLite is lost when the driver "
+                "ends); give sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
+    elif scheme in ("http", "https") and not urlsplit(uri).hostname:
+        return f"{uri!r} has no host; e.g. http://127.0.0.1:5000"
+    return None
+
+
 class TrackingSpec(_Strict):
     """Where MLflow lives. Relative sqlite paths are taken from the working directory."""
 
     uri: str = "sqlite:///mlflow.db"
     artifact_location: str | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        problem = uri_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class Spec(_Strict):
@@ -417,6 +472,8 @@ class Spec(_Strict):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     trainable: str = DEFAULT_TRAINABLE
     smoke: dict[str, Any] = Field(default_factory=dict)
+    # The most trials the plan may hold; a guard, not part of what the sweep computes.
+    max_trials: int = Field(default=MAX_TRIALS, ge=1)
 
     @field_validator("seeds")
     @classmethod
@@ -518,8 +575,8 @@ class Spec(_Strict):
         return max(1, int(cpus // self.resources.per_trial["cpu"]))
 
     def spec_hash(self) -> str:
-        """Hash of the validated spec (everything, smoke settings excluded)."""
-        payload = self.model_dump(mode="json", exclude={"smoke"})
+        """Hash of the validated spec (everything, smoke settings and the max_trials guard excluded)."""
+        payload = self.model_dump(mode="json", exclude={"smoke", "max_trials"})
         return canonical_hash(payload)
 
 
@@ -582,6 +639,8 @@ def _problems(err: ValidationError) -> list[str]:
             accepted = ", ".join(sorted(model.model_fields)) if model else "see the docs"
             where = _path(item["loc"][:-1])
             text = f"{path}: unknown key {item['loc'][-1]!r} under {where} (accepted: {accepted})"
+        elif repr(item.get("input")) in msg:  # the message names the value already
+            text = f"{path}: {msg}"
         else:
             text = f"{path}: {msg} (got {item.get('input')!r})"
         # A union reports each branch; keep one line per field path.

@@ -111,10 +111,13 @@ def mlflow_server(
     port: int | None = None,
     workers: int = 2,
     timeout_s: float = 90,
+    app_name: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """`mlflow server` on 127.0.0.1 over `backend_uri` (on `port`, else a free one).
 
     A fixed port lets a test bring the server back at the same address.
+    `app_name="basic-auth"` starts MLflow's authentication app (its settings in `env`).
     """
     port = port or free_port()
     artifact_root.mkdir(parents=True, exist_ok=True)
@@ -127,8 +130,10 @@ def mlflow_server(
             "--backend-store-uri", backend_uri,
             "--artifacts-destination", str(artifact_root),
             "--workers", str(workers),
+            *(["--app-name", app_name] if app_name else []),
         ],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

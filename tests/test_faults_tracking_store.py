@@ -82,3 +82,22 @@ def test_an_unreadable_store_is_named(tmp_path):
     db.write_text("not a database, but a file someone left here\n" * 100)
     with pytest.raises(RuntimeError, match=f"cannot open the SQLite store {db}.*delete it"):
         open_tracker(tmp_path, db)
+
+
+@pytest.mark.parametrize("damage", ["schema page", "header"])
+def test_a_corrupted_store_is_refused_by_the_cli_naming_it(tmp_path, capsys, damage):
+    from sweeps import commands
+
+    db = tmp_path / "mlflow.db"
+    open_tracker(tmp_path, db)  # a real MLflow store, then damaged
+    data = bytearray(db.read_bytes())
+    start = 100 if damage == "schema page" else 0  # page 1 holds the schema after the header
+    data[start : start + 3000] = random.Random(1).randbytes(3000)
+    db.write_bytes(bytes(data))
+    spec = write_fake_spec(tmp_path, "corrupt", tracking_uri=f"sqlite:///{db}")
+    for command in ("run", "validate", "status"):
+        assert commands.main([command, str(spec)]) == 2
+        err = capsys.readouterr().err
+        assert f"the SQLite store {db} is not a readable SQLite database" in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "store").exists()  # nothing created

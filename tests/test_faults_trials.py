@@ -105,7 +105,8 @@ def test_out_of_memory_is_retried_then_failed_and_the_sweep_goes_on(tmp_path, ra
     assert "2 x OutOfMemoryError: CUDA out of memory" in capsys.readouterr().out
 
 
-def test_nan_loss_fails_the_trial_with_the_reason(tmp_path, ray_address, capsys):
+def test_nan_loss_fails_the_trial_with_the_reason_without_retries(tmp_path, ray_address, capsys):
+    """A non-finite loss recurs with the same seed: failed at once, its retries not spent."""
     pytest.importorskip("torch")
     path = write_spec(
         tmp_path,
@@ -117,7 +118,7 @@ def test_nan_loss_fails_the_trial_with_the_reason(tmp_path, ray_address, capsys)
         pretrain={"epochs": 2, "lr": 1e30, "batch_size": 128},
         finetune={"epochs": 1},
         device="cpu",
-        retries=0,
+        retries=2,
     )
     assert commands.main(["run", str(path)]) == 1
     out = capsys.readouterr().out
@@ -125,6 +126,7 @@ def test_nan_loss_fails_the_trial_with_the_reason(tmp_path, ray_address, capsys)
     (run,) = trial_runs(path)
     assert run.info.status == "FAILED"
     assert "non-finite loss" in run.data.tags["granularity.failure"]
+    assert run.data.tags["granularity.attempts"] == "1"  # not retried (an OOM is: above)
 
 
 class _Outage:
@@ -244,3 +246,45 @@ def test_tracking_back_before_the_end_is_synced_by_the_same_run(
     assert outage.failed_calls >= 1 and "pending sync" not in out
     _check_mlflow_complete(path, tmp_path, expect_failed=set())
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]  # set by sweeps.tracking
+
+
+def test_tracking_down_at_start_runs_anyway_and_syncs_later_once(tmp_path, ray_address, capsys):
+    from servers import free_port
+
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    path = write_fake_spec(tmp_path, "down-at-start", tracking_uri=down, seeds=1, retries=0)
+    assert commands.main(["run", str(path)]) == 1  # ran, but MLflow has nothing yet
+    captured = capsys.readouterr()
+    assert f"tracking server {down} unreachable" in captured.err and "runs anyway" in captured.err
+    assert "5 pending sync (MLflow unreachable)" in captured.err  # the progress line
+    assert "5 trial result(s) pending sync" in captured.out and "Traceback" not in captured.err
+    assert len(read_results(tmp_path / "store")) == 5  # nothing lost
+    ran = sum(sweeps_fake_calls(tmp_path).values())
+    assert ran == 5
+    for command in ("status", "sync"):  # these need the server: one line, exit 2
+        assert commands.main([command, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"tracking server {down} unreachable" in err and "Traceback" not in err
+
+    # The server is back (here: the store it serves, named directly).
+    back = [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+    assert commands.main(["sync", str(path), *back]) == 0
+    assert "5 trial(s) written" in capsys.readouterr().out
+    assert commands.main(["sync", str(path), *back]) == 0
+    assert "0 trial(s) written" in capsys.readouterr().out  # exactly once
+    assert commands.main(["run", str(path), *back]) == 0
+    assert sum(sweeps_fake_calls(tmp_path).values()) == ran  # nothing ran again
+    spec = load_spec(path, back)
+    tracker = Tracker(spec, create=False)
+    runs = tracker.client.search_runs([tracker.experiment_id], max_results=100)
+    trials = [r for r in runs if r.data.tags.get("granularity.role") == "trial"]
+    keys = [r.data.tags["granularity.trial_key"] for r in trials]
+    assert len(keys) == len(set(keys)) == 5 and {r.info.status for r in trials} == {"FINISHED"}
+    for run in trials:
+        assert len(tracker.client.get_metric_history(run.info.run_id, "finetune/loss")) == 2
+
+
+def sweeps_fake_calls(tmp_path: Path) -> Counter:
+    log = tmp_path / "store" / sweeps_fake.CALLS_FILE
+    lines = log.read_text().splitlines() if log.exists() else []
+    return Counter(json.loads(line)["trial_key"] for line in lines)

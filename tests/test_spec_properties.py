@@ -109,6 +109,18 @@ def _not_number(text: str) -> bool:
     return not isinstance(value, int | float) or isinstance(value, bool)
 
 
+# Tracking URIs whose scheme MLflow's tracking store does not take, or that
+# sweeps refuse (MLflow's file store: a plain path or file://).
+bad_scheme_uris = (
+    st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True)
+    .filter(
+        lambda s: s not in ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+    )
+    .map(lambda s: f"{s}://host/x")
+    | st.text(alphabet="abc/._-", min_size=1, max_size=12).filter(lambda s: s != "databricks")
+    | st.just("file:///tmp/mlruns")
+)
+
 level_names = st.text(
     alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=1, max_size=8
 )
@@ -199,6 +211,15 @@ INVALID_FIELDS = [
     ("dataset.options", st.just({"x": float("nan")}), "dataset.options"),
     ("trainable", st.just("no_such_module_xyz:train"), "trainable"),
     ("dataset.name", st.just("no_such_module_xyz:make"), "dataset"),
+    ("tracking.uri", bad_scheme_uris, "tracking.uri"),
+    (
+        "tracking.uri",
+        st.sampled_from(["sqlite://", "sqlite:///", "sqlite:relative.db", "http://", "https:///x"]),
+        "tracking.uri",
+    ),
+    # Plans too large to expand: refused by counting, before expansion (at once).
+    ("seeds", st.integers(20_001, 10**12), "max_trials"),
+    ("max_trials", st.integers(max_value=0) | st.just("many"), "max_trials"),
 ]
 
 
@@ -405,6 +426,12 @@ CLI_CASES = [
     ),
     ({"dataset": {"name": "no_such_dataset"}, "trainable": "trainables:train"}, [], "dataset"),
     ({"trainable": "no_such_module_xyz:train"}, [], "trainable"),
+    ({"tracking": {"uri": "foo://bar"}}, [], "tracking.uri"),
+    ({"tracking": {"uri": "./mlruns"}}, [], "tracking.uri"),
+    ({}, ["tracking.uri=postgresql+nosuchdriver://u@h/db"], "tracking.uri"),
+    ({}, ["seeds=10000000"], "--max-trials 100000000"),
+    ({}, ["seeds=100", "--max-trials", "50"], "--max-trials 1000"),
+    ({}, ["--max-trials", "0"], "--max-trials"),
 ]
 
 
@@ -421,11 +448,18 @@ def test_cli_exits_2_naming_the_field_and_writes_nothing(tmp_path, capsys, extra
             raw[key] = value
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
-    for command in ("validate", "run"):
-        assert commands.main([command, str(path), *overrides]) == 2
+    # status reads MLflow and the plan, not the trainable (it imports nothing of it).
+    for command in ("validate", "run") + (("status",) if named != "trainable" else ()):
+        try:
+            code = commands.main([command, str(path), *overrides])
+        except SystemExit as usage:  # argparse: a bad flag value
+            code = usage.code
+        assert code == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"granularity {command}: error:") and named in err
+        assert "error:" in err and named in err, err
         assert "Traceback" not in err
+        if not err.startswith("usage:"):
+            assert err.startswith(f"granularity {command}: error:")
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "store").exists()
     assert not (tmp_path / "mlartifacts").exists()
 

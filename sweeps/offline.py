@@ -1,0 +1,142 @@
+"""A tracking server unreachable when a sweep starts: the sweep runs anyway and writes MLflow later.
+
+`connect(spec)` is the driver's `Tracker` with its parent run, or, when the
+server (or a SQL database behind a server URI) does not answer, an
+`OfflineTracker`: it sees no runs (finished trials are known by their
+result files, which workers replay instead of rerunning) and every write
+raises ConnectionError, so the recorder keeps each trial "pending sync"
+while its result stays under `<storage>/results/`. At the end
+`reconnect(spec, ...)` tries the server once more and syncs; otherwise the
+next `granularity run` or `granularity sync` writes each pending result,
+once (sweeps/sync.py logs only what MLflow lacks).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sweeps.spec import SQL_SCHEMES, Spec, tracking_scheme
+from sweeps.tracking import RunState, Tracker
+
+# The Tracker methods a driver calls while it runs; offline, each one raises.
+_WRITES = (
+    "start_parent",
+    "end_parent",
+    "parent_run_id",
+    "log_parent_params",
+    "log_hierarchies",
+    "open_trial",
+    "logged_points",
+    "finish_trial",
+    "fail_trial",
+    "log_epochs",
+    "set_status",
+)
+
+
+class OfflineTracker:
+    """Stands in for `Tracker` while the tracking server is unreachable (see the module docstring)."""
+
+    offline = True
+
+    def __init__(self, uri: str, reason: str) -> None:
+        self.uri = uri
+        self.reason = reason
+        self.parent_id: str | None = None
+
+    def trial_runs(self) -> dict[str, RunState]:
+        return {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _WRITES:
+            raise AttributeError(name)
+
+        def down(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError(
+                f"tracking server {self.uri} unreachable at start ({self.reason})"
+            )
+
+        return down
+
+
+def unreachable(uri: str, err: BaseException) -> bool:
+    """Whether `err` says the tracking server (not the spec, not the store's content) is down."""
+    if tracking_scheme(uri) == "sqlite":
+        return False  # a local file: its errors are the store's own, named by Tracker
+    import sqlalchemy.exc
+
+    seen: BaseException | None = err
+    for _ in range(10):  # MLflow wraps the connection error: walk the chain
+        if seen is None:
+            return False
+        if isinstance(seen, OSError | TimeoutError):  # requests' errors are OSErrors
+            return True
+        if (
+            isinstance(seen, sqlalchemy.exc.OperationalError)
+            and tracking_scheme(uri) in SQL_SCHEMES
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def refused_credentials(err: BaseException) -> bool:
+    """Whether MLflow's server answered 401/403 (its basic-auth app: no or wrong credentials)."""
+    code = str(getattr(err, "error_code", ""))
+    text = str(err)
+    return code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or any(
+        f"error code {n}" in text or f"status code {n}" in text for n in (401, 403)
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:200] if lines else ''}"
+
+
+def connect(spec: Spec, *, stream: Any = None) -> Tracker | OfflineTracker:
+    """The sweep's Tracker with its parent run RUNNING; an OfflineTracker when the server is down."""
+    try:
+        tracker = Tracker(spec)  # creates the store and experiment before any trial starts
+        tracker.start_parent(spec, json.dumps(spec.model_dump(mode="json"), indent=2))
+        return tracker
+    except Exception as err:
+        if refused_credentials(err):
+            raise ConnectionError(
+                f"tracking server {spec.tracking.uri} refused the credentials "
+                f"({_first_line(err)}); set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD for its basic-auth app (docs/CLUSTER.md)"
+            ) from None
+        if not unreachable(spec.tracking.uri, err):
+            raise
+        if spec.search is not None:
+            raise ConnectionError(
+                f"tracking server {spec.tracking.uri} unreachable ({_first_line(err)}); the "
+                "search reads and writes its choices there, so it cannot start without it"
+            ) from None
+        print(
+            f"warning: tracking server {spec.tracking.uri} unreachable ({_first_line(err)}); "
+            f"the sweep runs anyway, results stay in {spec.resolved_storage_path() / 'results'} "
+            "and are written to MLflow at the end, by the next run or `granularity sync`",
+            file=stream if stream is not None else sys.stderr,
+            flush=True,
+        )
+        return OfflineTracker(spec.tracking.uri, _first_line(err))
+
+
+def reconnect(spec: Spec, storage: Path, hierarchy_files: list[Path]) -> tuple[Tracker, int] | None:
+    """After an offline run: (Tracker, trials synced) if the server answers now, else None."""
+    from sweeps.sync import sync_results
+
+    try:
+        tracker = Tracker(spec)
+        tracker.start_parent(spec, json.dumps(spec.model_dump(mode="json"), indent=2))
+        tracker.log_hierarchies(hierarchy_files)
+        return tracker, sync_results(tracker, storage, spec.spec_hash())
+    except Exception as err:
+        if unreachable(spec.tracking.uri, err):
+            return None
+        raise
