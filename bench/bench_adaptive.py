@@ -118,7 +118,9 @@ def quickstart(workdir: Path) -> None:
     tally: Counter = Counter()
     lines = []
     for key, f in sorted(fv.items(), key=str):
-        a = av.get(key, "(not compared)")
+        if key not in av:  # BaselineGain also lists the target level over itself (gain 0)
+            continue
+        a = av[key]
         fixed_open = f in ("no difference", "no U")
         if a == f:
             kind = "same verdict"

@@ -92,7 +92,11 @@ def test_rounds_add_seeds_only_where_a_comparison_is_open(tmp_path, ray_address,
     assert "0 run now" in capsys.readouterr().out
     assert commands.main(["run", str(path), "replicates.max=9"]) == 0
     trials, _ = _trials(path)
-    assert _seeds_per_cell(trials) == {**EXPECTED, ("manual", "mid"): 9, ("random", "mid"): 9}
+    after = _seeds_per_cell(trials)
+    # The open comparison gets its seeds; a raised max re-spends alpha over the new looks
+    # (a smaller first-look share), so other cells may get some too, never fewer.
+    assert after[("manual", "mid")] == after[("random", "mid")] == 9
+    assert all(after[cell] >= n for cell, n in EXPECTED.items())
 
 
 @pytest.mark.slow
