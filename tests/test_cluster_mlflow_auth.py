@@ -34,7 +34,7 @@ def status_of(url: str, auth: tuple[str, str] | None = None) -> int:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:  # a busy machine
             return response.status
     except urllib.error.HTTPError as err:
         return err.code
@@ -50,7 +50,11 @@ def test_basic_auth_server_refuses_strangers_and_serves_the_sweep(tmp_path):
         "admin_username = admin\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
-    env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD}
+    env = {
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "granularity-test-csrf-key",  # required by the auth app
+    }
     with mlflow_server(
         f"sqlite:///{tmp_path / 'mlflow.db'}",
         tmp_path / "artifacts",
