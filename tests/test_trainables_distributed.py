@@ -14,18 +14,22 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import torch
 import torch.multiprocessing as tmp_mp
 import trainables_fixtures as fixtures
+from filelock import FileLock
 
 from trainables import train
+from trainables.checkpoints import PretrainStore
 from trainables.distributed import Shard
 from trainables.engine import global_batches
 
 # Relative tolerance on every per-epoch loss and error: float32 sums in another order.
 TOLERANCE = 1e-4
+HOLD_S = 3.0  # seconds the test holds the pretraining's lock after starting the ranks
 
 
 def _free_port() -> int:
@@ -36,6 +40,10 @@ def _free_port() -> int:
 
 def _rank_main(rank: int, world: int, port: int, configs: list[dict], out: str) -> None:
     import torch.distributed as dist
+
+    from trainables import trial
+
+    trial.CLAIM_POLL_S = 0.2  # rank 0 waits on the store's lock in short rounds (see below)
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -57,13 +65,21 @@ def run_ranks(world: int, configs: list[dict], out: Path) -> list[list[dict]]:
     most of this test's time.
     """
     out.mkdir(parents=True, exist_ok=True)
-    tmp_mp.start_processes(
+    # Another trial holds the pretraining's lock while the ranks start: rank 0
+    # waits for it in rounds that every rank meets (never one long collective).
+    lock = FileLock(str(PretrainStore(configs[0]["pretrain_store"]).path("p0")) + ".lock")
+    lock.acquire()
+    context = tmp_mp.start_processes(
         _rank_main,
         args=(world, _free_port(), configs, str(out)),
         nprocs=world,
-        join=True,
+        join=False,
         start_method="spawn",
     )
+    time.sleep(HOLD_S)
+    lock.release()
+    while not context.join():
+        pass
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
 
 

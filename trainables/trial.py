@@ -29,7 +29,7 @@ import copy
 import json
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import Timeout as LockTimeout
 from torch import nn
 
 from contracts import (
@@ -588,6 +589,27 @@ def _describe_labels(run: _Run) -> dict[str, float]:
     }
 
 
+# While rank 0 waits for another trial's pretraining of the same key (which may
+# take days), the other ranks meet it in a collective this often: a collective
+# waiting longer would hit the process group's timeout (30 min under Ray Train).
+CLAIM_POLL_S = 10.0
+
+
+def _claim(store: PretrainStore, key: str, shard: Shard, held: ExitStack) -> dict | None:
+    """Take the store's lock on `key` (rank 0, kept by `held`); the stored entry on rank 0, or None."""
+    if not shard.parallel:
+        return held.enter_context(store.claim(key))
+    while True:
+        entry, got = None, False
+        if shard.main:
+            try:
+                entry, got = held.enter_context(store.claim(key, timeout_s=CLAIM_POLL_S)), True
+            except LockTimeout:
+                pass
+        if broadcast_flag(got, shard):
+            return entry
+
+
 def _pretrain(
     cfg: dict,
     model: Classifier,
@@ -627,7 +649,8 @@ def _pretrain(
     if not cfg.get("pretrain_store") or not store_key:
         return run()
     store = PretrainStore(cfg["pretrain_store"])
-    with store.claim(store_key) if shard.main else nullcontext() as entry:
+    with ExitStack() as held:
+        entry = _claim(store, store_key, shard, held)
         if broadcast_flag(entry is not None, shard):
             if entry is None:  # another rank: rank 0 found the file, which it holds locked
                 entry = load_checkpoint(store.path(store_key))
