@@ -41,7 +41,7 @@ def _spec(args: argparse.Namespace, workdir: Path):
     return load_spec(args.spec, [*overrides, f"storage_path={workdir / 'store'}"])
 
 
-def run_anchor(spec, trainable, workdir: Path) -> dict[str, float]:
+def run_anchor(spec, trainable, workdir: Path, limit: int | None = None) -> dict[str, float]:
     """Every trial of `spec`'s plan as its own Ray Tune trial with MLflowLoggerCallback."""
     import ray
     from ray import tune
@@ -51,7 +51,7 @@ def run_anchor(spec, trainable, workdir: Path) -> dict[str, float]:
 
     storage = workdir / "anchor"
     plan = build_plan(spec, write=True, storage=storage)
-    configs = [t.config for t in plan.trials]
+    configs = [t.config for t in plan.trials][:limit]
     for i, config in enumerate(configs):  # no shared pretraining: a store per trial
         config["pretrain_store"] = str(storage / "pretrained" / str(i))
 
@@ -64,6 +64,9 @@ def run_anchor(spec, trainable, workdir: Path) -> dict[str, float]:
         result = trainable(dict(config), report)
         tune.report({k: v for k, v in result.items() if isinstance(v, int | float)})
 
+    module = sys.modules.get(getattr(trainable, "__module__", ""))
+    if module is not None and "site-packages" not in (getattr(module, "__file__", "") or ""):
+        ray.cloudpickle.register_pickle_by_value(module)  # a loose module (bench/noop.py)
     started = time.monotonic()
     ray.init(num_cpus=spec.num_cpus, include_dashboard=False, log_to_driver=False)
     try:
