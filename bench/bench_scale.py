@@ -106,6 +106,9 @@ def run_validate(trials: int) -> float:
         raise RuntimeError(f"validate failed: {done.stderr.strip()[-400:]}")
     lines = [line for line in done.stdout.splitlines() if "trials =" in line]
     print(f"validate {lines[0].strip() if lines else ''}: {seconds:.1f} s")
+    # The largest child so far: the plan's memory, most of what a driver holds for it.
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"validate peak memory:     {child_mb:8.0f} MB")
     return seconds
 
 

@@ -164,6 +164,13 @@ def scale_rows(trials: int, validate_trials: int) -> list[Row]:
                 "target < 10 s at 100,000 trials",
             )
         )
+        rows.append(
+            (
+                "validate peak memory (the plan alone)",
+                fmt(number(r"^validate peak memory:\s+([\d.]+)", text), " MB", 0),
+                "a lower bound for the driver at that size",
+            )
+        )
     return rows
 
 
