@@ -34,7 +34,11 @@ PER_SEED = (2 * 4 + 1) * len(FRACTIONS)  # (manual, random) x 4 levels + scratch
 
 def raw_spec(trials: int, workdir: Path, *, hierarchy_seed: str | int = "replicate") -> dict:
     """A spec over the no-op trainable with about `trials` trials (a multiple of 90)."""
+    from sweeps.spec import Spec
+
+    cap = {"max_trials": trials + PER_SEED} if "max_trials" in Spec.model_fields else {}
     return {
+        **cap,
         "name": "scale",
         "dataset": {"name": "noop:noop_dataset"},
         "trainable": "noop:train",
