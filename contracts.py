@@ -23,8 +23,10 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -272,3 +274,14 @@ class Registry:
     def _loaded(self) -> None:
         if self._load is not None:
             self._load()
+
+
+def cache_root() -> Path:
+    """Where the packages cache what they derive (dataset renders, unpacked IDX files, MLflow's empty store).
+
+    `$GRANULARITY_CACHE`, else `$XDG_CACHE_HOME/granularity`, else `~/.cache/granularity`.
+    """
+    base = os.environ.get("GRANULARITY_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "granularity"
+    )
+    return Path(base)

@@ -1,4 +1,4 @@
-"""Every performance figure of issue 8 in one table: sweep overhead, trial throughput, analysis, GPU.
+"""Every performance figure (issues 8, 14) in one table, each with its target: sweep, scale, anchor, trials, analysis, GPU.
 
     python bench/run_all.py                      # everything (quickstart sweep ~3 min on 2 cores)
     python bench/run_all.py --skip-sweep         # skip the quickstart sweep
@@ -9,6 +9,13 @@ Parts, each from its own bench module (run any alone for more detail):
 - sweep (bench/bench_sweep.py): the quickstart's wall time, its overhead ratio
   (wall / (sum of trial times / parallel slots); the limit is 1.0, the target
   <= 1.15), and pretrainings executed against pretrained trials;
+- scale (bench/bench_scale.py): a no-op trainable swept over `--scale-trials`
+  trials: trials/s end to end (target >= 200), driver CPU per trial, peak
+  memory (target < 2 GB at 100,000); `granularity validate` of a
+  `--validate-trials` plan (target < 10 s at 100,000);
+- anchor (bench/bench_anchor.py): the same trials as plain Ray Tune (one Tune
+  trial per config, MLflowLoggerCallback, no shared pretraining) against
+  `granularity run`, side by side with their ratio;
 - trials (bench/bench_trial.py): pretraining examples/s of twolayer and
   resnet18 on CPU, through `trainables.train`;
 - analysis (bench/bench_analysis.py): load (sql reader) + fit (all
@@ -120,6 +127,74 @@ def sweep_rows(spec: str | None, overrides: list[str]) -> list[Row]:
     ]
 
 
+def scale_rows(trials: int, validate_trials: int) -> list[Row]:
+    """The no-op sweep (orchestration alone) and `validate` of a large plan, via bench_scale."""
+    import bench_scale
+
+    rows: list[Row] = []
+    if trials:
+        text = run_printing(bench_scale.main, ["--trials", str(trials)])
+        n = number(r"^no-op sweep: (\d+) trials", text)
+        rows += [
+            (
+                f"no-op sweep throughput ({fmt(n, '', 0)} trials)",
+                fmt(number(r"^throughput:\s+([\d.]+)", text), " trials/s"),
+                "target >= 200 trials/s end to end on 2 cores",
+            ),
+            (
+                "driver CPU per trial",
+                fmt(number(r"^driver CPU per trial:\s+([\d.]+)", text), " ms", 2),
+                "was ~40-55 ms (issue 14)",
+            ),
+            (
+                "driver peak memory",
+                fmt(number(r"^driver peak memory:\s+([\d.]+)", text), " MB", 0),
+                "target < 2 GB at 100,000 trials",
+            ),
+        ]
+    if validate_trials:
+        text = run_printing(
+            bench_scale.main, ["--trials", "0", "--validate-trials", str(validate_trials)]
+        )
+        n = number(r"^validate (\d+) trials", text)
+        rows.append(
+            (
+                f"granularity validate ({fmt(n, '', 0)} trials)",
+                fmt(number(r": ([\d.]+) s$", text), " s"),
+                "target < 10 s at 100,000 trials",
+            )
+        )
+        rows.append(
+            (
+                "validate peak memory (the plan alone)",
+                fmt(number(r"^validate peak memory:\s+([\d.]+)", text), " MB", 0),
+                "a lower bound for the driver at that size",
+            )
+        )
+    return rows
+
+
+def anchor_rows(argv: list[str]) -> list[Row]:
+    """Plain Ray Tune (a Tune trial per config, MLflowLoggerCallback) against `granularity run`."""
+    import bench_anchor
+
+    figures = bench_anchor.main(argv)
+    what = " ".join(argv) or "quickstart " + " ".join(bench_anchor.DEFAULT_OVERRIDES)
+    return [
+        (f"anchor: granularity run ({figures['trials']} trials)", fmt(figures["ours"], " s"), what),
+        (
+            "anchor: plain Ray Tune, same trials",
+            fmt(figures["anchor"], " s"),
+            "MLflowLoggerCallback",
+        ),
+        (
+            "anchor: Ray Tune / granularity",
+            fmt(figures["ratio"], "x"),
+            "issue 14 quoted 16x at seeds=2",
+        ),
+    ]
+
+
 def trial_rows(epochs: int, train_per_leaf: int, backbones: list[str]) -> list[Row]:
     """Pretraining examples/s on CPU per backbone, via bench_trial.bench (whole trials)."""
     import bench_trial
@@ -159,7 +234,7 @@ def analysis_rows(runs: int) -> list[Row]:
     return [
         (f"analysis load ({runs:,} runs, sql)", fmt(load, " s", 2), ""),
         ("analysis fit (all estimators)", fmt(fit, " s", 2), ""),
-        ("analysis load + fit", fmt(total, " s", 2), f"{runs:,} runs"),
+        ("analysis load + fit", fmt(total, " s", 2), f"{runs:,} runs; target < 10 s at 100,000"),
     ]
 
 
@@ -202,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbones", default="twolayer,resnet18")
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--compile", action="store_true", help="torch.compile in the GPU part")
+    parser.add_argument("--skip-scale", action="store_true", help="skip the no-op sweep + validate")
+    parser.add_argument("--skip-anchor", action="store_true", help="skip the plain Ray Tune anchor")
+    parser.add_argument("--scale-trials", type=int, default=10_000, help="no-op sweep size")
+    parser.add_argument("--validate-trials", type=int, default=100_000)
+    parser.add_argument(
+        "--anchor", default="", help="bench_anchor.py arguments (default: its quickstart subset)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -213,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             args.skip_trials,
             lambda: trial_rows(args.trial_epochs, args.train_per_leaf, args.backbones.split(",")),
         ),
+        ("scale", args.skip_scale, lambda: scale_rows(args.scale_trials, args.validate_trials)),
+        ("anchor", args.skip_anchor, lambda: anchor_rows(args.anchor.split())),
         ("analysis", args.skip_analysis, lambda: analysis_rows(args.runs)),
         ("gpu", args.skip_gpu, lambda: gpu_rows(args.compile)),
     ]

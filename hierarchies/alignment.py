@@ -7,7 +7,9 @@ label per example), so class frequencies count as they do in training.
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
+
+# sklearn is imported where it is used: `import hierarchies` (every `granularity`
+# command, every Ray worker) should not pay its ~2 s import.
 
 
 def conditional_entropy_bits(target: np.ndarray, pretrain: np.ndarray) -> float:
@@ -16,6 +18,8 @@ def conditional_entropy_bits(target: np.ndarray, pretrain: np.ndarray) -> float:
     pretrain = np.asarray(pretrain, dtype=np.int64)
     if target.size == 0:
         return 0.0
+    from sklearn import metrics as skm
+
     contingency = skm.cluster.contingency_matrix(pretrain, target).astype(np.float64)
     total = contingency.sum()
     row_totals = contingency.sum(axis=1, keepdims=True)
@@ -31,6 +35,8 @@ def purity(target: np.ndarray, pretrain: np.ndarray) -> float:
     target = np.asarray(target, dtype=np.int64)
     if target.size == 0:
         return 1.0
+    from sklearn import metrics as skm
+
     contingency = skm.cluster.contingency_matrix(np.asarray(pretrain), target)
     return float(contingency.max(axis=1).sum() / target.size)
 
@@ -51,6 +57,8 @@ def alignment_metrics(pretrain: np.ndarray, target: np.ndarray) -> dict[str, flo
         raise ValueError(
             f"pretrain labels {pretrain.shape} and target labels {target.shape} differ in shape"
         )
+    from sklearn import metrics as skm
+
     return {
         "cond_entropy": conditional_entropy_bits(target, pretrain),
         "purity": purity(target, pretrain),

@@ -23,8 +23,6 @@ import warnings
 from typing import Literal
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
 
 from hierarchies.core import Hierarchy, HierarchyError
 
@@ -46,6 +44,9 @@ def kmeans_exact(
         return np.arange(n, dtype=np.int64)
     if k == 1:
         return np.zeros(n, dtype=np.int64)
+    from sklearn.cluster import KMeans  # here, not at import: see hierarchies/alignment.py
+    from sklearn.exceptions import ConvergenceWarning
+
     model = KMeans(n_clusters=k, n_init=3, random_state=seed)
     with warnings.catch_warnings():
         # Fewer distinct points than k: handled below by splitting clusters.

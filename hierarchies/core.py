@@ -41,11 +41,14 @@ def label_function_hash(mapping: np.ndarray) -> str:
     return hashlib.sha256(canon.astype("<i8").tobytes()).hexdigest()[:16]
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+def write_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
     """Write `data` to `path` via a temporary file, fsync and rename.
 
     A reader (or a crash) never sees half a file. Every package's persistent
     files (hierarchies, checkpoints, result records) go through here.
+    `fsync=False` leaves the flush to disk to the caller (one `os.sync` for
+    many files); the rename still makes the file whole or absent for any
+    process, and a killed process loses nothing the kernel holds.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,8 +58,9 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
         os.chmod(tmp, 0o644)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -9,7 +9,7 @@ arms' hierarchies come from `sweeps.arms`.
 
 from __future__ import annotations
 
-import json
+import os
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -182,7 +182,28 @@ def _expand(
         "dataset": spec.dataset.name,
         "dataset_options": dict(spec.dataset.options),
         "target": arms.manual.level_names[target_index],
+        # Dumped once, not per trial (each trial's config is a deep copy: see _finalise).
+        "pretrain": spec.pretrain.model_dump(),
+        "finetune": spec.finetune.model_dump(),
+        "device": spec.device,
+        "checkpoint_every_s": spec.checkpoint_every_s,
     }
+    facts: dict[tuple[int, int], tuple[str, Path, str, int]] = {}
+
+    def describe(h: Any, level: int) -> tuple[str, Path, str, int]:
+        """(content hash, file, label-function hash, classes) of a hierarchy's level, once each.
+
+        A plan crosses one hierarchy with every fraction, backbone and level;
+        hashing it (a JSON dump of the whole tree) per trial cost most of a
+        100,000-trial plan's time. Keyed by object: the arms' cache keeps
+        each hierarchy alive while the plan is built.
+        """
+        memo = (id(h), level)
+        if memo not in facts:
+            digest, path = files.register(h)
+            facts[memo] = (digest, path, h.label_function_hash(level), h.num_classes(level))
+        return facts[memo]
+
     trials: list[Trial] = []
     notes: list[str] = []
     seeds = spec.seed_list()
@@ -221,7 +242,7 @@ def _expand(
                                     seed,
                                     storage,
                                     tuned,
-                                    files.register,
+                                    describe,
                                     arms.manual,
                                     target_index,
                                 )
@@ -253,14 +274,12 @@ def _make_trial(
     seed: int,
     storage: Path,
     tuned: Mapping[Any, Mapping[str, Any]] | None,
-    register: Callable[[Any], tuple[str, Path]],
+    describe: Callable[[Any, int], tuple[str, Path, str, int]],
     manual: Any,
     target_index: int,
 ) -> Trial:
     if h is not None:
-        digest, path = register(h)
-        label_fn = h.label_function_hash(level)
-        num_classes = h.num_classes(level)
+        digest, path, label_fn, num_classes = describe(h, level)
     else:
         digest, path, label_fn = None, None, SCRATCH
         num_classes = manual.num_classes(target_index)
@@ -274,10 +293,6 @@ def _make_trial(
         "backbone": backbone.name,
         "backbone_options": dict(backbone.options),
         "seed": seed,
-        "pretrain": spec.pretrain.model_dump(),
-        "finetune": spec.finetune.model_dump(),
-        "device": spec.device,
-        "checkpoint_every_s": spec.checkpoint_every_s,
     }
     cell = (label, level_name or "scratch", fraction, backbone.name)
     values: dict[str, Any] = {}
@@ -293,17 +308,27 @@ def _finalise(
     trial: Trial,
     role: str = "trial",
 ) -> Trial:
-    config = json.loads(json.dumps(config))
+    config = _copy(config)  # trials share `base`'s dicts; each gets its own
     for dotted, value in values.items():
         stage, _, key = dotted.partition(".")
         config[stage][key] = value
     config["trial_key"] = trial_key_of(config, trial.hierarchy_hash, role)
     config["pretrain_key"] = pretrain_key_of(config, trial.label_fn)
-    config["checkpoint_dir"] = str(storage / "trials" / config["trial_key"])
-    config["pretrain_store"] = str(storage / "pretrained")
+    folder = str(storage)  # str joins: pathlib per trial was a tenth of a large plan's time
+    config["checkpoint_dir"] = f"{folder}{os.sep}trials{os.sep}{config['trial_key']}"
+    config["pretrain_store"] = f"{folder}{os.sep}pretrained"
     return Trial(
         config, trial.arm_kind, trial.num_classes, trial.label_fn, trial.hierarchy_hash, trial.p
     )
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists, scalars), tuples as lists, as JSON would."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy(v) for v in value]
+    return value
 
 
 def with_settings(

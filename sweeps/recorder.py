@@ -13,7 +13,7 @@ from contracts import ROLE
 from sweeps.interrupt import raise_if_interrupted
 from sweeps.progress import Progress
 from sweeps.results import add_epoch, failure_path, read_json, result_path, write_json_atomic
-from sweeps.tracking import RunState, Tracker, WriteQueue
+from sweeps.tracking import RunState, Tracker, WholeTrial, WriteQueue
 
 
 @dataclass
@@ -44,28 +44,31 @@ class Recorder:
     retry_tracking_at: float = 0.0  # while offline, MLflow is not tried before this
     stream: TextIO | None = None
     writer: WriteQueue | None = None  # set while Ray runs: the Tune loop never waits on MLflow
+    queued: set[str] = field(default_factory=set)  # trials with a write handed over (any outcome)
 
     # While the tracking server is unreachable, each trial's writes are skipped
     # (not retried event by event, which would stall the Tune loop in HTTP
     # retries); the server is tried again after this many seconds.
     OFFLINE_RETRY_S = 10.0
 
-    def _track(self, key: str, write: Callable[..., Any], *args: Any) -> None:
-        """Do one MLflow write for trial `key`: on the writer thread while Ray runs, else now."""
+    def _track(self, key: str | Sequence[str], write: Callable[..., Any], *args: Any) -> None:
+        """Do one MLflow write for trial `key` (or trials): on the writer thread while Ray runs, else now."""
+        keys = [key] if isinstance(key, str) else list(key)
+        self.queued.update(keys)
         if self.writer is not None:
-            self.writer.submit(lambda: self._write(key, write, *args))
+            self.writer.submit(lambda: self._write(keys, write, *args))
         else:
-            self._write(key, write, *args)
+            self._write(keys, write, *args)
 
-    def _write(self, key: str, write: Callable[..., Any], *args: Any) -> None:
-        """One MLflow write; on failure mark the trial pending and go on."""
-        if key in self.pending or time.monotonic() < self.retry_tracking_at:
-            self._pend(key)
+    def _write(self, keys: Sequence[str], write: Callable[..., Any], *args: Any) -> None:
+        """One MLflow write; on failure mark its trials pending and go on."""
+        if any(k in self.pending for k in keys) or time.monotonic() < self.retry_tracking_at:
+            self._pend(keys)
             return
         try:
             write(*args)
         except Exception as err:  # noqa: BLE001 (any tracking failure: the sweep goes on)
-            self._pend(key)
+            self._pend(keys)
             self.tracking_errors += 1
             self.retry_tracking_at = time.monotonic() + self.OFFLINE_RETRY_S
             if self.tracking_errors == 1:
@@ -78,9 +81,9 @@ class Recorder:
                     flush=True,
                 )
 
-    def _pend(self, key: str) -> None:
-        """Trial `key` waits for a sync; the progress line says how many do."""
-        self.pending.add(key)
+    def _pend(self, keys: Sequence[str]) -> None:
+        """Trials `keys` wait for a sync; the progress line says how many do."""
+        self.pending.update(keys)
         if self.progress:
             self.progress.pending = len(self.pending)
 
@@ -143,6 +146,40 @@ class Recorder:
             self.tracker.log_epochs(run_id, epochs, params=params)
         seen.update((n, step) for step, values in epochs for n in values)
 
+    def is_whole(self, key: str, batch: dict[str, Any]) -> bool:
+        """A trial's whole life in one batch: it ended and nothing of it was sent to MLflow yet."""
+        return (
+            ("final" in batch or "failed" in batch)
+            and key not in self.runs
+            and key not in self.queued
+            and key not in self.open_runs
+        )
+
+    def log_whole(self, batches: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Trials that ended before any write of theirs: one new run each, all in one store call.
+
+        Short trials end inside one report window, so a report of a pack of
+        them becomes one transaction instead of four to five per trial.
+        """
+        trials = []
+        for key, batch in batches:
+            meta, ended = self.items[key]["meta"], batch.get("final") or batch["failed"]
+            trials.append(
+                WholeTrial(
+                    key=key,
+                    run_name=meta["run_name"],
+                    tags={ROLE: meta["role"], **meta["tags"]},
+                    params=meta["params"],
+                    epochs=batch["epochs"],
+                    config=self.items[key]["config"],
+                    attempts=ended["attempts"],
+                    result=batch["final"]["result"] if "final" in batch else None,
+                    reason=batch["failed"]["reason"] if "failed" in batch else None,
+                    wall_s=self.wall_s.get(key),
+                )
+            )
+        self.open_runs.update(self.tracker.record_trials(trials, self.spec_hash))
+
     def on_events(self, events: Sequence[dict[str, Any]]) -> None:
         """Book a report's events at once; queue their MLflow writes, one batch per trial."""
         raise_if_interrupted()
@@ -172,8 +209,14 @@ class Recorder:
                 attempts = event.get("attempts", 1)
                 if self._fail(key, event["reason"], attempts):
                     batch["failed"] = {"reason": event["reason"], "attempts": attempts}
+        whole = []
         for key, batch in batches.items():
-            self._track(key, self._log_batch, key, batch)
+            if self.is_whole(key, batch):
+                whole.append((key, batch))
+            else:
+                self._track(key, self._log_batch, key, batch)
+        if whole:
+            self._track([k for k, _ in whole], self.log_whole, whole)
         if self.progress:
             self.progress.show()
 

@@ -25,9 +25,9 @@ def failure_path(storage: str | os.PathLike, trial_key: str) -> Path:
     return Path(storage) / "results" / f"{trial_key}.failed.json"
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON so that a reader (or a crash) never sees half a file."""
-    write_atomic(path, json.dumps(payload).encode())
+def write_json_atomic(path: Path, payload: Any, *, fsync: bool = True) -> None:
+    """Write JSON so that a reader (or a crash) never sees half a file (`fsync`: see write_atomic)."""
+    write_atomic(path, json.dumps(payload).encode(), fsync=fsync)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -12,6 +12,8 @@ from sweeps.results import read_failures, read_results
 from sweeps.spec import Spec
 from sweeps.tracking import Tracker
 
+SYNC_CHUNK = 2000  # trials per store transaction when syncing runs MLflow lacks entirely
+
 
 def sync_results(tracker: Tracker, storage: Path, spec_hash: str, *, failures: bool = True) -> int:
     """Log what `<storage>/results/` holds and MLflow lacks; returns how many trials were synced.
@@ -26,6 +28,7 @@ def sync_results(tracker: Tracker, storage: Path, spec_hash: str, *, failures: b
     results = read_results(storage)
     recorder = Recorder(tracker, storage, spec_hash, {}, runs)
     synced = 0
+    whole: list[tuple[str, dict]] = []  # trials with no run at all: written in bulk
     for key, record in results.items():
         state = runs.get(key)
         if state is not None and state.status == "FINISHED":
@@ -35,8 +38,15 @@ def sync_results(tracker: Tracker, storage: Path, spec_hash: str, *, failures: b
             continue
         recorder.items[key] = {"config": record["config"], "meta": meta}
         final = {"result": record["result"], "attempts": record.get("attempts", 1)}
-        recorder._log_batch(key, {"epochs": record.get("history") or [], "final": final})
+        batch = {"epochs": record.get("history") or [], "final": final}
+        if state is None:
+            recorder.wall_s[key] = record.get("wall_s") or 0.0
+            whole.append((key, batch))
+        else:
+            recorder._log_batch(key, batch)
         synced += 1
+    for i in range(0, len(whole), SYNC_CHUNK):
+        recorder.log_whole(whole[i : i + SYNC_CHUNK])
     if not failures:
         return synced
     for key, record in read_failures(storage).items():

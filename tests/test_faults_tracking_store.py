@@ -28,10 +28,13 @@ CREATE = (
 )
 
 
-def start_creator(db: Path) -> subprocess.Popen:
+def start_creator(db: Path, cache: Path | None = None) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if cache is not None:  # an empty cache: the creator builds MLflow's schema itself
+        env["GRANULARITY_CACHE"] = str(cache)
     return subprocess.Popen(
         [sys.executable, "-c", CREATE, f"sqlite:///{db}"],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -41,18 +44,26 @@ def private_copies(db: Path) -> list[Path]:
     return list(db.parent.glob(f".{db.name}.creating-*"))
 
 
+def cached_stores(cache: Path) -> list[Path]:
+    return list((cache / "mlflow").glob("empty-*.db"))
+
+
+def cache_copies(cache: Path) -> list[Path]:
+    return list((cache / "mlflow").glob(".empty-*.creating-*"))
+
+
 def open_tracker(tmp_path: Path, db: Path) -> Tracker:
     spec = load_spec(write_fake_spec(tmp_path, "store-check", tracking_uri=f"sqlite:///{db}"))
     return Tracker(spec)
 
 
-def test_a_creator_killed_while_building_the_schema_leaves_no_store(tmp_path):
-    db = tmp_path / "mlflow.db"
+def test_a_creator_killed_while_building_the_schema_leaves_no_store(tmp_path, monkeypatch):
+    db, cache = tmp_path / "mlflow.db", tmp_path / "cache"
     rng = random.Random(3)
     for _ in range(3):
-        creator = start_creator(db)
+        creator = start_creator(db, cache)
         deadline = time.monotonic() + 60
-        while not private_copies(db) and creator.poll() is None and time.monotonic() < deadline:
+        while not cache_copies(cache) and creator.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 1.0))
         building = creator.poll() is None
@@ -60,11 +71,31 @@ def test_a_creator_killed_while_building_the_schema_leaves_no_store(tmp_path):
         _, err = creator.communicate(timeout=30)
         assert building, f"the creator ended before the kill: {err.decode()[-2000:]}"
         assert not db.exists()  # never a half-built store under the store's name
-    assert private_copies(db)  # the killed creators' copies are left behind...
+        assert not cached_stores(cache)  # nor a half-built empty store in the cache
+    assert cache_copies(cache)  # the killed creators' copies are left behind...
+    monkeypatch.setenv("GRANULARITY_CACHE", str(cache))
     tracker = open_tracker(tmp_path, db)
     assert tracker.experiment_id is not None
-    assert not private_copies(db)  # ...until the next creator removes them
+    assert not private_copies(db) and not cache_copies(cache)  # ...until the next creator
     assert [e.name for e in tracker.client.search_experiments() if e.name == "store-check"]
+    assert len(cached_stores(cache)) == 1
+
+
+def test_new_stores_are_copies_of_one_cached_empty_store(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GRANULARITY_CACHE", str(cache))
+    first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
+    open_tracker(tmp_path, first)
+    [cached] = cached_stores(cache)
+    built = cached.stat().st_mtime_ns
+    tracker = open_tracker(tmp_path, second)
+    assert cached_stores(cache) == [cached] and cached.stat().st_mtime_ns == built  # reused
+    assert [e.name for e in tracker.client.search_experiments()] == ["store-check", "Default"]
+    # The copy is a store of its own: the cached file holds no experiment of any sweep.
+    import sqlite3
+
+    with sqlite3.connect(cached) as conn:
+        assert conn.execute("select count(*) from experiments").fetchone() == (0,)
 
 
 def test_drivers_creating_one_store_at_once_all_get_it(tmp_path):

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contracts import Registry
+from contracts import Registry, cache_root  # noqa: F401 (cache_root: re-exported)
 from hierarchies import Hierarchy
 
 BatchTransform = Callable[[torch.Tensor, bool], torch.Tensor]
@@ -109,17 +108,6 @@ class Dataset:
         if not self.train.in_memory:
             raise NotImplementedError(f"dataset {self.name!r} has no class embedding")
         return mean_input_embeddings(self.train.inputs, self.train.leaf, self.num_leaves)
-
-
-def cache_root() -> Path:
-    """Where datasets cache what they derive from installed files (renders, unpacked IDX files).
-
-    `$GRANULARITY_CACHE`, else `$XDG_CACHE_HOME/granularity`, else `~/.cache/granularity`.
-    """
-    base = os.environ.get("GRANULARITY_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "granularity"
-    )
-    return Path(base)
 
 
 def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
