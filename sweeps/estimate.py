@@ -1,11 +1,13 @@
 """A sweep's cost before launch (`granularity validate SPEC --estimate`): probe, then add up.
 
 One short probe per distinct (dataset, backbone, device) of the plan: a trial
-of that kind run in this process with 2 pretraining and 2 finetuning epochs at
-the plan's smallest data fraction, in a temporary folder (nothing of the sweep
-is written). The time between a stage's two epoch reports is one epoch of that
-stage; the rest of the probe's wall time is a trial's fixed cost (building the
-dataset, the model, the final evaluation).
+of that kind run twice in this process with 2 pretraining and 2 finetuning
+epochs at the plan's smallest data fraction, in a temporary folder (nothing of
+the sweep is written). In the second run the time between a stage's two epoch
+reports is one epoch of that stage, and the rest of its wall time is a trial's
+fixed cost (the model, the final evaluation); what the first run took more is
+a worker process's first trial of that kind (imports, building the dataset,
+which a process keeps for its later trials), paid once per Ray trial.
 
 A trial then costs its fixed cost plus `epochs x epoch time x (its data
 fraction / the probe's)` per stage, its pretraining counted only for the first
@@ -15,7 +17,7 @@ Compute is the sum over trials times the devices each holds (`resources.gpu`
 when positive, else `resources.cpu`): GPU- or CPU-hours. Wall time packs the
 trials as `run` does (`packing.make_packs`) and hands the packs, longest
 first, to `spec.slots()` slots as they free, plus the sweep's start (Ray,
-MLflow) and each Ray trial's launch. The model ignores contention between
+MLflow) and each Ray trial's launch and first trial. The model ignores contention between
 slots (memory bandwidth, a shared GPU) and an Optuna `search:` block.
 """
 
@@ -50,7 +52,8 @@ class Probe:
     pretrain_epoch_s: float
     finetune_epoch_s: float
     fixed_s: float  # a trial's cost outside its epochs
-    wall_s: float  # the probe's own wall time
+    first_s: float  # what a process's first trial of this kind costs more (dataset, imports)
+    wall_s: float  # the probe's own wall time (both runs)
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ class Estimate:
         for p in self.probes:
             lines.append(
                 f"    probe {p.kind} (fraction {p.data_fraction:g}, {_duration(p.wall_s)}): "
-                f"pretrain epoch {p.pretrain_epoch_s:.2f} s, finetune epoch "
-                f"{p.finetune_epoch_s:.2f} s, fixed {p.fixed_s:.2f} s per trial"
+                f"pretrain epoch {p.pretrain_epoch_s:.3g} s, finetune epoch "
+                f"{p.finetune_epoch_s:.3g} s, fixed {p.fixed_s:.3g} s per trial, "
+                f"{p.first_s:.3g} s more for a worker's first"
             )
         return "\n".join(lines)
 
@@ -101,16 +105,32 @@ def probe_kind(trial: Trial) -> str:
 
 
 def run_probe(trial: Trial, hierarchy: Any, trainable: Callable[..., Any]) -> Probe:
-    """Run `trial` shortened to PROBE_EPOCHS per stage in a temporary folder; time its epochs."""
+    """Run `trial` shortened to PROBE_EPOCHS per stage twice, each in a temporary folder."""
+    cold, cold_epoch = _timed_run(trial, hierarchy, trainable)
+    warm, epoch = _timed_run(trial, hierarchy, trainable)
+    fixed = warm - sum(e * PROBE_EPOCHS for e in epoch.values())
+    return Probe(
+        probe_kind(trial),
+        float(trial.config["data_fraction"]),
+        epoch["pretrain"],
+        epoch["finetune"],
+        max(fixed, 0.0),
+        max(cold - warm, 0.0),
+        cold + warm,
+    )
+
+
+def _timed_run(
+    trial: Trial, hierarchy: Any, trainable: Callable[..., Any]
+) -> tuple[float, dict[str, float]]:
+    """(wall time, one epoch's time per stage) of `trial` with PROBE_EPOCHS per stage."""
     with tempfile.TemporaryDirectory(prefix="granularity-probe-") as tmp:
         config = json.loads(json.dumps(trial.config))
         for stage in ("pretrain", "finetune"):
             config[stage]["epochs"] = PROBE_EPOCHS
         config["checkpoint_dir"] = str(Path(tmp) / "trial")
         config["pretrain_store"] = str(Path(tmp) / "pretrained")
-        config["checkpoint_every_s"] = (
-            10**9
-        )  # no epoch checkpoints: they are not what a probe times
+        config["checkpoint_every_s"] = 10**9  # no epoch checkpoints: a sweep's are rarer still
         if hierarchy is not None:
             config["hierarchy_path"] = str(Path(tmp) / "hierarchy.json")
             hierarchy.save(config["hierarchy_path"])
@@ -124,17 +144,8 @@ def run_probe(trial: Trial, hierarchy: Any, trainable: Callable[..., Any]) -> Pr
         start = time.perf_counter()
         trainable(config, report)
         wall = time.perf_counter() - start
-    epoch = {s: (t[-1] - t[-2]) if len(t) >= 2 else 0.0 for s, t in stamps.items()}
-    epochs_run = {s: min(len(t), PROBE_EPOCHS) for s, t in stamps.items()}
-    fixed = wall - sum(epoch[s] * epochs_run[s] for s in stamps)
-    return Probe(
-        probe_kind(trial),
-        float(trial.config["data_fraction"]),
-        epoch["pretrain"],
-        epoch["finetune"],
-        max(fixed, 0.0),
-        wall,
-    )
+    # A stage that did not report twice (none in this trial) costs nothing per epoch.
+    return wall, {s: (t[-1] - t[-2]) if len(t) >= 2 else 0.0 for s, t in stamps.items()}
 
 
 def probes_for(
@@ -181,6 +192,8 @@ def estimate(
     pack_s: list[float] = []
     for pack in packs:
         total = PACK_LAUNCH_S
+        for kind in {probe_kind(t) for t in pack}:
+            total += probes[kind].first_s
         for trial in pack:
             first = not trial.is_scratch and trial.pretrain_key not in pretrained
             pretrained.add(trial.pretrain_key)

@@ -49,9 +49,12 @@ def test_the_probe_times_one_epoch_of_each_stage_and_the_fixed_rest(tmp_path, mo
     monkeypatch.setattr(est.time, "perf_counter", clock)
     seen = {}
 
-    def trainable(config, report):  # set-up 3 s, pretrain epochs 2 s, finetune epochs 0.5 s
+    calls = []
+
+    def trainable(config, report):  # set-up 3 s (+ 5 s the first time), epochs 2 s and 0.5 s
         seen.update(config)
-        clock.now += 3.0
+        calls.append(config["checkpoint_dir"])
+        clock.now += 3.0 + (5.0 if len(calls) == 1 else 0.0)
         for step in range(config["pretrain"]["epochs"]):
             clock.now += 2.0
             report({"pretrain/loss": 1.0}, step)
@@ -66,7 +69,8 @@ def test_the_probe_times_one_epoch_of_each_stage_and_the_fixed_rest(tmp_path, mo
     probes = est.probes_for(plan, plan.trials, trainable)
     (probe,) = probes.values()
     assert (probe.pretrain_epoch_s, probe.finetune_epoch_s) == (2.0, 0.5)
-    assert probe.fixed_s == pytest.approx(4.0) and probe.wall_s == pytest.approx(9.0)
+    assert probe.fixed_s == pytest.approx(4.0) and probe.first_s == pytest.approx(5.0)
+    assert probe.wall_s == pytest.approx(9.0 + 14.0) and len(set(calls)) == 2
     # The probe is a short pretraining trial at the smallest fraction, in a temporary folder.
     assert seen["hierarchy"] != "scratch" and seen["data_fraction"] == 0.5
     assert seen["pretrain"]["epochs"] == seen["finetune"]["epochs"] == est.PROBE_EPOCHS
@@ -77,9 +81,8 @@ def test_the_probe_times_one_epoch_of_each_stage_and_the_fixed_rest(tmp_path, mo
 def test_pretrainings_are_counted_once_and_wall_time_follows_the_slots(tmp_path):
     spec = spec_of(tmp_path)
     plan = build_plan(spec, dataset=FakeDataset(), write=False)
-    probe = est.Probe(
-        "fake", 0.5, pretrain_epoch_s=2.0, finetune_epoch_s=0.5, fixed_s=1.0, wall_s=0
-    )
+    probe = est.Probe("fake", 0.5, pretrain_epoch_s=2.0, finetune_epoch_s=0.5, fixed_s=1.0,
+                      first_s=3.0, wall_s=0)  # fmt: skip
     probes = {est.probe_kind(plan.trials[0]): probe}
     got = est.estimate(spec, plan, trainable=None, probes=probes)
 
@@ -95,7 +98,8 @@ def test_pretrainings_are_counted_once_and_wall_time_follows_the_slots(tmp_path)
     groups = {t.pretrain_key: t for t in plan.trials if not t.is_scratch}
     by_hand += sum(4 * 2.0 * scale(t) for t in groups.values())
     packs = make_packs(plan.trials, slots=2, pack=spec.pack)
-    assert got.compute_s == pytest.approx(by_hand + est.PACK_LAUNCH_S * len(packs))
+    per_pack = est.PACK_LAUNCH_S + 3.0  # a Ray trial's launch and its first trial's set-up
+    assert got.compute_s == pytest.approx(by_hand + per_pack * len(packs))
     assert got.pretrainings == plan.num_pretrainings() < len(plan.trials) - 2 * 2
     assert (got.unit, got.slots, got.packs) == ("CPU", 2, len(packs))
     # Two slots: the wall time is at least half the work, at most all of it.
