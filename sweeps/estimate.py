@@ -104,10 +104,17 @@ def probe_kind(trial: Trial) -> str:
     return f"{dataset} / {backbone} / {c['device']}"
 
 
-def run_probe(trial: Trial, hierarchy: Any, trainable: Callable[..., Any]) -> Probe:
-    """Run `trial` shortened to PROBE_EPOCHS per stage twice, each in a temporary folder."""
-    cold, cold_epoch = _timed_run(trial, hierarchy, trainable)
-    warm, epoch = _timed_run(trial, hierarchy, trainable)
+def run_probe(
+    trial: Trial, hierarchy: Any, trainable: Callable[..., Any], *, threads: int = 1
+) -> Probe:
+    """Run `trial` shortened to PROBE_EPOCHS per stage twice, each in a temporary folder.
+
+    `threads`: torch's CPU threads when the config does not set them, as in a
+    Ray worker (Ray sets OMP_NUM_THREADS to the trial's `resources.cpu`); this
+    process's default would oversubscribe a busy machine and time that instead.
+    """
+    cold, _ = _timed_run(trial, hierarchy, trainable, threads)  # imports, the dataset
+    warm, epoch = _timed_run(trial, hierarchy, trainable, threads)
     fixed = warm - sum(e * PROBE_EPOCHS for e in epoch.values())
     return Probe(
         probe_kind(trial),
@@ -121,7 +128,7 @@ def run_probe(trial: Trial, hierarchy: Any, trainable: Callable[..., Any]) -> Pr
 
 
 def _timed_run(
-    trial: Trial, hierarchy: Any, trainable: Callable[..., Any]
+    trial: Trial, hierarchy: Any, trainable: Callable[..., Any], threads: int
 ) -> tuple[float, dict[str, float]]:
     """(wall time, one epoch's time per stage) of `trial` with PROBE_EPOCHS per stage."""
     with tempfile.TemporaryDirectory(prefix="granularity-probe-") as tmp:
@@ -131,6 +138,7 @@ def _timed_run(
         config["checkpoint_dir"] = str(Path(tmp) / "trial")
         config["pretrain_store"] = str(Path(tmp) / "pretrained")
         config["checkpoint_every_s"] = 10**9  # no epoch checkpoints: a sweep's are rarer still
+        config["num_threads"] = config.get("num_threads") or threads
         if hierarchy is not None:
             config["hierarchy_path"] = str(Path(tmp) / "hierarchy.json")
             hierarchy.save(config["hierarchy_path"])
@@ -149,7 +157,7 @@ def _timed_run(
 
 
 def probes_for(
-    plan: Plan, trials: Sequence[Trial], trainable: Callable[..., Any]
+    plan: Plan, trials: Sequence[Trial], trainable: Callable[..., Any], *, threads: int = 1
 ) -> dict[str, Probe]:
     """One probe per distinct (dataset, backbone, device), on a pretraining trial of that kind
     at the smallest data fraction (the shortest one that times both stages)."""
@@ -161,7 +169,7 @@ def probes_for(
         if best is None or rank < (best.is_scratch, best.config["data_fraction"]):
             chosen[kind] = trial
     return {
-        kind: run_probe(t, plan.hierarchies.get(t.hierarchy_hash), trainable)
+        kind: run_probe(t, plan.hierarchies.get(t.hierarchy_hash), trainable, threads=threads)
         for kind, t in chosen.items()
     }
 
@@ -186,7 +194,8 @@ def estimate(
 ) -> Estimate:
     """Predict compute and wall time of `trials` (default: the whole plan) as `run` would run them."""
     trials = list(plan.trials if trials is None else trials)
-    probes = probes if probes is not None else probes_for(plan, trials, trainable)
+    threads = max(1, int(spec.resources.cpu))
+    probes = probes if probes is not None else probes_for(plan, trials, trainable, threads=threads)
     packs = make_packs(trials, slots=spec.slots(), pack=spec.pack)
     pretrained: set[str] = set()
     pack_s: list[float] = []
