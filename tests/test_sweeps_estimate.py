@@ -74,6 +74,7 @@ def test_the_probe_times_one_epoch_of_each_stage_and_the_fixed_rest(tmp_path, mo
     # The probe is a short pretraining trial at the smallest fraction, in a temporary folder.
     assert seen["hierarchy"] != "scratch" and seen["data_fraction"] == 0.5
     assert seen["pretrain"]["epochs"] == seen["finetune"]["epochs"] == est.PROBE_EPOCHS
+    assert seen["num_threads"] == 1  # a Ray worker's threads, not this process's default
     assert not str(seen["checkpoint_dir"]).startswith(str(plan.storage))
     assert not (tmp_path / "store").exists()  # nothing of the sweep is written
 
