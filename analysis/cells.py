@@ -8,21 +8,44 @@ data fraction, backbone) is the unit a sweep's claims are about, so
 `<metric>_ci_low`, `<metric>_ci_high` (95% t interval over seeds), `n_seeds`,
 `num_classes`, and the same for `target_error_easy` / `_hard` where present.
 A second analysis updates the same runs (found by the tag
-`granularity.cell_key`); it never creates a second run for a cell.
+`granularity.cell_key`); it never creates a second run for a cell. Each cell
+run carries MLflow's run colour tag, one colour per hierarchy arm, so a chart
+of cells reads per hierarchy.
+
+The views. MLflow 3.17 keeps a runs page's columns, charts and filter in the
+browser (localStorage), not on the server, so nothing can make them the
+default for every visitor; what it does read from the server is a *shared
+view*: an experiment tag `mlflow.sharedViewState.<key>` holding the page state
+as JSON, applied when the address carries `viewStateShareKey=<key>` (what its
+"Share" button writes). `write_views` stores two: `granularity-trials` (the
+trial runs with the factor and error columns) and `granularity-cells` (the cell
+runs, charted: target_error_mean against num_classes, one colour per
+hierarchy; MLflow's scatter chart has no error bars, so the interval is in the
+cells' `_ci_low` / `_ci_high` columns beside it). `view_address` gives the
+address of each.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pandas as pd
 
 from analysis import stats
-from contracts import CELL_KEY, PARENT, ROLE, ROLE_CELL
+from contracts import CELL_KEY, PARENT, ROLE, ROLE_CELL, ROLE_TRIAL, TARGET_ERROR
 
 CELL_COLUMNS = ("hierarchy", "level_name", "num_classes", "data_fraction", "backbone")
 EXTRA_METRICS = ("target_error_easy", "target_error_hard")
+RUN_COLOR = "mlflow.runColor"  # MLflow's tag for a run's colour in its charts
+SHARED_VIEW = "mlflow.sharedViewState."  # MLflow's experiment-tag prefix of a shared view
+TRIALS_VIEW, CELLS_VIEW = "granularity-trials", "granularity-cells"
+# One colour per hierarchy arm, in the order the cells sort (tab10, distinct on white).
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
 
 
 def cell_table(df: pd.DataFrame, metric: str, *, alpha: float = 0.05) -> pd.DataFrame:
@@ -70,14 +93,16 @@ def log_cell_runs(
         )
     }
     now = int(time.time() * 1000)
+    colors = hierarchy_colors(cells)
     for _, row in cells.iterrows():
         key = cell_key(row)
         run = existing.get(key)
+        color = colors.get(row.get("hierarchy"), PALETTE[0])
         if run is None:
             run = client.create_run(
                 experiment_id,
                 run_name=f"cell/{key}",
-                tags={ROLE: ROLE_CELL, PARENT: parent_run_id, CELL_KEY: key},
+                tags={ROLE: ROLE_CELL, PARENT: parent_run_id, CELL_KEY: key, RUN_COLOR: color},
             )
             params = [Param(c, str(row[c])) for c in CELL_COLUMNS if c in row]
         else:
@@ -92,4 +117,101 @@ def log_cell_runs(
         client.log_batch(run.info.run_id, metrics=metrics, params=params)
         if run.info.status != "FINISHED":
             client.set_terminated(run.info.run_id, status="FINISHED")
+        if run.data.tags.get(RUN_COLOR, color) != color:  # a new arm can shift the order
+            client.set_tag(run.info.run_id, RUN_COLOR, color)
     return len(cells)
+
+
+def hierarchy_colors(cells: pd.DataFrame) -> dict[str, str]:
+    """Hierarchy arm -> its colour in MLflow's charts (the palette in sorted arm order)."""
+    arms = sorted(str(h) for h in cells["hierarchy"].dropna().unique()) if len(cells) else []
+    return {arm: PALETTE[i % len(PALETTE)] for i, arm in enumerate(arms)}
+
+
+def _columns(params: tuple[str, ...], metrics: tuple[str, ...]) -> list[str]:
+    # MLflow's column ids: `<params|metrics|tags|attributes>.`<key>`` (its makeCanonicalSortKey)
+    return [f"params.`{p}`" for p in params] + [f"metrics.`{m}`" for m in metrics]
+
+
+def view_states(metric: str = TARGET_ERROR) -> dict[str, dict]:
+    """The two shared views' page states, as MLflow 3.17's runs page persists them.
+
+    The fields are MLflow's (`EXPERIMENT_PAGE_UI_STATE_FIELDS` plus the search
+    facets); a field left out takes MLflow's default. A shared view cannot
+    expand the parent run (MLflow drops `runsExpanded` from it), so the runs
+    are sorted by name: any order but creation time lists child runs flat, as
+    rows and chart points. Every run is shown, not MLflow's default first ten.
+    """
+    common = {
+        "orderByKey": "tags.`mlflow.runName`",
+        "orderByAsc": True,
+        "runsHiddenMode": "SHOW_ALL",
+        "hideEmptyCharts": True,
+        "useGroupedValuesInCharts": False,
+    }
+    split = tuple(f"{metric}{s}" for s in ("_easy", "_hard"))
+    trials = {
+        **common,
+        "searchFilter": f"tags.`{ROLE}` = '{ROLE_TRIAL}'",
+        "selectedColumns": _columns(
+            ("hierarchy", "level_name", "num_classes", "data_fraction", "backbone", "seed"),
+            (metric, *split),
+        ),
+    }
+    stats_of = lambda name: (f"{name}_mean", f"{name}_ci_low", f"{name}_ci_high")  # noqa: E731
+    section = "granularity-cells-section"
+    chart = {
+        "uuid": "granularity-cells-chart",
+        "type": "SCATTER",
+        "displayName": f"{metric}_mean against num_classes, one colour per hierarchy",
+        "xaxis": {"key": "num_classes", "type": "METRIC"},
+        "yaxis": {"key": f"{metric}_mean", "type": "METRIC"},
+        "runsCountToCompare": 1000,
+        "metricSectionId": section,
+        "deleted": False,
+        "isGenerated": False,
+    }
+    cells = {
+        **common,
+        "searchFilter": f"tags.`{ROLE}` = '{ROLE_CELL}'",
+        "selectedColumns": _columns(
+            ("hierarchy", "level_name", "data_fraction", "backbone"),
+            ("num_classes", *stats_of(metric), "n_seeds"),
+        ),
+        "compareRunCharts": [chart],
+        "compareRunSections": [
+            {
+                "uuid": section,
+                "name": "granularity: cells",
+                "display": True,
+                "isReordered": False,
+                "deleted": False,
+                "isGenerated": False,
+                "columns": 1,  # one chart across the section's width
+                "cardHeight": 520,
+            }
+        ],
+        # Sections MLflow adds for the other metrics go below this one.
+        "isAccordionReordered": True,
+    }
+    return {TRIALS_VIEW: trials, CELLS_VIEW: cells}
+
+
+def write_views(*, tracking_uri: str, experiment_id: str, metric: str = TARGET_ERROR) -> list[str]:
+    """Store the shared views as experiment tags (replacing older ones); returns their keys."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    states = view_states(metric)
+    for key, state in states.items():
+        client.set_experiment_tag(experiment_id, SHARED_VIEW + key, json.dumps(state))
+    return list(states)
+
+
+def view_address(experiment_id: str, key: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI address of a shared view (model-training view; cells open as charts)."""
+    mode = "CHART" if key == CELLS_VIEW else "TABLE"
+    return (
+        f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        f"&compareRunsMode={mode}&viewStateShareKey={key}"
+    )

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-log-artifacts",
         action="store_true",
-        help="write nothing to MLflow (neither the report on the sweep's run nor the cell runs)",
+        help="write nothing to MLflow (not the report on the sweep's run, the cell runs or the "
+        "UI views)",
     )
     p.set_defaults(func=run_analyze)
 
@@ -62,4 +63,27 @@ def run_analyze(args: argparse.Namespace) -> int:
         print(f"granularity analyze: error: {err}", file=sys.stderr)
         return 2
     print(f"report written to {path}")
+    if not args.no_log_artifacts:
+        for line in view_lines(args.experiment, args.tracking_uri):
+            print(line)
     return 0
+
+
+def view_lines(experiment: str, tracking_uri: str) -> list[str]:
+    """Where the MLflow UI shows the trials and the cells (the views `write_report` stored)."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis.cells import CELLS_VIEW, SHARED_VIEW, TRIALS_VIEW, view_address
+
+    found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    if found is None or SHARED_VIEW + CELLS_VIEW not in found.tags:
+        return []  # no sweep run, so no cells and no views were written
+    # An http tracking URI is the UI's own address; a database is served by `mlflow ui`.
+    base = tracking_uri if tracking_uri.startswith(("http://", "https://")) else None
+    where = "" if base else " (after `mlflow ui --backend-store-uri " + tracking_uri + "`)"
+    base = base or "http://127.0.0.1:5000"
+    return [
+        f"MLflow UI{where}:",
+        f"  trials: {view_address(found.experiment_id, TRIALS_VIEW, base)}",
+        f"  cells, charted against num_classes: {view_address(found.experiment_id, CELLS_VIEW, base)}",
+    ]

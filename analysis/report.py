@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis import estimators as est
 from analysis.adaptive import adaptive_state, cell_seeds_table, design_of, outcome_table
-from analysis.cells import cell_table, log_cell_runs
+from analysis.cells import cell_table, log_cell_runs, write_views
 from analysis.hard_examples import HardMode, derive_hard_examples, easy_hard_table
 from analysis.load import find_sweep_run, load_runs
 from contracts import ANALYSIS_ARTIFACTS, SCRATCH, VERDICT_PAIRS
@@ -694,8 +694,8 @@ def write_report(
 
     Returns the report's path. When there is a sweep parent run (tag
     ``granularity.role=sweep``) and ``log_artifacts`` is true, the files are
-    logged to it (folder ``analysis``) and every cell gets its summary run
-    under it (analysis/cells.py). Raises ``ExperimentNotFoundError`` (a LookupError)
+    logged to it (folder ``analysis``), every cell gets its summary run
+    under it and the experiment gets the UI's shared views (analysis/cells.py). Raises ``ExperimentNotFoundError`` (a LookupError)
     for an unknown experiment and ValueError when it holds no finished trials.
     """
     import matplotlib
@@ -736,12 +736,14 @@ def write_report(
 
             client = MlflowClient(tracking_uri)
             client.log_artifacts(parent, str(out), artifact_path=ANALYSIS_ARTIFACTS)
+            experiment_id = client.get_run(parent).info.experiment_id
             log_cell_runs(
                 cell_table(a.df, metric, alpha=ALPHA),
                 tracking_uri=tracking_uri,
-                experiment_id=client.get_run(parent).info.experiment_id,
+                experiment_id=experiment_id,
                 parent_run_id=parent,
             )
+            write_views(tracking_uri=tracking_uri, experiment_id=experiment_id, metric=metric)
     return report
 
 

@@ -77,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "validate", help="check a spec and print its expanded plan (writes nothing)"
     )
     common(validate)
+    validate.add_argument(
+        "--estimate",
+        action="store_true",
+        help="also time a short probe per (dataset, backbone, device) and print the predicted "
+        "compute (CPU- or GPU-hours) and wall time of the trials still to run",
+    )
     validate.set_defaults(func=cmd_validate)
 
     status = subparsers.add_parser(
@@ -172,10 +178,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from sweeps.status import trial_states
 
     spec = _spec(args)
-    resolve_trainable(spec)  # an unimportable trainable is a spec error here, not at run time
+    trainable = resolve_trainable(spec)  # unimportable: a spec error here, not at run time
     with _tracking_errors(spec):
         plan = _plan_with_tuning(spec)
-        states = Counter(state for state, _ in trial_states(spec, plan).values())
+        by_trial = trial_states(spec, plan)
+    states = Counter(state for state, _ in by_trial.values())
     summary = plan.summary()
     packs = make_packs(plan.trials, slots=spec.slots(), pack=spec.pack)
     print(f"spec {args.spec}: valid (sweep {spec.name!r}, spec hash {spec.spec_hash()})")
@@ -214,6 +221,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  storage: {plan.storage}")
     for note in plan.notes:
         print(f"  note: {note}")
+    if getattr(args, "estimate", False):
+        from sweeps.estimate import estimate
+
+        to_run = [t for t in plan.trials if by_trial[t.trial_key][0] != "done"]
+        print(estimate(spec, plan, trainable, trials=to_run).text(), flush=True)
     return 0
 
 

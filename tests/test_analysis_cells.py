@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from analysis.cells import cell_table
+from analysis.cells import CELLS_VIEW, RUN_COLOR, SHARED_VIEW, TRIALS_VIEW, cell_table
+from analysis.cli import view_lines
 from analysis.load import load_runs
 from analysis.report import write_report
 from analysis.simulate import simulate_sweep, u_curve, write_sweep
 
 
-def test_cell_runs_hold_each_cells_mean_and_interval_and_are_updated_in_place(
+def test_cell_runs_hold_each_cells_mean_and_interval_are_updated_in_place_and_charted(
     tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
@@ -46,3 +49,27 @@ def test_cell_runs_hold_each_cells_mean_and_interval_and_are_updated_in_place(
     assert "<table>" in html and "data:image/png;base64," in html and "## " not in html
     logged = {a.path for a in client.list_artifacts(parent, "analysis")}
     assert "analysis/report.html" in logged
+    # Each cell run is coloured by its hierarchy; the UI views are experiment tags.
+    experiment = client.get_experiment(experiment)
+    color_of = {}
+    for run in cells:
+        color_of.setdefault(run.data.params["hierarchy"], set()).add(run.data.tags[RUN_COLOR])
+    assert all(len(c) == 1 for c in color_of.values())
+    assert len(set().union(*color_of.values())) == len(color_of) == trials["hierarchy"].nunique()
+
+    views = {k: json.loads(experiment.tags[SHARED_VIEW + k]) for k in (TRIALS_VIEW, CELLS_VIEW)}
+    assert views[TRIALS_VIEW]["searchFilter"] == "tags.`granularity.role` = 'trial'"
+    assert "metrics.`target_error`" in views[TRIALS_VIEW]["selectedColumns"]
+    assert "params.`level_name`" in views[TRIALS_VIEW]["selectedColumns"]
+    cells_view = views[CELLS_VIEW]
+    assert cells_view["searchFilter"] == "tags.`granularity.role` = 'cell'"
+    (chart,) = cells_view["compareRunCharts"]
+    assert chart["type"] == "SCATTER"
+    assert (chart["xaxis"]["key"], chart["yaxis"]["key"]) == ("num_classes", "target_error_mean")
+    assert chart["metricSectionId"] == cells_view["compareRunSections"][0]["uuid"]
+    assert all(len(json.dumps(v)) < 5000 for v in views.values())  # MLflow's tag-value limit
+    lines = "\n".join(view_lines("sweep", uri))
+    assert f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning" in lines
+    assert (
+        "viewStateShareKey=granularity-cells" in lines and "mlflow ui --backend-store-uri" in lines
+    )
