@@ -173,7 +173,9 @@ def run_pack(
             Train restarts the worker group) instead of retrying it in place.
     """
     with worker_hold(storage):  # a newer driver waits for this pack (sweeps/lock.py)
-        return _run_items(items, trainable, emit, storage, retries, invocation)
+        return _run_items(
+            items, trainable, emit, storage, retries, invocation, writes, raise_errors
+        )
 
 
 def _run_items(
@@ -183,6 +185,8 @@ def _run_items(
     storage: str | os.PathLike,
     retries: int,
     invocation: str,
+    writes: bool,
+    raise_errors: bool,
 ) -> dict[str, int]:
     counts = {"finished": 0, "failed": 0, "skipped": 0}
     outbox = Outbox(emit if writes else (lambda events: None))

@@ -71,14 +71,11 @@ def test_a_worker_takes_zero_or_one_gpu(tmp_path, gpu, capsys):
         parse_spec(raw)
     assert f"resources.gpu={gpu:g} with workers=4" in str(err.value)
     assert commands.main(["validate", str(write(tmp_path, raw))]) == 2
-    # The spec's error format: a header, then one line per problem; no traceback.
+    # The spec's error format for one problem: one line naming the field, no traceback.
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert (
-        [line for line in err.splitlines() if "workers=4" in line][0]
-        .lstrip()
-        .startswith("- resources")
-    )
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"resources.gpu={gpu:g} with workers=4" in lines[0]
 
 
 def test_more_gpus_per_trial_than_the_cluster_has_is_refused():
