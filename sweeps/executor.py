@@ -135,8 +135,9 @@ class Executor:
             stream=self.stream,
         )
         self.recorders.append(recorder)
+        todo_keys = {t.trial_key for t in todo}  # a set: `t in todo` is quadratic in the plan
         for t in trials:  # results of trials done before, for the search's bookkeeping
-            if t not in todo and t.trial_key in stored:
+            if t.trial_key not in todo_keys and t.trial_key in stored:
                 recorder.results[t.trial_key] = stored[t.trial_key]["result"]
                 recorder.reused += 1
         recorder.scheduled = len(todo)
