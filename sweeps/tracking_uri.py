@@ -65,6 +65,12 @@ def _sqlite_problem(uri: str) -> str | None:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         finally:
             db.close()
+    except sqlite3.OperationalError:
+        # A hot journal (a writer killed mid-transaction) cannot be rolled back
+        # read-only ("attempt to write a readonly database"); a locked file
+        # cannot be read now. Neither is damage: MLflow opens the store
+        # read-write and SQLite rolls the journal back.
+        return None
     except sqlite3.DatabaseError as err:
         return (
             f"the SQLite store {path} is not a readable SQLite database ({err}); "

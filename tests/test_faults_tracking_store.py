@@ -133,3 +133,30 @@ def test_a_corrupted_store_is_refused_by_the_cli_naming_it(tmp_path, capsys, dam
         assert f"the SQLite store {db} is not a readable SQLite database" in err, err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "store").exists()  # nothing created
+
+
+def test_a_store_whose_writer_was_killed_mid_transaction_is_not_called_corrupted(tmp_path):
+    """A SIGKILLed driver can leave a hot journal; a read-only check cannot roll it back."""
+    from sweeps.tracking_uri import check_store
+
+    db = tmp_path / "mlflow.db"
+    open_tracker(tmp_path, db)  # a real MLflow store
+    writer = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sqlite3, sys, time\n"
+            f"db = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+            "db.execute('pragma cache_size=10')  # spill pages into the file mid-transaction\n"
+            "db.execute('begin immediate')\n"
+            "db.execute('create table filler (x)')\n"
+            "for i in range(30000): db.execute('insert into filler values (?)', ('x' * 100,))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(120)\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert writer.stdout.readline().strip() == "ready"
+    writer.kill()
+    writer.wait(timeout=30)
+    assert Path(f"{db}-journal").stat().st_size > 0  # the transaction's journal is hot
+    check_store(f"sqlite:///{db}")  # no error: SQLite rolls it back on the next read-write open
+    assert open_tracker(tmp_path, db).experiment_id is not None

@@ -117,13 +117,22 @@ def test_the_sweep_opens_as_trials_and_charted_cells_in_the_mlflow_ui(tmp_path, 
 
         # Trials: the model-training runs table, every trial a row, with its factors and errors.
         browser.get(view_address(experiment, TRIALS_VIEW, server.url))
-        wait_for("the trials table", lambda: f"{len(trials)} matching runs" in text())
+        columns = ("hierarchy", "level_name", "num_classes", "data_fraction", "seed",
+                   "target_error", "target_error_ha")  # fmt: skip
+        first = sorted(r.info.run_name for r in trials)[0]
+        # The count renders before the rows and their columns (seconds apart on a busy machine).
+        wait_for(
+            "the trials table with its rows and columns",
+            lambda: (
+                f"{len(trials)} matching runs" in (page := text())
+                and first in page
+                and all(column in page for column in columns)
+            ),
+        )
         page = text()
         assert "Model training" in page and "Overview" not in page  # not the GenAI landing page
-        for column in ("hierarchy", "level_name", "num_classes", "data_fraction", "seed",
-                       "target_error", "target_error_ha"):  # fmt: skip
+        for column in columns:
             assert column in page, f"column {column} not shown"
-        first = sorted(r.info.run_name for r in trials)[0]
         assert first in page
 
         # Cells: one row per cell, and the chart, one point per cell, one colour per hierarchy.
