@@ -173,61 +173,46 @@ def run_pack(
             Train restarts the worker group) instead of retrying it in place.
     """
     with worker_hold(storage):  # a newer driver waits for this pack (sweeps/lock.py)
-        return _run_items(
-            items, trainable, emit, storage, retries, invocation, writes, raise_errors
-        )
-
-
-def _run_items(
-    items: Sequence[dict[str, Any]],
-    trainable: Trainable,
-    emit: Emit,
-    storage: str | os.PathLike,
-    retries: int,
-    invocation: str,
-    writes: bool,
-    raise_errors: bool,
-) -> dict[str, int]:
-    counts = {"finished": 0, "failed": 0, "skipped": 0}
-    outbox = Outbox(emit if writes else (lambda events: None))
-    for item in items:
-        if not is_current(storage, invocation):
-            break  # this pack's driver is dead and a newer one holds the sweep: stop here
-        config = item["config"]
-        key = config["trial_key"]
-        done = read_json(result_path(storage, key))
-        if done and "result" in done:
-            # Finished by an earlier attempt of this pack, whose events may have
-            # died with its worker: replay the final event (the driver dedups).
-            outbox.put(
-                {
-                    "event": "final",
-                    "trial_key": key,
-                    "attempts": done.get("attempts", 1),
-                    "wall_s": done.get("wall_s"),
-                    "result": done["result"],
-                    "history": done.get("history", []),
-                }
+        counts = {"finished": 0, "failed": 0, "skipped": 0}
+        outbox = Outbox(emit if writes else (lambda events: None))
+        for item in items:
+            if not is_current(storage, invocation):
+                break  # this pack's driver is dead and a newer one holds the sweep: stop here
+            config = item["config"]
+            key = config["trial_key"]
+            done = read_json(result_path(storage, key))
+            if done and "result" in done:
+                # Finished by an earlier attempt of this pack, whose events may have
+                # died with its worker: replay the final event (the driver dedups).
+                outbox.put(
+                    {
+                        "event": "final",
+                        "trial_key": key,
+                        "attempts": done.get("attempts", 1),
+                        "wall_s": done.get("wall_s"),
+                        "result": done["result"],
+                        "history": done.get("history", []),
+                    }
+                )
+                counts["skipped"] += 1
+                continue
+            failed = read_json(failure_path(storage, key))
+            if failed and failed.get("invocation") == invocation:
+                counts["skipped"] += 1
+                continue
+            outcome = _run_logical(
+                item,
+                trainable,
+                outbox,
+                storage,
+                0 if raise_errors else retries,
+                invocation,
+                writes=writes,
+                raise_errors=raise_errors,
             )
-            counts["skipped"] += 1
-            continue
-        failed = read_json(failure_path(storage, key))
-        if failed and failed.get("invocation") == invocation:
-            counts["skipped"] += 1
-            continue
-        outcome = _run_logical(
-            item,
-            trainable,
-            outbox,
-            storage,
-            0 if raise_errors else retries,
-            invocation,
-            writes=writes,
-            raise_errors=raise_errors,
-        )
-        counts[outcome] += 1
-    outbox.flush()
-    return counts
+            counts[outcome] += 1
+        outbox.flush()
+        return counts
 
 
 def _run_logical(
