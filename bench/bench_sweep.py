@@ -11,6 +11,10 @@ storage) and prints:
 - the trials' own CPU time: on a small machine the driver (MLflow writes), Ray's
   daemons and the trials share the cores, so a trial's wall time includes
   waiting for one;
+- the CPU spent beyond the trials' own (this process and everything it started:
+  Ray's daemons, the workers' imports), and the wall-time floor it sets: all
+  CPU over the cores. The overhead ratio cannot go below that floor's ratio
+  without spending less CPU outside the trials;
 - pretrainings executed against trials (shared label functions run once), and
   what loading a stored pretraining costs against running that trial's
   finetune alone.
@@ -27,10 +31,65 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class TreeCpu:
+    """CPU seconds of this process and all its descendants (Ray's daemons, workers), sampled.
+
+    Ray's workers are not reaped by this process (RUSAGE_CHILDREN misses them),
+    so a thread reads /proc every `interval_s` and keeps each descendant's last
+    utime + stime; a process living less than one interval is missed (Linux only).
+    """
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        self.interval_s = interval_s
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def _table() -> dict[int, tuple[int, float]]:
+        """pid -> (parent pid, CPU seconds) of every process readable in /proc."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
+    def _sample(self) -> None:
+        while True:
+            table, tree = self._table(), {os.getpid()}
+            grew = True
+            while grew:  # descendants: parents already in the tree
+                new = {pid for pid, (parent, _) in table.items() if parent in tree} - tree
+                tree |= new
+                grew = bool(new)
+            self.last.update({pid: table[pid][1] for pid in tree if pid in table})
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> TreeCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     if any(workdir.iterdir()) and not args.keep:
         raise SystemExit(f"{workdir} is not empty")
 
+    cpu_before = time.process_time()
     started, started_at = time.monotonic(), time.time()
-    summary, plan = run_sweep(spec)
+    with TreeCpu() as tree_cpu:
+        summary, plan = run_sweep(spec)
     wall = time.monotonic() - started
+    cpu_all = tree_cpu.seconds - cpu_before  # this process's CPU before the sweep is not its
     records = read_results(plan.storage)
     if not records:
         raise SystemExit(f"no trial finished ({len(summary.failed)} failed): nothing to measure")
@@ -90,6 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"trials' own CPU time:    {cpu_s:8.1f} s  ({1 - cpu_s / trial_s:.0%} of their wall time "
         "they waited for a core: driver, MLflow, Ray daemons)"
+    )
+    fixed_cpu = cpu_all - cpu_s
+    floor = (cpu_s + fixed_cpu) / (os.cpu_count() or 1)
+    print(
+        f"CPU beyond the trials':  {fixed_cpu:8.1f} s  (driver, MLflow, Ray's daemons, workers' "
+        f"start-up; {cpu_all:.1f} s in all)"
+    )
+    print(
+        f"  wall floor on {os.cpu_count()} cores: {floor:6.1f} s  (all CPU / cores: an overhead "
+        f"ratio of at least {floor / ideal if ideal else float('nan'):.2f} with this CPU spent)"
     )
     print(
         f"pretrainings executed:   {summary.pretrainings_executed:8d}  "

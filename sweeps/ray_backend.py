@@ -49,6 +49,11 @@ from ray.tune.progress_reporter import TrialProgressCallback  # noqa: E402
 
 EVENTS_KEY = "granularity_events"
 DRIVER_MEMORY = 256 * 2**20  # bytes a data-parallel trial's Tune process books (it trains nothing)
+# A local Ray prestarts one idle worker per CPU when the driver connects. Tune's
+# trial actors never use them (Tune gives its actors a runtime env of their own,
+# so Ray starts new processes), and on a small machine their start-up takes CPU
+# from the driver's set-up and the trials' imports.
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "enable_worker_prestart": False}
 
 
 @contextmanager
@@ -73,7 +78,7 @@ def ray_session(
             check_reachable(address)
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus, **kwargs)
+            ray.init(num_cpus=num_cpus, _system_config=LOCAL_SYSTEM_CONFIG, **kwargs)
         started = True
     try:
         yield {
