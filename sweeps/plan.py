@@ -110,6 +110,7 @@ def build_plan(
     tuned: Mapping[Any, Mapping[str, Any]] | None = None,
     write: bool = True,
     storage: Path | None = None,
+    on_checked: Callable[[], None] | None = None,
 ) -> Plan:
     """Expand `spec` into trials.
 
@@ -120,6 +121,9 @@ def build_plan(
             `{cell: {...}}` per cell, keys like `pretrain.lr`.
         write: save hierarchies under `<storage>/hierarchies/` (False: plan only).
         storage: the storage directory (the spec's resolved one when None).
+        on_checked: called once the spec's backbones, dataset, levels and plan
+            size are checked, before the arms' hierarchies are built (the
+            driver starts Ray there, while kMeans runs).
     """
     check_backbones(spec)
     dataset = dataset if dataset is not None else load_dataset(spec)
@@ -127,6 +131,8 @@ def build_plan(
     target_index = _target_index(spec, dataset.hierarchy)
     wanted = _level_names(spec, dataset.hierarchy, target_index)
     check_plan_size(spec, len(wanted))
+    if on_checked is not None:
+        on_checked()
     arms = ArmHierarchies(spec, dataset, target_index, builder)
     files = HierarchyFiles(storage, write)
     trials, notes = _expand(spec, arms, files, wanted, target_index, storage, tuned)

@@ -47,7 +47,7 @@ from sweeps.rounds import round_tags, run_rounds
 from sweeps.spec import Spec, SpecError, canonical_json
 from sweeps.summary import RunSummary, summarise
 from sweeps.sync import sync_results
-from sweeps.tracking import Tracker
+from sweeps.tracking import Tracker, import_mlflow_in_background
 from sweeps.tracking_uri import check_store
 from sweeps.trials import Plan
 
@@ -81,23 +81,62 @@ def run_sweep(
     fn = resolve_trainable(spec, trainable)
     storage = spec.resolved_storage_path()
     check_store(spec.tracking.uri)  # a store that cannot open is refused before anything is made
-    plan = build_plan(spec, dataset=dataset, write=False, storage=storage)  # validates first
-    storage.mkdir(parents=True, exist_ok=True)
-    invocation = uuid.uuid4().hex[:12]
-    with driver_lock(storage, "another `granularity run` is driving this sweep"), interruptible():
-        claim_sweep(storage, invocation)  # a killed driver's workers stop at their next trial
-        return _run_locked(
-            spec, plan, fn, storage, address, verbose, stream, dataset, started, invocation
+    early = _EarlyRay(spec, storage, address, verbose)
+    try:
+        # validates first; Ray starts once the cheap checks pass, while kMeans builds hierarchies
+        plan = build_plan(
+            spec, dataset=dataset, write=False, storage=storage, on_checked=early.start
         )
+        storage.mkdir(parents=True, exist_ok=True)
+        invocation = uuid.uuid4().hex[:12]
+        lock = driver_lock(storage, "another `granularity run` is driving this sweep")
+        with lock, interruptible():
+            claim_sweep(storage, invocation)  # a killed driver's workers stop at their next trial
+            ray = early.take()  # _run_locked owns it from here
+            return _run_locked(
+                spec, plan, fn, storage, address, verbose, stream, dataset, started, invocation, ray
+            )
+    finally:
+        early.close()  # only when nothing took it: a refused spec or a second driver
+
+
+class _EarlyRay:
+    """A Ray started before the plan is built, for a sweep that is sure to need one
+    (and MLflow's imports begun: they too overlap the plan).
+
+    A sweep with no result files yet runs every trial, so its Ray can come up
+    while the driver builds the arms' hierarchies (seconds of kMeans). A sweep
+    with results may need no Ray at all (everything done): it decides after the plan.
+    """
+
+    def __init__(self, spec: Spec, storage: Path, address: str | None, verbose: bool) -> None:
+        self.session: Any = None
+        self._args = (spec, address, verbose)
+        self._fresh = spec.search is not None or not (storage / "results").exists()
+
+    def start(self) -> None:
+        if self._fresh and self.session is None:
+            self.session = start_ray(*self._args)
+            import_mlflow_in_background()  # the Tracker is next, after the plan
+
+    def take(self) -> Any:
+        session, self.session = self.session, None
+        return session
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
 
 
 def _start_ray_and_tracking(
-    spec: Spec, plan: Plan, storage: Path, address: str | None, verbose: bool
+    spec: Spec, plan: Plan, storage: Path, address: str | None, verbose: bool, ray: Any
 ) -> tuple[Tracker, Any]:
-    """Start Ray in the background (if anything may run) while the MLflow store and parent run are made."""
-    ray = None
-    if spec.search is not None or any(
-        not result_path(storage, t.trial_key).exists() for t in plan.trials
+    """Start Ray in the background (if anything may run and `ray` is None) while the MLflow
+    store and parent run are made."""
+    if ray is None and (
+        spec.search is not None
+        or any(not result_path(storage, t.trial_key).exists() for t in plan.trials)
     ):
         ray = start_ray(spec, address, verbose)  # comes up while the driver sets up MLflow
     try:
@@ -120,12 +159,18 @@ def _run_locked(
     dataset: Any,
     started: float,
     invocation: str,
+    ray: Any,
 ) -> tuple[RunSummary, Plan]:
-    spec_hash = spec.spec_hash()
-    for digest, h in plan.hierarchies.items():
-        if not plan.hierarchy_paths[digest].exists():
-            h.save(plan.hierarchy_paths[digest])
-    tracker, ray = _start_ray_and_tracking(spec, plan, storage, address, verbose)
+    try:
+        spec_hash = spec.spec_hash()
+        for digest, h in plan.hierarchies.items():
+            if not plan.hierarchy_paths[digest].exists():
+                h.save(plan.hierarchy_paths[digest])
+    except BaseException:
+        if ray is not None:
+            ray.close()
+        raise
+    tracker, ray = _start_ray_and_tracking(spec, plan, storage, address, verbose, ray)
     executor = Executor(
         spec=spec,
         tracker=tracker,
