@@ -47,7 +47,7 @@ from sweeps.rounds import round_tags, run_rounds
 from sweeps.spec import Spec, SpecError, canonical_json
 from sweeps.summary import RunSummary, summarise
 from sweeps.sync import sync_results
-from sweeps.tracking import Tracker, import_mlflow_in_background
+from sweeps.tracking import Tracker
 from sweeps.tracking_uri import check_store
 from sweeps.trials import Plan
 
@@ -101,8 +101,7 @@ def run_sweep(
 
 
 class _EarlyRay:
-    """A Ray started before the plan is built, for a sweep that is sure to need one
-    (and MLflow's imports begun: they too overlap the plan).
+    """A Ray started before the plan is built, for a sweep that is sure to need one.
 
     A sweep with no result files yet runs every trial, so its Ray can come up
     while the driver builds the arms' hierarchies (seconds of kMeans). A sweep
@@ -117,7 +116,6 @@ class _EarlyRay:
     def start(self) -> None:
         if self._fresh and self.session is None:
             self.session = start_ray(*self._args)
-            import_mlflow_in_background()  # the Tracker is next, after the plan
 
     def take(self) -> Any:
         session, self.session = self.session, None

@@ -195,22 +195,6 @@ def _remove_abandoned_copies(path: Path) -> None:
             pass
 
 
-def import_mlflow_in_background() -> threading.Thread:
-    """Import MLflow's client and SQL store on a helper thread (no side effects).
-
-    They take seconds to import; a driver that will make a Tracker starts this
-    while it builds the plan, and the Tracker's own imports then find them loaded.
-    """
-
-    def load() -> None:
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-        import mlflow.tracking  # noqa: F401
-
-    thread = threading.Thread(target=load, name="granularity-import-mlflow", daemon=True)
-    thread.start()
-    return thread
-
-
 class Tracker:
     """The driver's MLflow writer for one sweep (experiment = the sweep's name)."""
 
