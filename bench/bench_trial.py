@@ -9,8 +9,10 @@ epochs, validation and evaluation passes. Prints one line per
 (device, backbone): pretraining examples/s and seconds per trial.
 
 `--loader` also measures the image-file path (JPEG decode + random resized
-crop 224 in DataLoader workers, pinned memory on GPU), the rate a GPU
-trial on inat2021 / imagefolder can at most consume.
+crop 224; with 0 workers in process, else through trainables.decode's worker
+pool, pinned memory on GPU), the rate a GPU trial on inat2021 / imagefolder
+can at most consume. bench/bench_image_trials.py measures the fixed cost of
+small image-file trials.
 """
 
 from __future__ import annotations

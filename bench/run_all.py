@@ -1,4 +1,4 @@
-"""Every performance figure (issues 8, 14) in one table, each with its target: sweep, scale, anchor, trials, analysis, GPU.
+"""Every performance figure (issues 8, 14) in one table, each with its target: sweep, scale, anchor, trials, images, analysis, GPU.
 
     python bench/run_all.py                      # everything (quickstart sweep ~3 min on 2 cores)
     python bench/run_all.py --skip-sweep         # skip the quickstart sweep
@@ -18,6 +18,9 @@ Parts, each from its own bench module (run any alone for more detail):
   `granularity run`, side by side with their ratio;
 - trials (bench/bench_trial.py): pretraining examples/s of twolayer and
   resnet18 on CPU, through `trainables.train`;
+- images (bench/bench_image_trials.py): the fixed cost per small image-file
+  trial in a pack (files minus the same trial on preloaded tensors; target
+  <= 2 s on CPU) and the JPEG loader's images/s in process and via workers;
 - analysis (bench/bench_analysis.py): load (sql reader) + fit (all
   estimators) of 10,000 runs;
 - GPU (bench/bench_gpu.py): with CUDA here, the trainable vs plain timm loop
@@ -223,6 +226,33 @@ def trial_rows(epochs: int, train_per_leaf: int, backbones: list[str]) -> list[R
     return rows
 
 
+def image_trial_rows(argv: list[str]) -> list[Row]:
+    """Fixed cost per small image-file trial and the JPEG loader's rate, via bench_image_trials."""
+    import bench_image_trials
+
+    figures = bench_image_trials.main(argv)
+    rows = [
+        (
+            "image-file trial fixed cost",
+            fmt(figures["fixed_s"], " s", 2),
+            f"median, files minus preloaded; {figures['files_s']:.2f} s per trial on files; "
+            f"target <= {bench_image_trials.TARGET_FIXED_S:.0f} s on CPU "
+            f"(load {figures['load_average']})",
+        )
+    ]
+    for key, rates in figures.items():
+        if key.startswith("loader_"):
+            (first, warm), (_, size, path) = rates, key.split("_", 2)
+            rows.append(
+                (
+                    f"image loader {size} JPEGs, {path.replace('_', ' ')}",
+                    fmt(warm, " images/s", 0),
+                    f"warm passes (first {fmt(first, '', 0)}); target: not below before",
+                )
+            )
+    return rows
+
+
 def analysis_rows(runs: int) -> list[Row]:
     """Load + fit time of `runs` trial runs, via bench_analysis.main (search reader skipped)."""
     import bench_analysis
@@ -278,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--compile", action="store_true", help="torch.compile in the GPU part")
     parser.add_argument("--skip-scale", action="store_true", help="skip the no-op sweep + validate")
+    parser.add_argument(
+        "--skip-images", action="store_true", help="skip the image-file trial fixed cost"
+    )
+    parser.add_argument("--images", default="", help="bench_image_trials.py arguments")
     parser.add_argument("--skip-anchor", action="store_true", help="skip the plain Ray Tune anchor")
     parser.add_argument("--scale-trials", type=int, default=10_000, help="no-op sweep size")
     parser.add_argument("--validate-trials", type=int, default=100_000)
@@ -295,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             args.skip_trials,
             lambda: trial_rows(args.trial_epochs, args.train_per_leaf, args.backbones.split(",")),
         ),
+        ("images", args.skip_images, lambda: image_trial_rows(args.images.split())),
         ("scale", args.skip_scale, lambda: scale_rows(args.scale_trials, args.validate_trials)),
         ("anchor", args.skip_anchor, lambda: anchor_rows(args.anchor.split())),
         ("analysis", args.skip_analysis, lambda: analysis_rows(args.runs)),

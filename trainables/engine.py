@@ -1,10 +1,11 @@
 """Training and evaluation loops shared by the trial's stages.
 
 Batches come from `Batches`: slices of an in-memory tensor already on the
-device (no DataLoader overhead: the synthetic trials are tiny), or a
-DataLoader with workers and pinned memory over image files. Every epoch's
-shuffle is seeded by (seed, stage, epoch), so a resumed epoch sees the same
-batches as an uninterrupted run.
+device (no DataLoader overhead: the synthetic trials are tiny), or image
+files decoded by `trainables.decode` (in process for small sets, else by
+persistent workers with pinned memory). Every epoch's shuffle and
+augmentation are seeded by (seed, stage, epoch), so a resumed epoch sees the
+same batches as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -80,28 +81,14 @@ def stage_seed(seed: int, stage: str, epoch: int) -> int:
     return (int(seed) * 1_000_003 + sum(map(ord, stage)) * 7919 + epoch) % (2**31)
 
 
-class _FileImages(torch.utils.data.Dataset):
-    """Decodes image files with a torchvision transform; yields (image, position)."""
-
-    def __init__(self, files: list[str], transform: Callable) -> None:
-        self.files, self.transform = files, transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
-        with Image.open(self.files[i]) as img:
-            return self.transform(img.convert("RGB")), i
-
-
 class Batches:
     """Batches of (input, label) for given example indices of a split.
 
-    In memory: the subset's inputs live on the device. Files: a DataLoader with
-    workers and pinned memory decodes them with the dataset's file transforms
-    (uint8 for the folder datasets) and copies each batch to the device. Either
+    In memory: the subset's inputs live on the device. Files:
+    `trainables.decode.file_batches` decodes them with the dataset's file
+    transforms (uint8 for the folder datasets; each example's augmentation
+    seeded by the pass's seed and its position) and each batch is copied to
+    the device. Either
     way `transform(x, train)` (the dataset's batch_transform) then runs per
     batch on the device.
     """
@@ -121,6 +108,7 @@ class Batches:
         self.transform = dataset.batch_transform
         self.files: list[str] | None = None
         self.file_transforms = dataset.file_transforms or {}
+        self.input_shape = tuple(dataset.input_shape)
         if split.in_memory:
             # Keep this subset on the device once; epochs only index it.
             self.inputs = split.inputs[torch.as_tensor(indices)].to(runtime.device)
@@ -134,6 +122,7 @@ class Batches:
         batches.runtime, batches.inputs, batches.labels = runtime, inputs, labels
         batches.transform = lambda x, train: x
         batches.files, batches.file_transforms = None, {}
+        batches.input_shape = tuple(inputs.shape[1:])
         return batches
 
     def __len__(self) -> int:
@@ -162,14 +151,19 @@ class Batches:
                     self.labels[take],
                 )
             return
-        loader = torch.utils.data.DataLoader(
-            _FileImages(self.files or [], self.file_transforms["train" if train else "eval"]),
-            batch_sampler=[t.tolist() for t in global_batches(order, batch_size, shard or Shard())],
+        from trainables.decode import file_batches
+
+        decoded = file_batches(
+            self.files or [],
+            self.file_transforms,
+            global_batches(order, batch_size, shard or Shard()),
+            train=train,
+            seed=seed,
             num_workers=self.runtime.num_workers,
             pin_memory=self.runtime.cuda,
-            persistent_workers=False,
+            input_shape=self.input_shape,
         )
-        for x, position in loader:
+        for x, position in decoded:
             # non_blocking: a blocking copy would make every step wait for the GPU.
             x = x.to(self.runtime.device, non_blocking=True)
             position = position.to(self.runtime.device, non_blocking=True)
