@@ -1,4 +1,9 @@
-"""The `granularity analyze` subcommand: MLflow runs of a sweep -> report/ (Markdown + plots)."""
+"""The `granularity analyze` subcommand: MLflow runs of a sweep -> report/ (Markdown + plots).
+
+Building the parser imports nothing heavy: every `granularity` command (and
+`--help`) builds it, so pandas, MLflow and the analysis modules are imported
+when `analyze` runs.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import os
 import sys
 
 from analysis.hard_examples import HARD_MODES
-from analysis.load import ExperimentNotFoundError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """Write the report; exit code 0 on success, 2 on an error the user can fix."""
+    from analysis.load import ExperimentNotFoundError
     from analysis.report import write_report
 
     try:

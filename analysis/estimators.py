@@ -258,7 +258,7 @@ class UCurve:
         notes = []
         if len(seeds) >= 2 and len(x) >= 1:
             idx = stats.bootstrap_indices(len(seeds), self.n_boot, rng)
-            boot = stats.optimum_log(stats.nanmean(Y[idx], axis=1), x)
+            boot = stats.optimum_log(stats.bootstrap_means(Y, idx), x)
             low, high = stats.percentile_ci(boot, self.alpha, n=len(seeds))
             row["optimum_ci_low"], row["optimum_ci_high"] = math.exp(low), math.exp(high)
             if len(seeds) < FEW_SEEDS:
@@ -348,7 +348,7 @@ class SizeGranularity:
             boot = None
             if len(seeds) >= 2:
                 idx = stats.bootstrap_indices(len(seeds), self.n_boot, rng)
-                boot = stats.optimum_log(stats.nanmean(Y[idx], axis=1), x)  # [B, fraction]
+                boot = stats.optimum_log(stats.bootstrap_means(Y, idx), x)  # [B, fraction]
             for i, f in enumerate(fractions):
                 sub = g[g["data_fraction"] == f]
                 low = high = math.nan

@@ -19,10 +19,12 @@ regression to the mean alone.
 from __future__ import annotations
 
 import base64
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where used: the CLI's parser reads HARD_MODES
+    import pandas as pd
 
 from contracts import TEST_CORRECT
 
@@ -72,6 +74,8 @@ def derive_hard_examples(
 
     Returns the table and a sentence for the report saying which definition holds.
     """
+    import pandas as pd
+
     mode = resolve_mode(df, mode)
     if mode == "dataset":
         note = (
@@ -138,6 +142,8 @@ def derive_hard_examples(
 
 def easy_hard_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean easy / hard error (and hard fraction) per arm, level and data fraction, over seeds."""
+    import pandas as pd
+
     if not _has(df, "target_error_hard"):
         return pd.DataFrame()
     keys = [

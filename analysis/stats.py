@@ -26,6 +26,31 @@ def nanmean(a: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmean(a, axis=axis)
 
 
+def bootstrap_means(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``nanmean(values[idx], axis=1)`` without building ``values[idx]``: ``[n_boot, ...]``.
+
+    ``values`` is ``[n_units, ...]`` (finite or NaN), ``idx`` the ``[n_boot, n]``
+    resampled units of ``bootstrap_indices``. A resample's mean is the mean of
+    the units weighted by how often each was drawn, so all resamples are two
+    matrix products (``values[idx]`` would hold n_boot x n copies of the cells:
+    400 MB for 600 seeds x 40 cells x 2000 resamples). The sums are taken in
+    another order than ``np.nanmean``'s, so results agree to rounding (~1e-15).
+    """
+    values = np.asarray(values, dtype=float)
+    if np.isinf(values).any():
+        raise ValueError("bootstrap_means takes finite or NaN values, got an infinite one")
+    n_boot, n = idx.shape
+    units = values.shape[0]
+    # Times each unit is drawn in each resample (one bincount over offset indices).
+    offsets = (idx + units * np.arange(n_boot)[:, None]).ravel()
+    counts = np.bincount(offsets, minlength=n_boot * units).reshape(n_boot, units).astype(float)
+    flat = values.reshape(units, -1)
+    present = ~np.isnan(flat)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (counts @ np.where(present, flat, 0.0)) / (counts @ present)
+    return means.reshape(n_boot, *values.shape[1:])
+
+
 def expanded_alpha(alpha: float, n: int) -> float:
     """Hesterberg's (2015) expanded-percentile level: the percentile bootstrap is too narrow for
     small ``n`` (it uses z instead of t and divides by n, not n - 1), so its tails are taken at

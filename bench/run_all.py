@@ -22,7 +22,7 @@ Parts, each from its own bench module (run any alone for more detail):
   trial in a pack (files minus the same trial on preloaded tensors; target
   <= 2 s on CPU) and the JPEG loader's images/s in process and via workers;
 - analysis (bench/bench_analysis.py): load (sql reader) + fit (all
-  estimators) of 10,000 runs;
+  estimators) of `--analysis-runs` runs (default 100,000; target < 10 s);
 - GPU (bench/bench_gpu.py): with CUDA here, the trainable vs plain timm loop
   and the JPEG loader on resnet50 / vit_base_patch16_224; without, a line
   pointing at bench/gpu.sh.
@@ -48,6 +48,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 Row = tuple[str, str, str]  # (figure, value, note)
+ANALYSIS_TARGET_RUNS = 100_000  # issue 14: load + fit of 100,000 runs in under 10 s
 
 
 class _Tee(io.TextIOBase):
@@ -261,10 +262,15 @@ def analysis_rows(runs: int) -> list[Row]:
     load = number(r"^load\s+\d+ runs, sql reader:\s+([\d.]+) s", text)
     fit = number(r"^analyse \(all estimators\):\s+([\d.]+) s", text)
     total = load + fit if load is not None and fit is not None else None
+    target = "target < 10 s at 100,000 runs"
+    if runs == ANALYSIS_TARGET_RUNS and total is not None:
+        target += ": met" if total < 10 else ": missed"
+    elif runs != ANALYSIS_TARGET_RUNS:
+        target += " (--analysis-runs 100000 to check it)"
     return [
         (f"analysis load ({runs:,} runs, sql)", fmt(load, " s", 2), ""),
         ("analysis fit (all estimators)", fmt(fit, " s", 2), ""),
-        ("analysis load + fit", fmt(total, " s", 2), f"{runs:,} runs; target < 10 s at 100,000"),
+        ("analysis load + fit", fmt(total, " s", 2), f"{runs:,} runs; {target}"),
     ]
 
 
@@ -298,14 +304,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-sweep", action="store_true", help="skip the quickstart sweep")
     parser.add_argument("--skip-trials", action="store_true", help="skip the CPU trial throughput")
-    parser.add_argument("--skip-analysis", action="store_true", help="skip the 10,000-run analysis")
+    parser.add_argument("--skip-analysis", action="store_true", help="skip the analysis figures")
     parser.add_argument("--skip-gpu", action="store_true", help="skip the GPU figures")
     parser.add_argument("--spec", default=None, help="sweep spec (default sweeps/quickstart.yaml)")
     parser.add_argument("--override", action="append", default=[], help="dotted spec override")
     parser.add_argument("--trial-epochs", type=int, default=2)
     parser.add_argument("--train-per-leaf", type=int, default=100)
     parser.add_argument("--backbones", default="twolayer,resnet18")
-    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument(
+        "--analysis-runs",
+        "--runs",
+        type=int,
+        default=ANALYSIS_TARGET_RUNS,
+        help="trial runs the analysis part loads and fits (default: the target's 100,000; "
+        "writing the store takes ~1 min)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile in the GPU part")
     parser.add_argument("--skip-scale", action="store_true", help="skip the no-op sweep + validate")
     parser.add_argument(
@@ -332,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         ("images", args.skip_images, lambda: image_trial_rows(args.images.split())),
         ("scale", args.skip_scale, lambda: scale_rows(args.scale_trials, args.validate_trials)),
         ("anchor", args.skip_anchor, lambda: anchor_rows(args.anchor.split())),
-        ("analysis", args.skip_analysis, lambda: analysis_rows(args.runs)),
+        ("analysis", args.skip_analysis, lambda: analysis_rows(args.analysis_runs)),
         ("gpu", args.skip_gpu, lambda: gpu_rows(args.compile)),
     ]
     rows: list[Row] = []

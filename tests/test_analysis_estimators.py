@@ -244,3 +244,39 @@ def test_missing_metric_column_is_a_clear_error():
     df = simulate_sweep(seeds=2).drop(columns="target_error")
     with pytest.raises(ValueError, match="target_error"):
         UCurve().fit(df)
+
+
+def test_bootstrap_means_equal_the_mean_of_the_resampled_rows():
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(9, 3, 5))
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[:, 0, 0] = np.nan  # a cell missing in every seed stays NaN
+    idx = stats.bootstrap_indices(9, 300, rng)
+    fast = stats.bootstrap_means(values, idx)
+    reference = stats.nanmean(values[idx], axis=1)
+    assert fast.shape == reference.shape == (300, 3, 5)
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(reference))
+    # The same sums in another order: equal up to rounding (values are O(1)).
+    np.testing.assert_allclose(fast, reference, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="infinite"):
+        stats.bootstrap_means(np.array([[np.inf], [1.0]]), idx[:, :2] % 2)
+
+
+@pytest.mark.parametrize("estimator", [UCurve, SizeGranularity])
+def test_optimum_bootstraps_match_resampling_the_seed_matrix(estimator, monkeypatch):
+    """The weighted-mean bootstrap gives what resampling the [seed, ...] matrix itself gives."""
+    df = simulate_sweep(
+        curve=u_curve(size_exponent=0.5),
+        kinds={"manual": 0.0, "random": 0.02},
+        data_fractions=(0.25, 1.0),
+        seeds=6,
+        random_state=4,
+    )
+    df = df.drop(index=df.index[::17])  # missing cells: NaN entries in the seed matrix
+    fast = estimator(n_boot=400).fit(df)
+    monkeypatch.setattr(stats, "bootstrap_means", lambda Y, idx: stats.nanmean(Y[idx], axis=1))
+    slow = estimator(n_boot=400).fit(df)
+    table = "results_" if estimator is UCurve else "optima_"
+    pd.testing.assert_frame_equal(getattr(fast, table), getattr(slow, table), rtol=1e-12)
+    if estimator is SizeGranularity:
+        pd.testing.assert_frame_equal(fast.trend_, slow.trend_, rtol=1e-12)

@@ -183,3 +183,21 @@ def test_no_module_imports_itself_back():
 def test_a_circle_is_found():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_building_the_cli_parser_imports_no_pandas():
+    """`granularity --help` and the non-analysis commands build the whole parser; pandas
+    (half a second to import) comes only when `analyze` runs."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from sweeps.cli import build_parser\n"
+        "build_parser().parse_args(['analyze', 'quickstart'])\n"
+        "heavy = sorted(m for m in ('pandas', 'mlflow', 'scipy', 'analysis.load') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
