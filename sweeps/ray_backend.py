@@ -42,10 +42,23 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C stops the driver at once
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")  # TorchTrainer inside Tune trials
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# A local Ray started by `ray_session` listens on 127.0.0.1 only. Ray binds its
+# gRPC servers (GCS, raylet, workers, agents) to loopback only when the node's
+# IP is 127.0.0.1, and ray.init takes the machine's routable IP instead (it
+# even rewrites `_node_ip_address="127.0.0.1"`) unless this switch, meant for
+# single-node Ray on Windows and macOS, is off. Ray reads it once, at import;
+# it is removed again so that processes started later (`ray start --address`
+# in a test, say) keep Ray's default. Set it to 1 to expose a local Ray.
+_LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_switch_was_set = _LOOPBACK_SWITCH in os.environ
+os.environ.setdefault(_LOOPBACK_SWITCH, "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.progress_reporter import TrialProgressCallback  # noqa: E402
+
+if not _switch_was_set:
+    del os.environ[_LOOPBACK_SWITCH]
 
 EVENTS_KEY = "granularity_events"
 DRIVER_MEMORY = 256 * 2**20  # bytes a data-parallel trial's Tune process books (it trains nothing)
