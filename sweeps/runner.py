@@ -3,7 +3,8 @@
 `run_sweep` is `granularity run`. Order of business, each step safe to kill:
 
 1. validate the spec and expand the plan (an invalid spec stops here, before
-   MLflow is touched);
+   MLflow is touched; a sweep with no results yet starts Ray once the cheap
+   checks pass, so it comes up while the arms' hierarchies are built);
 2. take the sweep's driver lock (`<storage>/driver.lock`; one driver per sweep)
    and claim the sweep (`driver.json`: workers a killed driver left behind
    stop at their next trial, see sweeps/lock.py);
