@@ -44,11 +44,13 @@ class TreeCpu:
     Ray's workers are not reaped by this process (RUSAGE_CHILDREN misses them),
     so a thread reads /proc every `interval_s` and keeps each descendant's last
     utime + stime; a process living less than one interval is missed (Linux only).
+    The sampling thread's own CPU is left out of `seconds`.
     """
 
     def __init__(self, interval_s: float = 0.2) -> None:
         self.interval_s = interval_s
         self.last: dict[int, float] = {}
+        self.own_s = 0.0  # CPU of the sampling itself
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -76,6 +78,7 @@ class TreeCpu:
                 tree |= new
                 grew = bool(new)
             self.last.update({pid: table[pid][1] for pid in tree if pid in table})
+            self.own_s = time.thread_time()
             if self._stop.wait(self.interval_s):
                 return
 
@@ -89,7 +92,7 @@ class TreeCpu:
 
     @property
     def seconds(self) -> float:
-        return sum(self.last.values())
+        return sum(self.last.values()) - self.own_s
 
 
 def main(argv: list[str] | None = None) -> int:
