@@ -7,7 +7,7 @@ can change behaviour without changing trial keys): `sleep` seconds per epoch,
 their first attempt only (a marker file in the trial's checkpoint_dir
 remembers the attempt), `offsets` (arm label -> added target error) and
 `noise` (sd of a per-trial error draw), `crash` = arm labels whose first trial in the sweep kills
-the worker process. Pretrainings are shared through marker files in the
+the worker process, `hold` = a path: every epoch waits while that file exists. Pretrainings are shared through marker files in the
 pretrain_store, so `pretrain_reused` is reported as the real trainable would.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -65,16 +66,23 @@ def train(config: dict, report) -> dict:
         (checkpoint / "attempted").touch()
         raise RuntimeError("flaky first attempt")
     sleep = float(options.get("sleep", 0.0))
+    hold = Path(options["hold"]) if options.get("hold") else None
+
+    def epoch_wait() -> None:
+        while hold is not None and hold.exists():
+            time.sleep(0.05)
+        time.sleep(sleep)
+
     store = Path(config["pretrain_store"]) / config["pretrain_key"]
     reused = config["level"] is None or store.exists()
     for epoch in range(0 if reused else config["pretrain"]["epochs"]):
-        time.sleep(sleep)
+        epoch_wait()
         report({"pretrain/loss": 1.0 / (epoch + 1), "pretrain/error": 0.5}, epoch)
     if config["level"] is not None:
         store.parent.mkdir(parents=True, exist_ok=True)
         store.touch()
     for epoch in range(config["finetune"]["epochs"]):
-        time.sleep(sleep)
+        epoch_wait()
         report({"finetune/loss": 1.0 / (epoch + 1), "finetune/error": 0.4}, epoch)
     lr = config["pretrain"]["lr"]
     # `offsets`: arm label -> added error; `noise`: sd of a per-trial draw (keyed by the trial).
@@ -91,6 +99,24 @@ def train(config: dict, report) -> dict:
         "time/pretrain_s": sleep,
         "time/finetune_s": sleep,
         "pretrain_reused": float(reused and config["level"] is not None),
+    }
+
+
+def call_log(storage: Path) -> list[dict]:
+    """Every call `train` logged under `storage`: {"trial_key", "t"} in call order."""
+    log = storage / CALLS_FILE
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def calls(storage: Path) -> Counter:
+    """How many times `train` was called per trial_key."""
+    return Counter(call["trial_key"] for call in call_log(storage))
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `folder`: (size, mtime_ns), to tell whether anything is still written."""
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()
     }
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import sweeps_fake
-from sweeps_fake import write_fake_spec
+from sweeps_fake import call_log, calls, snapshot, write_fake_spec
 
 from sweeps import commands
 from sweeps.results import read_results
@@ -41,22 +41,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 KILLS = 10
-
-
-def call_log(store: Path) -> list[dict]:
-    log = store / sweeps_fake.CALLS_FILE
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def calls(store: Path) -> Counter:
-    return Counter(call["trial_key"] for call in call_log(store))
-
-
-def snapshot(store: Path) -> dict[str, tuple[int, int]]:
-    """Every file under the store: (size, mtime_ns)."""
-    return {
-        str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in store.rglob("*") if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +127,11 @@ def test_ten_sigkills_then_one_finished_run_per_trial(tmp_path, ray_address, bus
     orphan_starts = sum(
         any(k < call["t"] < nxt for k, nxt in killed_at) for call in call_log(store)
     )
+    # Drivers that found a dead driver's pack still running and waited for it (a diagnostic).
+    waited = sum(
+        "waiting for the workers of an earlier" in (tmp_path / f"driver-{k}.log").read_text()
+        for k in range(KILLS)
+    )
     # Nothing is still being written once the final run has returned.
     before = snapshot(store)
     time.sleep(3.0)
@@ -177,5 +166,5 @@ def test_ten_sigkills_then_one_finished_run_per_trial(tmp_path, ray_address, bus
     print(
         f"seed {seed}; kills (delay s, results on disk, exited): {moments}; "
         f"runs checked: {len(trials)}, lost 0, duplicated 0; trials started by dead drivers' "
-        f"workers: {orphan_starts}"
+        f"workers: {orphan_starts}; drivers that waited for a dead driver's pack: {waited}"
     )
