@@ -1,7 +1,7 @@
 """A killed driver's workers still running when the next driver starts (the SIGKILL flake's cause).
 
 A SIGKILLed driver's Ray workers live on until Ray notices the driver is
-gone: 0.3-1.1 s in 4 kills measured on a lightly loaded machine, but a job
+gone: 0.3-1.1 s in 3 kills measured on a lightly loaded machine, but a job
 marked finished up to ~2 min late was measured at load 9-26. Until then such
 a worker goes on with its pack (up to its next report to the dead driver):
 it writes result files, history and the trainable's own files into the
