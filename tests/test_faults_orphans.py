@@ -6,9 +6,9 @@ marked finished up to ~2 min late was measured at load 9-26. Until then such
 a worker goes on with its pack (up to its next report to the dead driver):
 it writes result files, history and the trainable's own files into the
 sweep's storage. Before the fencing in sweeps/lock.py, a driver started
-meanwhile synced before the old worker's in-flight result existed, ran that
-trial a second time, and could return while the old worker was still writing
-(the SIGKILL test's clean-up found the results folder being written).
+meanwhile could sync before the old worker's in-flight result existed, run
+that trial a second time, and return while the old worker was still writing
+(the SIGKILL test's clean-up once found the results folder being written).
 
 Here the old worker is made explicit, so the window does not depend on Ray's
 timing: a process running `run_pack` for the dead driver's invocation, with
