@@ -7,8 +7,9 @@ can change behaviour without changing trial keys): `sleep` seconds per epoch,
 their first attempt only (a marker file in the trial's checkpoint_dir
 remembers the attempt), `offsets` (arm label -> added target error) and
 `noise` (sd of a per-trial error draw), `crash` = arm labels whose first trial in the sweep kills
-the worker process, `hold` = a path: every epoch waits while that file exists. Pretrainings are shared through marker files in the
-pretrain_store, so `pretrain_reused` is reported as the real trainable would.
+the worker process, `hold` = a path: every epoch waits while that file exists.
+Pretrainings are shared through marker files in the pretrain_store, so
+`pretrain_reused` is reported as the real trainable would.
 """
 
 from __future__ import annotations

@@ -93,37 +93,42 @@ def test_new_driver_waits_for_a_dead_drivers_worker_and_fences_it(tmp_path, ray_
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not calls(store) and orphan.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert calls(store) == {first: 1}, orphan.communicate()
-    control.write_text(json.dumps({"sleep": 0.05}))  # trials started from now on run free
-
-    in_flight_at_claim: list[bool] = []
-
-    def release_once_claimed() -> None:
-        while (read_json(store / OWNER_FILE) or {}).get("invocation") == "dead-driver":
+    try:
+        deadline = time.monotonic() + 60
+        while not calls(store) and orphan.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        in_flight_at_claim.append(not result_path(store, first).exists())
-        # Held until the new driver's own pack has started a trial, or for 6 s:
-        # a driver that did not wait would have synced and launched by then.
-        claimed = time.monotonic()
-        while calls(store) == {first: 1} and time.monotonic() - claimed < 6.0:
-            time.sleep(0.05)
-        hold.unlink()
+        assert calls(store) == {first: 1}, orphan.poll() is not None and orphan.communicate()
+        control.write_text(json.dumps({"sleep": 0.05}))  # trials started from now on run free
 
-    releaser = threading.Thread(target=release_once_claimed, daemon=True)
-    releaser.start()
-    assert commands.main(["run", str(path)]) == 0, capsys.readouterr()
-    releaser.join(timeout=5)
-    assert in_flight_at_claim == [True], "the new driver never claimed the sweep"
-    returned = snapshot(store)
-    # The orphan finished its in-flight trial, saw the newer driver and started
-    # no other trial of its pack; the driver waited for it.
-    assert orphan.poll() is not None, "the run returned while the dead driver's worker ran"
-    out, err = orphan.communicate()
-    assert orphan.returncode == 0, err
-    assert json.loads(out) == {"finished": 1, "failed": 0, "skipped": 0}
+        in_flight_at_claim: list[bool] = []
+
+        def release_once_claimed() -> None:
+            while (read_json(store / OWNER_FILE) or {}).get("invocation") == "dead-driver":
+                time.sleep(0.05)
+            in_flight_at_claim.append(not result_path(store, first).exists())
+            # Held until the new driver's own pack has started a trial, or for 6 s:
+            # a driver that did not wait would have synced and launched by then.
+            claimed = time.monotonic()
+            while calls(store) == {first: 1} and time.monotonic() - claimed < 6.0:
+                time.sleep(0.05)
+            hold.unlink(missing_ok=True)
+
+        releaser = threading.Thread(target=release_once_claimed, daemon=True)
+        releaser.start()
+        assert commands.main(["run", str(path)]) == 0, capsys.readouterr()
+        releaser.join(timeout=5)
+        assert in_flight_at_claim == [True], "the new driver never claimed the sweep"
+        returned = snapshot(store)
+        # The orphan finished its in-flight trial, saw the newer driver and started
+        # no other trial of its pack; the driver waited for it.
+        assert orphan.poll() is not None, "the run returned while the dead driver's worker ran"
+        out, err = orphan.communicate()
+        assert orphan.returncode == 0, err
+        assert json.loads(out) == {"finished": 1, "failed": 0, "skipped": 0}
+    finally:  # a failure above must not leave the old worker waiting for ever
+        hold.unlink(missing_ok=True)
+        if orphan.poll() is None:
+            orphan.kill()
     # Every trial ran exactly once, the orphan's included: the new driver found
     # its result on disk instead of running it again.
     called = calls(store)
