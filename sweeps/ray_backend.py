@@ -338,7 +338,7 @@ class _Forward(tune.Callback):
 PROJECT_PACKAGES = ("trainables", "sweeps", "hierarchies", "analysis", "contracts")
 
 
-def _ship_by_value(fn: Callable[..., Any]) -> None:
+def ship_by_value(fn: Callable[..., Any]) -> None:
     """Pickle a trainable from a loose module (a script, a test helper) by value.
 
     Workers import installed packages themselves; a module that lives only on
@@ -387,7 +387,7 @@ def run_packs(
     """
     if not packs:
         return
-    _ship_by_value(trainable)
+    ship_by_value(trainable)
     common = {
         "packs": [list(p) for p in packs],
         "train_fn": trainable,

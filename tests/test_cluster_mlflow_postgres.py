@@ -81,15 +81,6 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import _ship_by_value, ray_session
-
-    _ship_by_value(sweeps_fake.train)
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
-
-
 def write_spec(tmp_path: Path, name: str, uri: str, **extra) -> Path:
     fields = {
         "trainable": "test_cluster_mlflow_postgres:timed_train",

@@ -53,16 +53,6 @@ def faulty_train(config: dict, report) -> dict:
     return sweeps_fake.train(config, report)
 
 
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import _ship_by_value, ray_session
-
-    _ship_by_value(sweeps_fake.train)  # workers lack tests/ on their path: its code travels
-
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
-
-
 def write_spec(tmp_path: Path, name: str, **extra) -> Path:
     fields = {"trainable": "test_faults_trials:faulty_train", "seeds": 1, "retries": 2, **extra}
     return write_fake_spec(

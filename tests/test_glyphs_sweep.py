@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import trainables_fixtures as fixtures
 
 from sweeps import commands
@@ -14,14 +13,6 @@ from trainables import glyphs
 
 ROOT = Path(__file__).resolve().parents[1]
 FONTS = ("ukai", "uming", "wqy-zenhei")
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import ray_session
-
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
 
 
 def test_glyph_sweep_runs_and_reports_hard_examples(tmp_path, ray_address, monkeypatch):
