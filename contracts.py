@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -32,7 +32,7 @@ from typing import Any
 
 # ---- MLflow: tags -------------------------------------------------------------------
 TAG_PREFIX = "granularity."
-ROLE = "granularity.role"  # sweep | trial | search
+ROLE = "granularity.role"  # sweep | trial | search | cell
 ROLE_SWEEP = "sweep"
 ROLE_TRIAL = "trial"
 ROLE_SEARCH = "search"
@@ -44,6 +44,8 @@ SPEC_HASH = "granularity.spec_hash"
 SWEEP = "granularity.sweep"  # the parent run's sweep name
 FAILURE = "granularity.failure"  # reason of a FAILED run
 ATTEMPTS = "granularity.attempts"
+# `granularity.retry.<attempt>`: why that attempt of a trial failed (and was retried).
+RETRY = "granularity.retry"
 HIERARCHY_HASH = "granularity.hierarchy_hash"
 SEARCH_CELL = "granularity.search_cell"
 ROUND = "granularity.round"  # adaptive replicates: the round (1, 2, ...) that added a trial's seed
@@ -204,6 +206,16 @@ ARMS: tuple[Arm, ...] = (
 ARM_KINDS = tuple(a.name for a in ARMS)
 # The paper's ordering at matched class counts: earlier kinds are expected to beat later ones.
 EXPECTED_ORDER = ("manual", "cluster_within", "cluster_global", "random")
+
+
+def kind_order(kinds: Iterable[str]) -> list[str]:
+    """The distinct hierarchy kinds, those of `EXPECTED_ORDER` first in its order, then by name.
+
+    >>> kind_order(["random", "perturbed", "manual", "random"])
+    ['manual', 'random', 'perturbed']
+    """
+    distinct = set(kinds)
+    return [k for k in EXPECTED_ORDER if k in distinct] + sorted(distinct - set(EXPECTED_ORDER))
 # Pairs the report gives a verdict on: (the aligned arm, its control).
 VERDICT_PAIRS = (("manual", "random"), ("cluster_within", "cluster_global"))
 

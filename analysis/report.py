@@ -15,7 +15,7 @@ from analysis.adaptive import adaptive_state, cell_seeds_table, design_of, outco
 from analysis.cells import cell_table, log_cell_runs, write_views
 from analysis.hard_examples import HardMode, derive_hard_examples, easy_hard_table
 from analysis.load import find_sweep_run, load_runs
-from contracts import ANALYSIS_ARTIFACTS, SCRATCH, VERDICT_PAIRS
+from contracts import ANALYSIS_ARTIFACTS, SCRATCH, VERDICT_PAIRS, kind_order
 from sequential import Design
 
 ALL_STATUSES = ("FINISHED", "FAILED", "RUNNING", "KILLED", "SCHEDULED")
@@ -133,7 +133,7 @@ def _primary_kind(df: pd.DataFrame) -> str | None:
     kinds = [k for k in df["hierarchy"].unique() if k != SCRATCH]
     if not kinds:
         return None
-    return "manual" if "manual" in kinds else est._kind_order(kinds)[0]
+    return "manual" if "manual" in kinds else kind_order(kinds)[0]
 
 
 def _verdict_hard(a: Analysis) -> tuple[str, str]:
@@ -344,7 +344,7 @@ def _plot_ucurves(a: Analysis, path: Path) -> None:
     scratch = a.df[a.df["hierarchy"] == SCRATCH]
     for ax, (frac, backbone) in zip(axes.flat, panels, strict=False):
         sub = c[(c["data_fraction"] == frac) & (c["backbone"] == backbone)]
-        for kind in est._kind_order(list(sub["hierarchy"].unique())):
+        for kind in kind_order(list(sub["hierarchy"].unique())):
             k = sub[sub["hierarchy"] == kind].sort_values("num_classes")
             line = ax.plot(k["num_classes"], k["mean"], marker="o", label=kind)[0]
             if k["ci_low"].notna().any():
@@ -411,7 +411,7 @@ def _plot_alignment(a: Analysis, path: Path) -> bool:
     ] or metrics[:3]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.8), squeeze=False)
     for ax, m in zip(axes.flat, metrics, strict=True):
-        for kind in est._kind_order(list(pts["hierarchy"].unique())):
+        for kind in kind_order(list(pts["hierarchy"].unique())):
             k = pts[pts["hierarchy"] == kind]
             ax.scatter(
                 k[m],
@@ -452,7 +452,7 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
     """Title and what the sweep holds: runs, kinds, fractions, backbones, seeds, failures."""
     df = a.df
     seeds = sorted(df["seed"].dropna().unique())
-    kinds = est._kind_order(list(df["hierarchy"].unique()))
+    kinds = kind_order(list(df["hierarchy"].unique()))
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(a.status_counts.items()))
     out = [
         f"# Granularity sweep report: {experiment}\n",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_json, read_results
+from sweeps.ledger.tracking_uri import sqlite_path
 from sweeps.lock import driver_running
-from sweeps.results import read_json, read_results
 from sweeps.spec import Spec
-from sweeps.tracking import Tracker, sqlite_path
 from sweeps.trials import Plan
 
 FACTORS = ("hierarchy", "level_name", "data_fraction", "backbone", "seed")

@@ -42,7 +42,7 @@ def ray_address(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def _count_results(store: Path) -> int:
-    from sweeps.results import read_results
+    from sweeps.ledger.records import read_results
 
     return len(read_results(store))
 

@@ -34,9 +34,9 @@ from servers import free_port, mlflow_server, postgres_available, postgres_serve
 from sweeps_fake import write_fake_spec
 
 from sweeps import commands
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 pytestmark = [
     pytest.mark.slow,

@@ -34,9 +34,9 @@ import sweeps_fake
 import yaml
 from servers import free_port
 
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec, parse_spec
-from sweeps.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("hierarchies", "trainables", "sweeps", "analysis")
+PACKAGES = ("hierarchies", "trainables", "sweeps", "analysis", "testing")
 TOP_LEVEL = ("contracts.py", "sequential.py")
 
 

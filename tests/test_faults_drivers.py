@@ -19,8 +19,8 @@ import pytest
 import sweeps_fake
 from sweeps_fake import write_fake_spec
 
+from sweeps.ledger.mlflow_store import Tracker
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

@@ -30,11 +30,11 @@ from pathlib import Path
 from sweeps_fake import calls, snapshot, write_fake_spec
 
 from sweeps import commands
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_json, read_results, result_path
 from sweeps.lock import OWNER_FILE, claim_sweep
 from sweeps.plan import build_plan
-from sweeps.results import read_json, read_results, result_path
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

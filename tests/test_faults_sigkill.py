@@ -31,9 +31,9 @@ import pytest
 from sweeps_fake import call_log, calls, snapshot, write_fake_spec
 
 from sweeps import commands
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

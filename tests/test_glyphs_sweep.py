@@ -7,8 +7,8 @@ from pathlib import Path
 import trainables_fixtures as fixtures
 
 from sweeps import commands
+from sweeps.ledger.mlflow_store import Tracker
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 from trainables import glyphs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,8 @@ import yaml
 
 from sweeps import commands
 from sweeps.executor import resource_problem
+from sweeps.ledger.mlflow_store import Tracker
 from sweeps.spec import SpecError, load_spec, parse_spec
-from sweeps.tracking import Tracker
 from trainables import train
 
 # Relative tolerance on per-epoch losses, 2 workers vs 1 process (see

@@ -18,9 +18,9 @@ from sweeps_fake import CALLS_FILE, write_fake_spec
 
 from analysis.hard_examples import decode_correct
 from sweeps import commands
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 

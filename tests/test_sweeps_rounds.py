@@ -16,9 +16,9 @@ import pytest
 from sweeps_fake import CALLS_FILE, write_fake_spec
 
 from sweeps import commands
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 # Scratch is far worse (gains settle at once); manual and random differ by noise only.
 OPTIONS = {"offsets": {"scratch": 0.3}, "noise": 0.01}
@@ -112,7 +112,7 @@ class _Executor:
     def __call__(self, trials, metas, label, pack):
         from sweeps_fake import train
 
-        from sweeps.results import result_path, write_json_atomic
+        from sweeps.ledger.records import result_path, write_json_atomic
 
         self.labels.append(label)
         for t in trials:
