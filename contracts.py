@@ -169,7 +169,8 @@ class Arm:
             the dataset's own hierarchy, built by nobody.
         inputs: builder keyword arguments the plan supplies, from `reference`
             (the manual hierarchy), `seed` (the hierarchy seed), `p`,
-            `embeddings`, `target_level`, `path`, `format`.
+            `embeddings`, `target_level`, `path`, `format`, `leaf_level` (the
+            level whose classes a derived kind moves whole).
         fixed: builder keyword arguments that are constants of the arm.
         options: arm fields of the spec that only this kind accepts.
     """
@@ -183,22 +184,27 @@ class Arm:
 
 ARMS: tuple[Arm, ...] = (
     Arm("manual", "manual", inputs=("path", "format"), options=("path",)),
-    Arm("random", "random", inputs=("reference", "seed")),
+    Arm("random", "random", inputs=("reference", "seed", "leaf_level"), options=("leaf_level",)),
     Arm(
         "cluster_within",
         "cluster",
-        inputs=("reference", "embeddings", "target_level", "seed"),
+        inputs=("reference", "embeddings", "target_level", "seed", "leaf_level"),
         fixed={"mode": "within"},
-        options=("embeddings",),
+        options=("embeddings", "leaf_level"),
     ),
     Arm(
         "cluster_global",
         "cluster",
-        inputs=("reference", "embeddings", "target_level", "seed"),
+        inputs=("reference", "embeddings", "target_level", "seed", "leaf_level"),
         fixed={"mode": "global"},
-        options=("embeddings",),
+        options=("embeddings", "leaf_level"),
     ),
-    Arm("perturbed", "perturbed", inputs=("reference", "p", "seed"), options=("p",)),
+    Arm(
+        "perturbed",
+        "perturbed",
+        inputs=("reference", "p", "seed", "leaf_level"),
+        options=("p", "leaf_level"),
+    ),
     Arm(SCRATCH, None),
 )
 ARM_KINDS = tuple(a.name for a in ARMS)

@@ -34,6 +34,8 @@ from sweeps.spec.load import load_spec, parse_spec, resolve_spec_path, shipped_s
 from sweeps.spec.overrides import apply_overrides
 from sweeps.spec.schema import DEFAULT_TRAINABLE, MAX_TRIALS, Spec
 from sweeps.spec.sections import (
+    SELECTIONS,
+    AnalysisSpec,
     FinetuneSpec,
     ReferenceCell,
     ReplicatesSpec,
@@ -50,8 +52,10 @@ __all__ = [
     "DEFAULT_TRAINABLE",
     "LEVEL_KEYWORDS",
     "MAX_TRIALS",
+    "SELECTIONS",
     "SERVER_SCHEMES",
     "SQL_SCHEMES",
+    "AnalysisSpec",
     "ArmSpec",
     "BackboneSpec",
     "DatasetSpec",
