@@ -48,6 +48,9 @@ HIERARCHY_HASH = "granularity.hierarchy_hash"
 SEARCH_CELL = "granularity.search_cell"
 ROUND = "granularity.round"  # adaptive replicates: the round (1, 2, ...) that added a trial's seed
 REPLICATES = "granularity.replicates"  # parent run: the adaptive design (canonical JSON)
+# Parent run: the spec's `analysis` block (canonical JSON, e.g. {"block":"fold","size":"renders_per_font"}):
+# which crossed dataset option (trial param `dataset.<option>`) is the size axis, which a block.
+ANALYSIS_CONFIG = "granularity.analysis"
 CELL_KEY = "granularity.cell_key"  # a cell run's `<hierarchy>/<level>/f<fraction>/<backbone>`
 PARENT = "mlflow.parentRunId"
 # Experiment tag: which view the MLflow UI opens (3.x); a sweep is model training.
@@ -150,6 +153,10 @@ FINETUNE_DEFAULTS: Mapping[str, Any] = _frozen(
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 FINETUNE_MODES = ("linear", "full")
+# Which weights a stage ends with: its last, or those of its lowest validation error.
+SELECTIONS = ("last", "best_val")
+# The scratch arm's budget: the pretraining's, or pretraining plus finetuning (compute-matched).
+SCRATCH_BUDGETS = ("pretrain", "matched")
 FEATURE_NORMS = ("scalar", "standardize", "none")
 # Seconds of training between epoch checkpoints (0: after every epoch). A crash
 # loses at most this much of a stage; a short trial is not slowed down by a

@@ -34,7 +34,6 @@ from sweeps.spec.load import load_spec, parse_spec, resolve_spec_path, shipped_s
 from sweeps.spec.overrides import apply_overrides
 from sweeps.spec.schema import DEFAULT_TRAINABLE, MAX_TRIALS, Spec
 from sweeps.spec.sections import (
-    SELECTIONS,
     AnalysisSpec,
     FinetuneSpec,
     ReferenceCell,
@@ -52,7 +51,6 @@ __all__ = [
     "DEFAULT_TRAINABLE",
     "LEVEL_KEYWORDS",
     "MAX_TRIALS",
-    "SELECTIONS",
     "SERVER_SCHEMES",
     "SQL_SCHEMES",
     "AnalysisSpec",

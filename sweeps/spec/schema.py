@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from contracts import CHECKPOINT_EVERY_S
+from contracts import CHECKPOINT_EVERY_S, SCRATCH_BUDGETS
 from sequential import Design
 from sweeps.spec.canonical import canonical_hash, canonical_json
 from sweeps.spec.factors import DatasetSpec, FactorsSpec, LevelItem
@@ -62,7 +62,7 @@ class Spec(_Strict):
     # The most trials the plan may hold; a guard, not part of what the sweep computes.
     max_trials: int = Field(default=MAX_TRIALS, ge=1)
     # `matched`: scratch trains for the pretraining plus the finetuning budget.
-    scratch_budget: Literal["pretrain", "matched"] = "pretrain"
+    scratch_budget: Literal[SCRATCH_BUDGETS] = "pretrain"
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
     @field_validator("seeds")

@@ -13,14 +13,13 @@ from contracts import (
     FINETUNE_MODES,
     OPTIMIZERS,
     SCHEDULES,
+    SELECTIONS,
     STAGE_DEFAULTS,
 )
 from sequential import RULES, SPENDING
 from sweeps.spec.factors import LevelItem
 from sweeps.spec.strict import _Strict
 from sweeps.spec.uris import uri_problem
-
-SELECTIONS = ("last", "best_val")
 
 
 class StageSpec(_Strict):
