@@ -33,6 +33,7 @@ def load_dataset(spec: Spec, crossed: Mapping[str, Any] | None = None) -> Any:
     `module:function` name (for a custom trainable) calls that function with the options.
     `crossed`: values of the crossed `factors.dataset_options` (None: the first of each).
     """
+    check_dataset_options(spec)
     if crossed is None:
         crossed = {k: values[0] for k, values in spec.factors.dataset_options.items()}
     name, options = spec.dataset.name, {**spec.dataset.options, **crossed}
