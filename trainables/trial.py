@@ -13,8 +13,12 @@ Stages:
      pretraining learned), `full` trains everything.
   3. evaluate: top-1 target error on the test split and its groups.
 The `scratch` arm (`hierarchy_path` None) trains the full model on the target
-labels only, with the `pretrain` settings (the budget a pretraining gets),
-and reports its epochs as `finetune/*`.
+labels only, with the `pretrain` settings (the budget a pretraining gets; with
+`scratch_budget: matched` the pretraining's plus the finetuning's), and
+reports its epochs as `finetune/*`.
+A stage's budget is `epochs` or `steps` (trainables/budget.py); `selection:
+best_val` keeps the weights of its lowest validation error. Validation is the
+dataset's own split (`Dataset.val`) when it has one, else carved from train.
 
 Example:
     >>> result = train({"dataset": "synthetic", "target": "superclass",
