@@ -214,3 +214,47 @@ def test_crossed_factors_reach_mlflow_params_and_the_sweep_run(tmp_path, ray_add
     ]
     parent = next(r for r in runs if r.data.tags.get("granularity.role") == "sweep")
     assert json.loads(parent.data.tags[ANALYSIS_CONFIG]) == {"block": "variant"}
+
+
+RULES = {
+    "matched_units": (
+        {"scratch_budget": "matched", "pretrain": {"epochs": None, "steps": 50}},
+        "scratch_budget: matched adds the pretraining and finetuning budgets, but pretrain "
+        "uses steps and finetune epochs",
+    ),
+    "mode_twice": (
+        {"factors": {"finetune_modes": ["linear", "full"]}, "finetune": {"mode": "full"}},
+        "finetune.mode: set together with factors.finetune_modes",
+    ),
+    "replicates": (
+        {"factors": {"finetune_modes": ["full"]}, "replicates": {"initial": 2}, "seeds": 4},
+        "replicates: adaptive replicates compare cells",
+    ),
+    "option_fixed_and_crossed": (
+        {"factors": {"dataset_options": {"train_per_leaf": [4, 8]}}},
+        "factors.dataset_options.train_per_leaf: also set in dataset.options",
+    ),
+    "empty_option": (
+        {"factors": {"dataset_options": {"noise": []}}},
+        "dataset_options.noise is an empty list",
+    ),
+    "size_is_block": (
+        {
+            "factors": {"dataset_options": {"noise": [0.5, 0.7]}},
+            "analysis": {"size": "noise", "block": "noise"},
+        },
+        "analysis.block: 'noise' is the size axis too",
+    ),
+    "selection": ({"pretrain": {"selection": "best"}}, "pretrain.selection"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RULES))
+def test_the_new_fields_are_checked_against_the_rest_of_the_spec(tmp_path, case):
+    from sweeps.spec import SpecError
+
+    extra, needle = RULES[case]
+    with pytest.raises(SpecError) as caught:
+        parse_spec(raw_spec(tmp_path, **extra))
+    assert needle in str(caught.value), str(caught.value)
+    assert len(caught.value.problems) == 1
