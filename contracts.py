@@ -48,8 +48,9 @@ HIERARCHY_HASH = "granularity.hierarchy_hash"
 SEARCH_CELL = "granularity.search_cell"
 ROUND = "granularity.round"  # adaptive replicates: the round (1, 2, ...) that added a trial's seed
 REPLICATES = "granularity.replicates"  # parent run: the adaptive design (canonical JSON)
-# Parent run: the spec's `analysis` block (canonical JSON, e.g. {"block":"fold","size":"renders_per_font"}):
-# which crossed dataset option (trial param `dataset.<option>`) is the size axis, which a block.
+# Parent run: the spec's `analysis` block (canonical JSON, e.g.
+# {"block":"fold","size":"renders_per_font"}): which crossed dataset option (trial param
+# `dataset.<option>`) is the size axis, which a block.
 ANALYSIS_CONFIG = "granularity.analysis"
 CELL_KEY = "granularity.cell_key"  # a cell run's `<hierarchy>/<level>/f<fraction>/<backbone>`
 PARENT = "mlflow.parentRunId"

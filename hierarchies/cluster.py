@@ -105,7 +105,7 @@ def cluster_hierarchy(
     seed: int = 0,
     leaf_level: int | str | None = None,
 ) -> Hierarchy:
-    """A kMeans hierarchy over `reference`'s leaves (or `leaf_level`'s classes) with its level sizes.
+    """A kMeans hierarchy over `reference`'s leaves (or `leaf_level`'s classes), its level sizes.
 
     `embeddings`: one row per leaf (e.g. CLIP text embeddings of class names,
     or the mean image embedding of each class). Rule in the module docstring.

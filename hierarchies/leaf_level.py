@@ -1,4 +1,4 @@
-"""Derived kinds over a chosen leaf level: build them on the tree cut at that level, keep what is finer.
+"""Derived kinds over a chosen leaf level: built on the tree cut there, finer levels kept.
 
 The paper's random hierarchy permutes coherent leaf classes (species), never
 single images; a dataset whose manual leaves are finer than its coherent
@@ -52,7 +52,7 @@ def coarse_view(reference: Hierarchy, leaf_level: int | str) -> tuple[Hierarchy,
 
 
 def is_whole_tree(reference: Hierarchy, leaf_level: int | str | None) -> bool:
-    """Whether `leaf_level` leaves nothing out: None, or a finest level that is the leaves themselves."""
+    """Whether `leaf_level` leaves nothing out: None, or a finest level that is the leaves."""
     if leaf_level is None:
         return True
     index = reference.level_index(leaf_level)

@@ -34,7 +34,7 @@ def permute_leaves(
 def random_hierarchy(
     *, reference: Hierarchy, seed: int = 0, leaf_level: int | str | None = None
 ) -> Hierarchy:
-    """A random tree with exactly `reference`'s level sizes (leaves, or `leaf_level`'s classes, shuffled).
+    """A random tree with `reference`'s level sizes (leaves, or `leaf_level` classes, shuffled).
 
     >>> ref = Hierarchy(["a", "b", "c", "d"], ["coarse", "leaf"],
     ...                 [np.array([0, 0, 1, 1]), np.arange(4)])

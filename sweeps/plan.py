@@ -5,9 +5,9 @@ replicate seed, x the optional crossed factors (`factors.finetune_modes`:
 the finetuning protocol from one shared pretraining; `factors.dataset_options`:
 each value its own data; the scratch arm is not crossed with finetune modes,
 it has no finetuning). Derived arms move whole classes of their `leaf_level`
-(default: the dataset's `leaf_level`, else its leaves). Its config is the plain dict of docs/ARCHITECTURE.md that
-`trainables.train` takes; its `trial_key` and `pretrain_key` are in
-`sweeps.trials` (with the Trial and Plan objects); the
+(default: the dataset's `leaf_level`, else its leaves). Its config is the
+plain dict of docs/ARCHITECTURE.md that `trainables.train` takes; its
+`trial_key` and `pretrain_key` are in `sweeps.trials` (with the Trial and Plan objects); the
 arms' hierarchies come from `sweeps.arms`.
 """
 

@@ -1,4 +1,4 @@
-"""Derived kinds over a coherent leaf level: classes move whole, finer levels stay the reference's."""
+"""Derived kinds over a coherent leaf level: classes move whole, finer levels stay as they were."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step budgets, best-validation selection, compute-matched scratch and a dataset's own validation split."""
+"""Step budgets, best-validation selection, matched scratch, a dataset's own validation split."""
 
 from __future__ import annotations
 

@@ -135,7 +135,8 @@ def resolve_config(config: dict) -> dict:
             raise TrialError(f"{stage}.steps={steps!r} must be a whole number >= 1 (or absent)")
         if cfg[stage].get("selection", "last") not in SELECTIONS:
             raise TrialError(
-                f"{stage}.selection {cfg[stage]['selection']!r} is not one of {' | '.join(SELECTIONS)}"
+                f"{stage}.selection {cfg[stage]['selection']!r} is not one of "
+                f"{' | '.join(SELECTIONS)}"
             )
     if cfg.setdefault("scratch_budget", "pretrain") not in SCRATCH_BUDGETS:
         raise TrialError(
@@ -178,7 +179,7 @@ def _run_stage(
     checkpoint_every_s: float,
     shard: Shard,
 ) -> dict[str, float]:
-    """Train `params` of `model` for the stage's budget (trainables/budget.py), resuming from `ckpt_path`.
+    """Train `params` of `model` for the stage's budget (trainables/budget.py), resuming if saved.
 
     Checkpoints after a segment (an epoch, or a slice of a step budget) once
     `checkpoint_every_s` seconds have passed since the stage's start or last

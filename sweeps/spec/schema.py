@@ -143,7 +143,8 @@ class Spec(_Strict):
             problems.append(f"analysis.block: {self.analysis.block!r} is the size axis too")
         if self.factors.finetune_modes and "mode" in self.finetune.model_fields_set:
             problems.append(
-                "finetune.mode: set together with factors.finetune_modes; give the modes in one place"
+                "finetune.mode: set together with factors.finetune_modes; give the modes in one "
+                "place"
             )
         if self.replicates is not None and self.variant_factors():
             problems.append(
@@ -163,7 +164,7 @@ class Spec(_Strict):
 
     # ---- derived views ----------------------------------------------------
     def variant_factors(self) -> list[str]:
-        """The crossed factors beyond arm x level x fraction x backbone: `finetune_mode`, options."""
+        """The crossed factors beyond arm x level x fraction x backbone (finetune mode, options)."""
         names = ["finetune_mode"] if self.factors.finetune_modes else []
         return names + [f"dataset.{name}" for name in self.factors.dataset_options]
 

@@ -217,7 +217,7 @@ class TrackingSpec(_Strict):
 
 
 class AnalysisSpec(_Strict):
-    """How `granularity analyze` reads crossed dataset options (each names a `factors.dataset_options` key).
+    """How `granularity analyze` reads crossed dataset options (keys of `factors.dataset_options`).
 
     `size`: the option that is the data-size axis (e.g. `renders_per_font`);
     `block`: the option that is a blocking factor (e.g. `fold`), pooled as a
