@@ -258,3 +258,27 @@ def test_the_new_fields_are_checked_against_the_rest_of_the_spec(tmp_path, case)
         parse_spec(raw_spec(tmp_path, **extra))
     assert needle in str(caught.value), str(caught.value)
     assert len(caught.value.problems) == 1
+
+
+def test_the_estimate_prices_a_step_budget_the_same_at_every_fraction(tmp_path):
+    from sweeps import estimate as est
+
+    plan = plan_of(
+        tmp_path,
+        factors={"data_fractions": [0.25, 1.0]},
+        pretrain={"epochs": None, "steps": 40},
+        finetune={"epochs": None, "steps": 10},
+        scratch_budget="matched",
+    )
+    # 400 examples at the probe's fraction, batch 128: 4 steps an epoch of 2 s (0.5 s a step).
+    probe = est.Probe("p", 0.25, pretrain_epoch_s=2.0, finetune_epoch_s=1.0, fixed_s=1.0,
+                      first_s=0.0, wall_s=0.0, num_train=400)  # fmt: skip
+    seconds = {
+        (t.config["hierarchy"], t.config["data_fraction"]): est.trial_seconds(
+            t, probe, pretrains=True
+        )
+        for t in plan.trials
+        if t.config["level_name"] in ("class", None)
+    }
+    assert seconds[("manual", 0.25)] == seconds[("manual", 1.0)] == 1.0 + 40 * 0.5 + 10 * 0.25
+    assert seconds[("scratch", 0.25)] == seconds[("scratch", 1.0)] == 1.0 + (40 + 10) * 0.5
