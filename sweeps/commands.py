@@ -230,7 +230,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweeps.status import FACTORS, trial_states
+    from sweeps.status import plan_factors, trial_states
 
     spec = _spec(args)
     with _tracking_errors(spec):
@@ -244,10 +244,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         + f" of {len(plan.trials)}"
     )
     by_key = plan.by_key()
-    for factor in FACTORS:
+    for factor in plan_factors(plan):
         table: dict[str, Counter] = defaultdict(Counter)
         for key, (state, _) in states.items():
-            value = by_key[key].config[factor]
+            value = by_key[key].factors().get(factor)
             table[SCRATCH if value is None else str(value)][state] += 1
         if len(table) < 2 and factor != "hierarchy":
             continue

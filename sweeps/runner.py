@@ -36,7 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from contracts import REPLICATES
+from contracts import ANALYSIS_CONFIG, REPLICATES
 from sweeps.executor import Executor, start_ray
 from sweeps.interrupt import interruptible
 from sweeps.ledger.ledger import replay_journal
@@ -187,6 +187,8 @@ def _run_locked(
             offline = not tracker.online
             if not offline:
                 tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
+                if spec.analysis.config():  # how `granularity analyze` reads crossed options
+                    tracker.tag_parent({ANALYSIS_CONFIG: canonical_json(spec.analysis.config())})
             wait_for_workers(storage, stream=stream)  # a killed driver's last results land first
             synced = 0 if offline else replay_journal(tracker, storage, spec_hash)
             tuned: dict[Any, Any] = {}
