@@ -45,6 +45,7 @@ SWEEP = "granularity.sweep"  # the parent run's sweep name
 FAILURE = "granularity.failure"  # reason of a FAILED run
 ATTEMPTS = "granularity.attempts"
 HIERARCHY_HASH = "granularity.hierarchy_hash"
+CODE_VERSION = "granularity.code_version"  # hash of the code that ran a trial (sweeps/code_version.py)
 SEARCH_CELL = "granularity.search_cell"
 ROUND = "granularity.round"  # adaptive replicates: the round (1, 2, ...) that added a trial's seed
 REPLICATES = "granularity.replicates"  # parent run: the adaptive design (canonical JSON)
@@ -67,6 +68,7 @@ TRIAL_TAGS = (
     "failure",
     "attempts",
     "round",
+    "code_version",
     TEST_CORRECT,
 )
 

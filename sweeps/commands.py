@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="Ray's own progress table and worker logs instead of the compact line",
     )
+    run.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="keep done trials made by other code (another code version: edited training "
+        "code or trainable module, other torch/timm, other data files) instead of rerunning them",
+    )
     run.set_defaults(func=cmd_run)
 
     validate = subparsers.add_parser(
@@ -147,7 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweeps.runner import run_sweep
 
     spec = _spec(args)
-    summary, plan = run_sweep(spec, address=args.address, verbose=args.verbose)
+    summary, plan = run_sweep(
+        spec, address=args.address, verbose=args.verbose, reuse_stale=args.reuse_stale
+    )
     print(summary.text(plan))
     if summary.tuned:
         print(f"search chose: {summary.tuned}")
@@ -217,16 +225,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"  adaptive replicates: looks at {design.looks()} seeds per cell; round 1 runs "
             f"{first} trials, at most {summary['trials']} in all ({design.method()})"
         )
+    if plan.trials:
+        print(f"  code version: {plan.trials[0].config['code_version']}")
     print(f"  MLflow: {spec.tracking.uri}, experiment {spec.name!r}")
     print(f"  storage: {plan.storage}")
     for note in plan.notes:
         print(f"  note: {note}")
+    _print_stale(plan, "  ")
     if getattr(args, "estimate", False):
         from sweeps.estimate import estimate
 
         to_run = [t for t in plan.trials if by_trial[t.trial_key][0] != "done"]
         print(estimate(spec, plan, trainable, trials=to_run).text(), flush=True)
     return 0
+
+
+def _print_stale(plan: Any, indent: str) -> None:
+    """The plan's done trials made by other code, if any (sweeps/code_version.py)."""
+    from sweeps.code_version import stale_line, stale_trials
+
+    stale = stale_trials(plan, plan.storage)
+    if stale:
+        line = stale_line(stale, plan.trials[0].config["code_version"], reuse=False)
+        print(f"{indent}stale: {line}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -256,6 +277,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("  " + "".ljust(width) + "".join(c.rjust(9) for c in columns))
         for value, counts in table.items():
             print("  " + value.ljust(width) + "".join(str(counts[c]).rjust(9) for c in columns))
+    _print_stale(plan, "")
     reasons = Counter(reason or "unknown" for state, reason in states.values() if state == "failed")
     if reasons:
         print("\nfailure reasons:")

@@ -17,6 +17,7 @@ from typing import Any
 
 from contracts import SCRATCH
 from sweeps.arms import ArmHierarchies, HierarchyBuilder, HierarchyFiles
+from sweeps.code_version import code_version
 from sweeps.spec import Spec, SpecError, arm_labels
 from sweeps.trials import Plan, Trial, pretrain_key_of, trial_key_of
 
@@ -193,6 +194,8 @@ def _expand(
         "finetune": spec.finetune.model_dump(),
         "device": spec.device,
         "checkpoint_every_s": spec.checkpoint_every_s,
+        # Not in the trial key, but in the pretrain key (sweeps/code_version.py).
+        "code_version": code_version(spec),
     }
     facts: dict[tuple[int, int], tuple[str, Path, str, int]] = {}
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from contracts import REPLICATES
+from sweeps.code_version import retire, stale_line, stale_trials
 from sweeps.executor import Executor, start_ray
 from sweeps.interrupt import interruptible
 from sweeps.lock import claim_sweep, driver_lock, wait_for_workers
@@ -73,10 +74,13 @@ def run_sweep(
     verbose: bool = False,
     stream: TextIO | None = None,
     dataset: Any | None = None,
+    reuse_stale: bool = False,
 ) -> tuple[RunSummary, Plan]:
     """Run (or resume, or extend) a sweep; returns its summary and plan.
 
     `trainable(config, report) -> dict` defaults to the spec's (`trainables:train`).
+    Done trials made by other code (sweeps/code_version.py) run again unless
+    `reuse_stale`.
     """
     started = time.monotonic()
     fn = resolve_trainable(spec, trainable)
@@ -95,10 +99,34 @@ def run_sweep(
             claim_sweep(storage, invocation)  # a killed driver's workers stop at their next trial
             ray = early.take()  # _run_locked owns it from here
             return _run_locked(
-                spec, plan, fn, storage, address, verbose, stream, dataset, started, invocation, ray
+                spec,
+                plan,
+                fn,
+                storage,
+                address,
+                verbose,
+                stream,
+                dataset,
+                started,
+                invocation,
+                ray,
+                reuse_stale,
             )
     finally:
         early.close()  # only when nothing took it: a refused spec or a second driver
+
+
+def _stale(plan: Plan, storage: Path, stream: TextIO | None, *, reuse: bool) -> set[str]:
+    """Keys of the done trials made by other code, set aside to rerun (none if `reuse`); says so."""
+    stale = stale_trials(plan, storage)
+    if not stale:
+        return set()
+    current = plan.trials[0].config["code_version"]
+    print(stale_line(stale, current, reuse=reuse), file=stream or sys.stdout, flush=True)
+    if reuse:
+        return set()
+    retire(storage, [t for t in plan.trials if t.trial_key in stale])
+    return set(stale)
 
 
 class _EarlyRay:
@@ -159,6 +187,7 @@ def _run_locked(
     started: float,
     invocation: str,
     ray: Any,
+    reuse_stale: bool = False,
 ) -> tuple[RunSummary, Plan]:
     try:
         spec_hash = spec.spec_hash()
@@ -189,6 +218,7 @@ def _run_locked(
                 tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
             wait_for_workers(storage, stream=stream)  # a killed driver's last results land first
             synced = 0 if offline else sync_results(tracker, storage, spec_hash)
+            executor.rerun = _stale(plan, storage, stream, reuse=reuse_stale)
             tuned: dict[Any, Any] = {}
             if spec.search is not None:
                 from sweeps.search import run_search
