@@ -119,13 +119,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _spec(args: argparse.Namespace) -> Spec:
-    """The validated spec, its tracking store checked (it must open) before anything is written."""
-    from sweeps.tracking_uri import check_store
+def _spec(args: argparse.Namespace, *, writes: bool = True) -> Spec:
+    """The validated spec, its store and storage checked (as `run` checks them), nothing written.
+
+    `writes=False` (status, which only reads): the storage folder need not be writable.
+    """
+    from sweeps.tracking_uri import check_locations, check_store
 
     cap = [f"max_trials={args.max_trials}"] if args.max_trials else []
     spec = load_spec(args.spec, [*args.overrides, *cap], smoke=args.smoke)
-    check_store(spec.tracking.uri)
+    if writes:
+        check_locations(spec)
+    else:
+        check_store(spec.tracking.uri)
     return spec
 
 
@@ -253,7 +259,7 @@ def _print_stale(plan: Any, indent: str) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from sweeps.status import FACTORS, trial_states
 
-    spec = _spec(args)
+    spec = _spec(args, writes=False)
     with _tracking_errors(spec):
         plan = _plan_with_tuning(spec)
         states = trial_states(spec, plan)

@@ -29,6 +29,7 @@ by the next `run` or `granularity sync` (never twice: see sweeps/tracking.py).
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import time
 import uuid
@@ -50,7 +51,7 @@ from sweeps.spec import Spec, SpecError, canonical_json
 from sweeps.summary import RunSummary, summarise
 from sweeps.sync import sync_results
 from sweeps.tracking import Tracker
-from sweeps.tracking_uri import check_store
+from sweeps.tracking_uri import check_locations
 from sweeps.trials import Plan
 
 
@@ -61,9 +62,30 @@ def resolve_trainable(spec: Spec, trainable: Trainable | None = None) -> Trainab
     module_name, _, attr = spec.trainable.partition(":")
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        fn = getattr(module, attr)
     except (ImportError, AttributeError) as err:
         raise SpecError([f"trainable: {spec.trainable!r} cannot be imported: {err}"]) from None
+    problem = trainable_problem(fn)
+    if problem:
+        raise SpecError(
+            [f"trainable: {spec.trainable!r} {problem}; expected a function train(config, report)"]
+        )
+    return fn
+
+
+def trainable_problem(fn: Any) -> str | None:
+    """Why `fn` cannot be called as `fn(config, report)`, or None."""
+    if not callable(fn):
+        return f"is a {type(fn).__name__}, not callable"
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # a builtin without a signature: left to the call
+    try:
+        signature.bind({}, None)
+    except TypeError as err:
+        return f"has the signature {signature}, which cannot take (config, report): {err}"
+    return None
 
 
 def run_sweep(
@@ -85,7 +107,7 @@ def run_sweep(
     started = time.monotonic()
     fn = resolve_trainable(spec, trainable)
     storage = spec.resolved_storage_path()
-    check_store(spec.tracking.uri)  # a store that cannot open is refused before anything is made
+    check_locations(spec)  # a store or storage that cannot be made: refused before anything is
     early = _EarlyRay(spec, storage, address, verbose)
     try:
         # validates first; Ray starts once the cheap checks pass, while kMeans builds hierarchies

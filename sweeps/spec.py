@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
@@ -47,6 +47,7 @@ from contracts import (
     arm,
 )
 from sequential import RULES, SPENDING, Design
+from sweeps import bounded_yaml
 
 LEVEL_KEYWORDS = ("all", "finer", "target_and_finer")
 # More trials than this are refused before the plan is expanded (a seed count
@@ -697,7 +698,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
             problems.append(f"override {item!r}: expected key=value, e.g. pretrain.epochs=2")
             continue
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = bounded_yaml.safe_load(text, f"override {key!r}") if text.strip() else ""
+        except bounded_yaml.YamlLimitError as err:
+            problems.append(str(err))
+            continue
         except yaml.YAMLError as err:
             problems.append(f"override {item!r}: value is not valid YAML ({err})")
             continue
@@ -745,21 +749,38 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 def parse_spec(
     raw: Any, *, overrides: Sequence[str] = (), smoke: bool = False, source: str = "spec"
 ) -> Spec:
-    """Validate a raw (YAML-loaded) spec after applying `smoke` settings then `overrides`."""
+    """Validate a raw (YAML-loaded) spec after applying `smoke` settings then `overrides`.
+
+    Without `smoke`, the `smoke:` block is checked all the same (its keys as
+    overrides are, then the spec it would make), so a typo there is an error
+    on every run, not only on the first `--smoke` one.
+    """
     if not isinstance(raw, dict):
         raise SpecError([f"(top level): expected a mapping of fields, got {type(raw).__name__}"])
-    if smoke:
-        smoke_overrides = raw.get("smoke") or {}
-        if not isinstance(smoke_overrides, dict):
-            raise SpecError(
-                [f"smoke: expected a mapping of dotted overrides, got {smoke_overrides!r}"]
-            )
-        raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in smoke_overrides.items()])
-    raw = apply_overrides(raw, overrides)
+    smoke_block = raw.get("smoke") or {}
+    if not isinstance(smoke_block, dict):
+        raise SpecError([f"smoke: expected a mapping of dotted overrides, got {smoke_block!r}"])
+    smoke_items = [f"{k}={json.dumps(v)}" for k, v in smoke_block.items()]
+    smoked = _smoke_errors(lambda: apply_overrides(raw, smoke_items), source)
+    spec = _validate(apply_overrides(smoked if smoke else raw, overrides), source)
+    if smoke_items and not smoke:
+        _smoke_errors(lambda: _validate(apply_overrides(smoked, overrides), source), source)
+    return spec
+
+
+def _validate(raw: dict[str, Any], source: str) -> Spec:
     try:
         return Spec.model_validate(raw)
     except ValidationError as err:
         raise SpecError(_problems(err), source=source) from None
+
+
+def _smoke_errors(check: Callable[[], Any], source: str) -> Any:
+    """`check()`, its spec errors re-raised as the smoke block's."""
+    try:
+        return check()
+    except SpecError as err:
+        raise SpecError([f"smoke: {p}" for p in err.problems], source=source) from None
 
 
 def shipped_specs() -> dict[str, Path]:
@@ -796,7 +817,10 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), *, smoke: bool = 
     """
     path = resolve_spec_path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        bounded_yaml.check_size(path.stat().st_size, f"spec file {path}")
+        raw = bounded_yaml.safe_load(path.read_text(), f"spec file {path}")
+    except bounded_yaml.YamlLimitError as err:
+        raise SpecError([str(err)], source=f"spec {path}") from None
     except yaml.YAMLError as err:
         raise SpecError([f"{path}: not valid YAML: {err}"], source=f"spec {path}") from None
     return parse_spec(raw, overrides=overrides, smoke=smoke, source=f"spec {path}")
