@@ -49,7 +49,7 @@ def load_dataset(spec: Spec) -> Any:
 
 
 def check_backbones(spec: Spec) -> None:
-    """Unknown backbone names are a spec error, found before anything runs.
+    """Unknown backbone names and bad backbone options are spec errors, found before anything runs.
 
     Only for the project's own trainable (a custom trainable has its own names).
     """
@@ -57,20 +57,24 @@ def check_backbones(spec: Spec) -> None:
 
     if spec.trainable != DEFAULT_TRAINABLE:
         return
-    from trainables import list_backbones
+    from trainables import list_backbones, validate_backbone_options
 
     known = set(list_backbones())
     problems = []
     for i, backbone in enumerate(spec.factors.backbones):
-        if backbone.name in known:
-            continue
-        import timm
+        if backbone.name not in known:
+            import timm
 
-        if not timm.is_model(backbone.name):
-            problems.append(
-                f"factors.backbones[{i}].name: unknown backbone {backbone.name!r}; known: "
-                f"{', '.join(sorted(known))} or any timm model name"
-            )
+            if not timm.is_model(backbone.name):
+                problems.append(
+                    f"factors.backbones[{i}].name: unknown backbone {backbone.name!r}; known: "
+                    f"{', '.join(sorted(known))} or any timm model name"
+                )
+                continue
+        try:  # types and ranges, before anything is built
+            validate_backbone_options(backbone.name, backbone.options)
+        except ValueError as err:
+            problems.append(f"factors.backbones[{i}].options: {err}")
     if problems:
         raise SpecError(problems)
 

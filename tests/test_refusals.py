@@ -3,8 +3,8 @@
 Every case ends in exit 2 with one line on stderr naming the field (or the
 limit) and creates nothing: a YAML alias bomb, a recursive alias, a document
 nested too deep or too long, a bomb in an override value, a trainable that is
-not callable or cannot take (config, report), a storage folder or SQLite store
-that cannot be created, a typo or a bad value in the `smoke:` block.
+not callable or cannot take (config, report), a backbone option of the wrong
+name, type or range, a storage folder or SQLite store that cannot be created, a typo or a bad value in the `smoke:` block.
 """
 
 from __future__ import annotations
@@ -132,6 +132,27 @@ CASES = [
         lambda t: _spec_text(t, tracking={"uri": "sqlite:////proc/granularity/mlflow.db"}),
         [],
         "tracking.uri: the SQLite store /proc/granularity/mlflow.db",
+        ("validate", "run", "status"),
+    ),
+    (
+        "backbone option out of range",
+        lambda t: _spec_text(
+            t,
+            trainable="trainables:train",
+            factors={
+                **BASE["factors"],
+                "backbones": [{"name": "twolayer", "options": {"width": -1}}],
+            },
+        ),
+        [],
+        "factors.backbones[0].options: twolayer option width=-1: expected an integer >= 1",
+        ("validate", "run", "status"),
+    ),
+    (
+        "backbone option unknown",
+        lambda t: _spec_text(t, trainable="trainables:train"),
+        ["factors.backbones=[{name: twolayer, options: {widht: 8}}]"],
+        "factors.backbones[0].options: unknown twolayer option 'widht'",
         ("validate", "run", "status"),
     ),
     (
