@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps import bounded_yaml, commands
+from sweeps import commands
+from sweeps.spec import bounded_yaml
 
 BASE = {
     "name": "refused",
