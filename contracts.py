@@ -47,6 +47,7 @@ ATTEMPTS = "granularity.attempts"
 # `granularity.retry.<attempt>`: why that attempt of a trial failed (and was retried).
 RETRY = "granularity.retry"
 HIERARCHY_HASH = "granularity.hierarchy_hash"
+CODE_VERSION = "granularity.code_version"  # hash of the code that ran a trial (sweeps/code_version.py)
 SEARCH_CELL = "granularity.search_cell"
 ROUND = "granularity.round"  # adaptive replicates: the round (1, 2, ...) that added a trial's seed
 REPLICATES = "granularity.replicates"  # parent run: the adaptive design (canonical JSON)
@@ -73,6 +74,7 @@ TRIAL_TAGS = (
     "failure",
     "attempts",
     "round",
+    "code_version",
     TEST_CORRECT,
 )
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from contracts import SCRATCH, arm
 from sweeps.arms import ArmHierarchies, HierarchyBuilder, HierarchyFiles
+from sweeps.code_version import code_version
 from sweeps.spec import Spec, SpecError, arm_labels
 from sweeps.trials import Plan, Trial, pretrain_key_of, trial_key_of
 
@@ -57,7 +58,7 @@ def load_dataset(spec: Spec, crossed: Mapping[str, Any] | None = None) -> Any:
 
 
 def check_backbones(spec: Spec) -> None:
-    """Unknown backbone names are a spec error, found before anything runs.
+    """Unknown backbone names and bad backbone options are spec errors, found before anything runs.
 
     Only for the project's own trainable (a custom trainable has its own names).
     """
@@ -65,20 +66,24 @@ def check_backbones(spec: Spec) -> None:
 
     if spec.trainable != DEFAULT_TRAINABLE:
         return
-    from trainables import list_backbones
+    from trainables import list_backbones, validate_backbone_options
 
     known = set(list_backbones())
     problems = []
     for i, backbone in enumerate(spec.factors.backbones):
-        if backbone.name in known:
-            continue
-        import timm
+        if backbone.name not in known:
+            import timm
 
-        if not timm.is_model(backbone.name):
-            problems.append(
-                f"factors.backbones[{i}].name: unknown backbone {backbone.name!r}; known: "
-                f"{', '.join(sorted(known))} or any timm model name"
-            )
+            if not timm.is_model(backbone.name):
+                problems.append(
+                    f"factors.backbones[{i}].name: unknown backbone {backbone.name!r}; known: "
+                    f"{', '.join(sorted(known))} or any timm model name"
+                )
+                continue
+        try:  # types and ranges, before anything is built
+            validate_backbone_options(backbone.name, backbone.options)
+        except ValueError as err:
+            problems.append(f"factors.backbones[{i}].options: {err}")
     if problems:
         raise SpecError(problems)
 
@@ -275,6 +280,8 @@ def _expand(
         "finetune": spec.finetune.trial_settings(),
         "device": spec.device,
         "checkpoint_every_s": spec.checkpoint_every_s,
+        # Not in the trial key, but in the pretrain key (sweeps/code_version.py).
+        "code_version": code_version(spec),
     }
     option_labels = tuple((f"dataset.{k}", v) for k, v in crossed.items())
     modes: list[str | None] = list(spec.factors.finetune_modes or [None])

@@ -7,7 +7,7 @@ Two keys identify a trial:
   same key: a rerun finds it done, an extended spec keeps the old keys.
 - `pretrain_key`: a hash of what pretraining depends on (label-function hash,
   dataset + options, data fraction, backbone + options, seed, pretrain
-  settings). Arms whose level induces the same partition of the leaves (every
+  settings, code version). Arms whose level induces the same partition of the leaves (every
   arm's leaf level, say) share one pretraining.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import (
+    CODE_VERSION,
     HIERARCHY_HASH,
     HIERARCHY_P,
     LABEL_FN,
@@ -42,6 +43,9 @@ _NOT_IN_KEY = (
     "pretrain_key",
     "device",
     "checkpoint_every_s",
+    # The code that ran a trial is not the experiment: a stale result is rerun
+    # under the same key (sweeps/code_version.py).
+    "code_version",
 )
 
 
@@ -106,6 +110,8 @@ class Trial:
     def meta(self, role: str = ROLE_TRIAL, extra_tags: Mapping[str, str] | None = None) -> dict:
         """What the driver needs to log the trial's run, carried with it (and into its result file)."""
         tags = {PRETRAIN_KEY: self.pretrain_key, LABEL_FN: self.label_fn, **(extra_tags or {})}
+        if self.config.get("code_version"):
+            tags[CODE_VERSION] = self.config["code_version"]
         if self.hierarchy_hash:
             tags[HIERARCHY_HASH] = self.hierarchy_hash
         return {"role": role, "run_name": self.run_name, "params": self.params(), "tags": tags}
@@ -201,5 +207,7 @@ def pretrain_key_of(config: Mapping[str, Any], label_fn: str) -> str:
         "backbone_options": config["backbone_options"],
         "seed": config["seed"],
         "pretrain": config["pretrain"] if label_fn != SCRATCH else None,
+        # Pretrainings made by other code are not reused (sweeps/code_version.py).
+        "code_version": config.get("code_version"),
     }
     return canonical_hash(payload, length=32)

@@ -18,10 +18,10 @@ from sweeps_fake import write_fake_spec
 
 from contracts import ANALYSIS_CONFIG
 from sweeps import commands
+from sweeps.ledger.mlflow_store import Tracker
 from sweeps.plan import build_plan
 from sweeps.spec import load_spec, parse_spec
 from sweeps.status import plan_factors
-from sweeps.tracking import Tracker
 
 SMALL = {"train_per_leaf": 8, "test_per_leaf": 4, "extra_levels": [2]}
 
