@@ -15,6 +15,7 @@ import torch
 import trainables_fixtures as fixtures
 
 from trainables import create_dataset
+from trainables import glyph_fonts, glyph_render, glyph_unihan
 from trainables import glyphs as g
 from trainables.fashion_mnist import CATEGORY_OF_CLASS, FASHION_MNIST_ROOT
 
@@ -73,9 +74,11 @@ def test_tiny_render_has_the_levels_and_the_font_split(tiny):
     for c, char in enumerate(chars):
         same = [chars[i] for i in np.flatnonzero(radical_of_char == radical_of_char[c])]
         assert len(same) == 3 and {entries[x].radical for x in same} == {entries[char].radical}
-    # 12 characters x 2 training fonts x 2 renders; the test font once each.
-    assert len(tiny.train) == 48 and len(tiny.test) == 12
-    assert tiny.train.inputs.shape == (48, 1, 24, 24) and tiny.train.inputs.dtype == torch.uint8
+    # 12 characters x 2 training fonts x 2 renders, then 1 validation render of each
+    # training glyph (named by val_indices); the test font once each.
+    assert len(tiny.train) == 48 + 24 and len(tiny.test) == 12
+    assert tiny.val_indices.tolist() == list(range(48, 72))
+    assert tiny.train.inputs.shape == (72, 1, 24, 24) and tiny.train.inputs.dtype == torch.uint8
     assert (tiny.train.inputs.flatten(1).amax(1) > 0).all()  # no empty glyph
     assert (tiny.test.inputs.flatten(1).amax(1) > 0).all()
     assert tiny.meta["test_fonts"] == ["wqy-zenhei"] and "wqy-zenhei" not in tiny.meta["fonts"]
@@ -109,7 +112,7 @@ def test_renders_are_cached_by_their_settings(tmp_path, monkeypatch):
     def no_render(*args, **kwargs):
         raise AssertionError("rendered although the cache holds these settings")
 
-    monkeypatch.setattr(g, "render_glyphs", no_render)
+    monkeypatch.setattr(glyph_render, "render_glyphs", no_render)
     again = create_dataset("glyphs", cache_dir=cache, **TINY)
     assert torch.equal(first.train.inputs, again.train.inputs)
     with pytest.raises(AssertionError, match="rendered although"):
@@ -123,14 +126,14 @@ def test_renders_are_seeded_shifts_of_the_glyph(tiny):
 
 
 def test_missing_font_names_the_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(g, "FONT_DIR", tmp_path / "no-fonts")
+    monkeypatch.setattr(glyph_fonts, "FONT_DIR", tmp_path / "no-fonts")
     with pytest.raises(FileNotFoundError, match=r"apt-get install fonts-arphic-ukai"):
         create_dataset("glyphs", cache_dir=str(tmp_path), **TINY)
 
 
 def test_missing_unicode_data_names_the_package(tmp_path, monkeypatch):
     _need_glyph_packages()
-    monkeypatch.setattr(g, "UNICODE_DIR", tmp_path / "no-unicode")
+    monkeypatch.setattr(glyph_unihan, "UNICODE_DIR", tmp_path / "no-unicode")
     with pytest.raises(FileNotFoundError, match=r"apt-get install unicode-data"):
         create_dataset("glyphs", cache_dir=str(tmp_path / "fresh"), **TINY)
 

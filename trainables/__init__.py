@@ -20,6 +20,8 @@ from trainables.data import (
     register_dataset,
     subset_indices,
     train_val_indices,
+    validate_dataset_options,
+    validation_split,
 )
 from trainables.errors import TrialError
 from trainables.trial import train
@@ -40,4 +42,6 @@ __all__ = [
     "subset_indices",
     "train",
     "train_val_indices",
+    "validate_dataset_options",
+    "validation_split",
 ]

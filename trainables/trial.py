@@ -51,7 +51,7 @@ from contracts import (
 from hierarchies import Hierarchy, HierarchyError, alignment_metrics, examples_per_class
 from trainables.backbones import Classifier, create_backbone
 from trainables.checkpoints import PretrainStore, load_checkpoint, save_atomic
-from trainables.data import Dataset, create_dataset, subset_indices, train_val_indices
+from trainables.data import Dataset, create_dataset, subset_indices, validation_split
 from trainables.distributed import Shard, barrier, broadcast_flag, current_shard, wrap
 from trainables.engine import (
     Batches,
@@ -405,7 +405,7 @@ def _data_split(cfg: dict, dataset: Dataset) -> _Data:
     """Validation carved from the train split first, then the nested subset of the rest."""
     seed = int(cfg["seed"])
     leaf = dataset.train_leaf
-    pool, val_idx = train_val_indices(leaf, float(cfg["val_fraction"]), seed)
+    pool, val_idx = validation_split(dataset, float(cfg["val_fraction"]), seed)
     train_idx = pool[subset_indices(leaf[pool], float(cfg["data_fraction"]), seed)]
     return _Data(train_idx, val_idx, np.arange(len(dataset.test)))
 
