@@ -214,6 +214,8 @@ def run(args: argparse.Namespace, tmp: str) -> None:
         plain("plain + torch.compile (steady state)", compile_model=True)
     except Exception as error:  # inductor needs a C++ compiler: report, do not fail the bench
         rows.append(("plain + torch.compile", float("nan"), f"failed: {type(error).__name__}"))
+    result = train(trial_config(args, 0, epochs), None)  # the load drifts: measure it again
+    rows.append(("trainable again (drift check)", trainable_rate(result, epochs), ""))
     base = rows[0][1]
     print(f"\n{'configuration':<42} {'examples/s':>11} {'vs trainable':>13}  note")
     for label, rate, note in rows:

@@ -80,11 +80,13 @@ def test_tiny_render_has_the_levels_and_the_font_split(tiny):
     for c, char in enumerate(chars):
         same = [chars[i] for i in np.flatnonzero(radical_of_char == radical_of_char[c])]
         assert len(same) == 3 and {entries[x].radical for x in same} == {entries[char].radical}
-    # 12 characters x 2 training fonts x 2 renders, then 1 validation render of each
-    # training glyph (named by val_indices); the test font once each.
-    assert len(tiny.train) == 48 + 24 and len(tiny.test) == 12
-    assert tiny.val_indices.tolist() == list(range(48, 72))
-    assert tiny.train.inputs.shape == (72, 1, 24, 24) and tiny.train.inputs.dtype == torch.uint8
+    # 12 characters x 2 training fonts x 2 renders, then 1 validation render of a
+    # quarter of the training glyphs (named by val_indices); the test font once each.
+    n_val = len(tiny.val_indices)
+    assert len(tiny.train) == 48 + n_val and len(tiny.test) == 12 and 0 < n_val < 24
+    assert tiny.val_indices.tolist() == list(range(48, 48 + n_val))
+    assert tiny.train.inputs.shape == (48 + n_val, 1, 24, 24)
+    assert tiny.train.inputs.dtype == torch.uint8
     assert (tiny.train.inputs.flatten(1).amax(1) > 0).all()  # no empty glyph
     assert (tiny.test.inputs.flatten(1).amax(1) > 0).all()
     assert tiny.meta["test_fonts"] == ["wqy-zenhei"] and "wqy-zenhei" not in tiny.meta["fonts"]
@@ -279,11 +281,20 @@ def test_renders_are_nested_and_stroke_changes_are_seeded():
     assert min(ink) >= glyph_render.ERODE_KEEP  # erosion never wipes strokes out
 
 
-def test_validation_renders_are_held_out_renders_of_the_training_glyphs(tiny):
-    val = tiny.val_indices
-    train_idx = np.setdiff1d(np.arange(len(tiny.train)), val)
-    # Every training glyph has its validation render, and none equals a training render.
-    assert sorted(tiny.train.leaf[val].tolist()) == sorted(set(tiny.train.leaf[train_idx]))
+def test_validation_renders_are_held_out_renders_of_the_training_glyphs(tiny, tmp_path):
+    every = create_dataset("glyphs", cache_dir=str(tmp_path), **{**TINY, "val_glyphs": 1.0})
+    val = every.val_indices
+    train_idx = np.setdiff1d(np.arange(len(every.train)), val)
+    assert torch.equal(every.train.inputs[train_idx], tiny.train.inputs[: len(train_idx)])
+    # val_glyphs=1: every training glyph has a validation render, none a training render.
+    assert sorted(every.train.leaf[val].tolist()) == sorted(set(every.train.leaf[train_idx]))
+    # The default quarter is a subset of those renders (the same images).
+    some = tiny.val_indices
+    assert set(tiny.train.leaf[some]) < set(every.train.leaf[val])
+    for i in some:
+        j = val[every.train.leaf[val] == tiny.train.leaf[i]][0]
+        assert torch.equal(tiny.train.inputs[i], every.train.inputs[j])
+    tiny = every
     flat = tiny.train.inputs.flatten(1)
     for i in val:
         same_leaf = train_idx[tiny.train.leaf[train_idx] == tiny.train.leaf[i]]
@@ -305,7 +316,8 @@ def test_folds_build_datasets_whose_test_fonts_are_unseen(tmp_path):
     for k in range(2):
         ds = create_dataset("glyphs", cache_dir=str(tmp_path), folds=2, fold=k, **options)
         assert not set(ds.meta["test_fonts"]) & set(ds.meta["fonts"])
-        assert len(ds.test) == 12 * 3 and len(ds.train) == 2 * 12 * len(ds.meta["fonts"])
+        n_train = 12 * len(ds.meta["fonts"])  # 1 render
+        assert len(ds.test) == 12 * 3 and len(ds.train) == n_train + len(ds.val_indices)
         seen.append(ds.meta["characters"])
     assert seen[0] == seen[1]  # the same characters in every fold
     first = create_dataset("glyphs", cache_dir=str(tmp_path), folds=2, fold=0, **options)
@@ -316,7 +328,7 @@ def test_48_px_stroke_and_16_renders_are_cached_by_every_setting(tmp_path, monke
     _need_glyph_packages()
     options = {**TINY, "image_size": 48, "renders_per_font": 16, "stroke": 0.35}
     ds = create_dataset("glyphs", cache_dir=str(tmp_path), **options)
-    assert ds.input_shape == (1, 48, 48) and len(ds.train) == 12 * 2 * (16 + 1)
+    assert ds.input_shape == (1, 48, 48) and len(ds.train) == 12 * 2 * 16 + len(ds.val_indices)
     small = create_dataset("glyphs", cache_dir=str(tmp_path), **{**options, "renders_per_font": 4})
     for font in range(2):  # nested at the dataset level too: per glyph, the first 4 of 16
         big = ds.train.inputs[font * 12 * 16 : (font + 1) * 12 * 16].reshape(12, 16, 48, 48)

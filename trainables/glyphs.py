@@ -20,11 +20,11 @@ extreme).
 
 Splits. Train: `renders_per_font` renders of each selected character in each
 training font (nested: the first r of 16 are the r-render set). Validation:
-`val_renders_per_font` further renders of the same glyphs (render indices 16
-and up of the same stream, so never a training render), held in the train
-split and named by `Dataset.val_indices`. Test: every selected character in
-the `test_fonts`, which no training example uses: generalisation to an unseen
-type design. A test example's leaf is its character's glyph in the first
+`val_renders_per_font` further renders (render indices 16 and up of the same
+stream, so never a training render) of a seeded `val_glyphs` share of the
+training glyphs, held in the train split and named by `Dataset.val_indices`.
+Test: every selected character in the `test_fonts`, which no training example
+uses: generalisation to an unseen type design. A test example's leaf is its character's glyph in the first
 training font (only the character and its ancestors are used at test time).
 `folds=K, fold=k` replaces the explicit font split by fold k of K over the
 font pool (fonts + test_fonts): one sans, one ming and one kai test design,
@@ -108,6 +108,7 @@ _INT_RANGES: dict[str, tuple[int, int | None]] = {
 _FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {
     "jitter": (0.0, 0.5, False),
     "stroke": (0.0, 2.0, True),
+    "val_glyphs": (0.0, 1.0, True),
 }
 _FONT_LISTS = ("fonts", "test_fonts")
 GLYPH_OPTIONS = (
@@ -241,6 +242,7 @@ def glyphs(
     renders_per_font: int = 2,
     test_renders_per_font: int = 1,
     val_renders_per_font: int = 1,
+    val_glyphs: float = 0.25,
     jitter: float = 0.08,
     stroke: float = 0.0,
     render_seed: int = 0,
@@ -264,7 +266,8 @@ def glyphs(
             and, with `stroke` > 0, their strokes changed by up to `stroke`
             output pixels per side, thicker or thinner); test_renders_per_font
             likewise for test glyphs (another seed); val_renders_per_font:
-            0 .. 16 held-out renders per training glyph for validation.
+            0 .. 16 held-out renders of a training glyph for validation, for a
+            seeded `val_glyphs` share (0 .. 1) of the training glyphs.
         render_seed: seeds every render stream.
         embedding: the per-leaf embedding behind cluster hierarchies
             (trainables/glyph_embeddings.py): "heldout" or "pixels".
@@ -305,13 +308,16 @@ def glyphs(
         leaf=_glyph_leaves(n_chars, n_fonts, renders_per_font),
         inputs=torch.from_numpy(renders(codepoints, train_fonts, renders_per_font, render_seed)),
     )
-    # Validation: renders MAX_RENDERS.. of the training stream, never a training render.
+    # Validation: renders MAX_RENDERS.. of the training stream (never a training
+    # render) of a seeded `val_glyphs` share of the training glyphs: validation
+    # runs every epoch, so all glyphs at 1 render would cost a third more per epoch.
+    val_leaf = _glyph_leaves(n_chars, n_fonts, val_renders_per_font)
+    chosen = np.random.default_rng([render_seed, 7]).random(n_chars * n_fonts) < val_glyphs
+    keep = np.flatnonzero(chosen[val_leaf])
     val_x = renders(codepoints, train_fonts, val_renders_per_font, render_seed, MAX_RENDERS)
     train = Split(
-        leaf=np.concatenate(
-            [train_only.leaf, _glyph_leaves(n_chars, n_fonts, val_renders_per_font)]
-        ),
-        inputs=torch.cat([train_only.inputs, torch.from_numpy(val_x)]),
+        leaf=np.concatenate([train_only.leaf, val_leaf[keep]]),
+        inputs=torch.cat([train_only.inputs, torch.from_numpy(val_x[keep])]),
     )
     test = Split(
         leaf=np.tile(
