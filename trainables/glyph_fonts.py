@@ -168,12 +168,14 @@ def font_fold(pool: Sequence[str], folds: int, fold: int) -> FontFold:
         if len(fonts) < folds:
             choices = ", ".join(f for f in FOLD_ORDER[style] if f not in pool)
             raise ValueError(
-                f"folds={folds} needs {folds} {style} fonts that can be held out in fonts + "
+                f"glyphs option folds={folds} needs {folds} {style} fonts that can be held out in fonts + "
                 f"test_fonts, found {len(fonts)} ({', '.join(fonts) or 'none'}); add one of: "
                 f"{choices or 'none left'}, or ask for folds <= {max_folds(pool)}"
             )
     if not 0 <= fold < folds:
-        raise ValueError(f"fold={fold} is out of range: accepted 0 .. {folds - 1} (folds={folds})")
+        raise ValueError(
+            f"glyphs option fold={fold} is out of range: accepted 0 .. {folds - 1} (folds={folds})"
+        )
     test = tuple(candidates[style][fold] for style in FOLD_STYLES)
     held = {family(f) for f in test}
     train = tuple(f for f in pool if f not in test and family(f) not in held)
