@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 
 import pandas as pd
@@ -53,7 +52,7 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(a.status_counts.items()))
     out = [
         f"# Granularity sweep report: {experiment}\n",
-        f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} from MLflow. "
+        # No date or source here: the same runs give the same report, from MLflow or an export.
         f"Metric: `{a.metric}` (lower is better).\n",
         "## Sweep\n",
         f"- trial runs: {counts}; analysed: {len(df)} finished "
