@@ -123,3 +123,23 @@ def test_cli_bad_input_exits_2_with_one_line_and_creates_nothing(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_the_notebook_api_loads_an_export_fits_and_returns_tables_and_figures(store, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    import analysis
+
+    path = analysis.write_export(analysis.load_sweep("sweep", store), tmp_path / "r.jsonl.gz")
+    a = analysis.analyze(analysis.load_export(path), n_boot=100)
+    tables = a.tables()
+    assert {"gain", "ucurve", "kinds_pooled", "pretraining"} <= set(tables)
+    assert all(isinstance(t, pd.DataFrame) for t in tables.values())
+    assert isinstance(analysis.figures.plot_gain_over_target(a), Figure)
+    assert isinstance(analysis.figures.plot_forest(a), Figure)
+    assert [claim for claim, _ in analysis.verdicts.verdicts(a)][1].startswith("U-shaped")
+    with pytest.raises(AttributeError, match="public names: load_runs"):
+        _ = analysis.load_everything
