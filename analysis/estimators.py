@@ -429,6 +429,17 @@ class SizeGranularity:
         heatmap_: mean error with rows (hierarchy, level, num_classes) and one
             column per data fraction.
         examples_per_class_: the same layout, examples per class.
+        slopes_: the size x granularity answer, one row per (hierarchy, backbone,
+            level) other than the target level: per seed, the gain over the target
+            level (same seed and fraction) regressed on log(data fraction); ``slope``
+            (mean over seeds: the seed is the unit) with ``ci_low``/``ci_high`` (Holm-
+            consistent over the levels of one kind, ``ci_label``), ``pvalue``, ``p_adj``,
+            ``gain_low``/``gain_high`` (mean gain at the smallest / largest fraction),
+            ``crossover_fraction`` (where the fitted gain is 0) and ``crossover``
+            (that fraction, "beyond the range" or "no slope"), ``n_fractions``, ``note``
+            (with two sizes: the slope is the difference of two points).
+        argmin_: P(argmin = level) and the best-level set per (hierarchy, data
+            fraction, backbone), as ``UCurve.argmin_``.
     """
 
     def __init__(
@@ -513,7 +524,69 @@ class SizeGranularity:
         self.examples_per_class_ = cells.pivot_table(
             index=keys, columns="data_fraction", values="examples_per_class", aggfunc="mean"
         )
+        self.slopes_ = self._gain_slopes(df)
+        self.argmin_ = (
+            UCurve(
+                metric=self.metric,
+                exclude=self.exclude,
+                n_boot=self.n_boot,
+                alpha=self.alpha,
+                random_state=self.random_state,
+            )
+            .fit(df if self.hierarchies is None else df[df["hierarchy"].isin(self.hierarchies)])
+            .argmin_
+        )
         return self
+
+    def _gain_slopes(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Per level, the per-seed slope of the gain over the target level on log size."""
+        gain = BaselineGain(metric=self.metric, alpha=self.alpha)
+        data, _ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        target, _ = gain.target_level_rows(data)
+        if target.empty or data["data_fraction"].nunique() < 2:
+            return pd.DataFrame()
+        pair = ["data_fraction", "backbone", "seed"]
+        base = target.groupby(pair)[self.metric].mean().rename("target_err")
+        arms = data[~data["hierarchy"].isin(self.exclude)]
+        if self.hierarchies is not None:
+            arms = arms[arms["hierarchy"].isin(self.hierarchies)]
+        arms = arms[~arms.index.isin(target.index)]
+        level = ["hierarchy", "backbone", "level", "num_classes"]
+        cells = arms.groupby([*level, "data_fraction", "seed"])[self.metric].mean()
+        cells = cells.rename("err").reset_index().join(base, on=pair, how="inner")
+        cells["gain"] = cells["target_err"] - cells["err"]
+        cells["lf"] = np.log(cells["data_fraction"].astype(float))
+        # Per seed OLS slope of gain on log fraction (needs two fractions in that seed).
+        per_seed = cells.groupby([*level, "seed"]).apply(_ols_slope, include_groups=False)
+        per_seed = per_seed.dropna().rename("slope").reset_index()
+        if per_seed.empty:
+            return pd.DataFrame()
+        table = _summarise(per_seed, level, "slope", self.alpha).rename(columns={"mean": "slope"})
+        table = adjust_table(table, ["hierarchy", "backbone"], self.alpha, "holm", value="slope")
+        ends = cells.groupby(level)["data_fraction"].agg(["min", "max", "nunique"])
+        means = cells.groupby([*level, "data_fraction"])["gain"].mean()
+        lf_mean = cells.groupby(level)["lf"].mean()
+        rows = []
+        for r in table.itertuples(index=False):
+            key = tuple(getattr(r, c) for c in level)
+            lo, hi, n_f = ends.loc[key]
+            g_lo, g_hi = means.loc[(*key, lo)], means.loc[(*key, hi)]
+            mean_gain = cells.set_index(level).loc[key, "gain"].mean()
+            crossing, where = _crossover(mean_gain, r.slope, lf_mean.loc[key], lo, hi)
+            note = "two sizes: the slope is the difference of two points; a slope needs three"
+            rows.append(
+                {
+                    "gain_low": g_lo,
+                    "gain_high": g_hi,
+                    "crossover_fraction": crossing,
+                    "crossover": where,
+                    "n_fractions": int(n_f),
+                    "note": note if n_f == 2 else r.note,
+                }
+            )
+        extra = pd.DataFrame(rows, index=table.index)
+        cols = [*level, "n", "slope", "ci_low", "ci_high", "ci_label", "pvalue", "p_adj"]
+        return pd.concat([table[cols], extra], axis=1)
 
     def _trend(
         self, fractions: list, point: np.ndarray, boot: np.ndarray | None, n_seeds: int
@@ -557,6 +630,77 @@ class SizeGranularity:
         else:
             out["note"] = "no detectable move of the optimum with data size (shift CI covers 0)"
         return out
+
+
+def _ols_slope(g: pd.DataFrame) -> float:
+    """OLS slope of ``gain`` on ``lf`` within one seed (NaN with fewer than two sizes)."""
+    lf = g["lf"].to_numpy(float)
+    if np.unique(lf).size < 2:
+        return math.nan
+    lc = lf - lf.mean()
+    return float((lc * g["gain"].to_numpy(float)).sum() / (lc * lc).sum())
+
+
+def _crossover(mean_gain: float, slope: float, lf_mean: float, lo: float, hi: float):
+    """The data fraction where the line ``mean_gain + slope * (lf - lf_mean)`` crosses 0."""
+    if not np.isfinite(slope) or slope == 0:
+        return math.nan, "no slope"
+    fraction = math.exp(lf_mean - mean_gain / slope)
+    if lo <= fraction <= hi:
+        return fraction, f"at fraction {fraction:.3g}"
+    return fraction, "beyond the range"
+
+
+def stats_norm_ppf(q: np.ndarray) -> np.ndarray:
+    """Standard normal quantiles (the Wald intervals of the mixed models)."""
+    from scipy import stats as sps
+
+    return sps.norm.ppf(q)
+
+
+def _mixed_slope(g: pd.DataFrame, metric: str) -> dict:
+    """MixedLM ``gain ~ metric + log_classes`` with seed and cell random intercepts (crossed).
+
+    Falls back to a seed-only random intercept when the crossed model does not
+    converge, and says so in ``model``.
+    """
+    import warnings
+
+    import statsmodels.formula.api as smf
+
+    nan = math.nan
+    out = {"n_obs": len(g), "n_seeds": g["seed"].nunique(), "n_cells": g["cell"].nunique()}
+    out.update(slope=nan, se=nan, pvalue=nan, model="", note="")
+    if out["n_seeds"] < 2 or g[metric].nunique() < 3 or out["n_obs"] < 6:
+        out["note"] = f"too few seeds or {metric} values for a model"
+        return out
+    d = g.assign(a=g[metric].astype(float), unit=g["seed"].astype(str), one=1)
+    covariates = "a + log_classes" if d["log_classes"].nunique() >= 2 else "a"
+    attempts = [
+        (
+            "seed + (kind, level) random intercepts",
+            "one",
+            {"seed": "0 + C(unit)", "cell": "0 + C(cell)"},
+        ),
+        ("seed random intercept", "unit", None),
+    ]
+    for name, groups, vc in attempts:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                res = smf.mixedlm(f"gain ~ {covariates}", d, groups=d[groups], vc_formula=vc).fit(
+                    reml=True
+                )
+            except (ValueError, np.linalg.LinAlgError):
+                continue
+        if res.converged and np.isfinite(res.bse["a"]):
+            out.update(slope=float(res.params["a"]), se=float(res.bse["a"]))
+            out.update(pvalue=float(res.pvalues["a"]), model=name)
+            if covariates == "a":
+                out["note"] = "one class count: not adjusted for log classes"
+            return out
+    out["note"] = "mixed model did not converge"
+    return out
 
 
 def _cell_means(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> pd.Series:
@@ -670,22 +814,36 @@ class BaselineGain:
 
 
 class HierarchyComparison:
-    """Paired differences between hierarchy kinds at matched class counts, Holm-corrected.
+    """Paired differences between hierarchy kinds at matched class counts, with adjusted intervals.
 
     For a pair (a, b) and each (data fraction, backbone, num_classes) where both
     kinds have trials, ``advantage = error_b - error_a`` per seed (positive: a is
     better). Cells where both arms used the same label function (the same
     partition, e.g. every kind's leaf level) are skipped: their difference is 0
     by construction. Pooled: per seed, the mean advantage over the matched class
-    counts, then tested across seeds; this is the headline "does structure
-    matter at the same number of classes".
+    counts **finer than the target** (the paper's question; at or below the
+    target one kind may be the target's own labels), then tested across seeds.
+    Pooling can cancel effects of opposite sign, so the cells decide "mixed" and
+    a kind x level interaction test says whether the advantage depends on the level.
 
     Attributes after ``fit``:
-        cells_: one row per (a, b, data_fraction, backbone, num_classes): ``n``,
-            ``advantage`` with CI, ``effect_size`` (Cohen's d_z), ``pvalue`` and
-            ``p_holm`` (Holm over all cells).
-        pooled_: one row per (a, b, data_fraction, backbone): the same over
-            seeds of the pooled advantage; ``p_holm`` over the pooled tests.
+        cells_: one row per (a, b, data_fraction, backbone, num_classes): ``finer``
+            (more classes than the target), ``n``, ``advantage``, ``ci_low``/``ci_high``
+            (the interval agreeing with ``p_adj``; ``ci_label``), the unadjusted
+            interval, ``effect_size`` (Cohen's d_z), ``pvalue``, ``p_adj`` (``adjust``
+            within each pair (a, b)), ``p_holm`` (the same when adjust is holm).
+        pooled_: one row per (a, b, data_fraction, backbone) with finer matched
+            counts: the same columns over seeds of the pooled advantage,
+            ``n_class_counts``; ``p_adj`` over the whole table.
+        interaction_: one row per (a, b, data_fraction, backbone) with two or more
+            matched counts: ``n_class_counts``, ``n_seeds``, ``f_stat``, ``df_num``,
+            ``df_den``, ``pvalue`` of the F test that the advantage is the same at every
+            matched count (OLS of the per-seed advantage on count and seed fixed
+            effects, statsmodels), ``p_adj`` over the table.
+        target_classes_: the target's class count (NaN: unknown, then every count pools).
+
+    With ``test="wilcoxon"`` the p-values are Wilcoxon's and the intervals stay t
+    intervals, so they can disagree near the threshold; the default t test agrees.
     """
 
     def __init__(
@@ -695,78 +853,97 @@ class HierarchyComparison:
         pairs: Sequence[tuple[str, str]] | None = None,
         test: str = "t",
         exclude: Sequence[str] = ("scratch",),
+        adjust: str = "holm",
         alpha: float = 0.05,
     ) -> None:
         self.metric = metric
         self.pairs = pairs
         self.test = test
         self.exclude = tuple(exclude)
+        self.adjust = adjust
         self.alpha = alpha
 
     def fit(self, df: pd.DataFrame) -> HierarchyComparison:
-        """Compare every pair of kinds cell by cell and pooled, with Holm-adjusted p-values."""
+        """Compare every pair of kinds cell by cell, pooled over finer counts, and by interaction."""
         if self.test not in ("t", "wilcoxon"):
             raise ValueError(f"Unknown paired test ({self.test}); accepted: t, wilcoxon")
         data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
         _require(data, ["num_classes"])
+        self.target_classes_, _ = target_classes(data)
         data = data[~data["hierarchy"].isin(self.exclude)]
         kinds = _kind_order(list(data["hierarchy"].unique()))
         pairs = (
             list(self.pairs) if self.pairs is not None else list(itertools.combinations(kinds, 2))
         )
         keys = ["data_fraction", "backbone", "num_classes", "seed"]
-        cells, pooled = [], []
+        cells, pooled, interactions = [], [], []
         for a, b in pairs:
-            ea = _cell_means(data[data["hierarchy"] == a], self.metric, keys).rename("a")
-            eb = _cell_means(data[data["hierarchy"] == b], self.metric, keys).rename("b")
-            both = pd.concat([ea, eb], axis=1, join="inner").reset_index()
+            both = self._matched(data, a, b, keys)
             if both.empty:
                 continue
-            both["advantage"] = both["b"] - both["a"]
-            if "label_fn" in data and data["label_fn"].notna().any():
-                la = data[data["hierarchy"] == a].groupby(keys)["label_fn"].first().rename("la")
-                lb = data[data["hierarchy"] == b].groupby(keys)["label_fn"].first().rename("lb")
-                both = both.join(la, on=keys).join(lb, on=keys)
-                same = (
-                    (both["la"] == both["lb"]).groupby([both[k] for k in keys[:3]]).transform("all")
-                )
-                both = both[~same.to_numpy(bool)]
-            if both.empty:
+            cells.append(self._summary(both, keys[:3]).assign(a=a, b=b))
+            interactions += self._interaction(both, a, b)
+            finer = both[~(both["num_classes"] <= self.target_classes_)]
+            if finer.empty:
                 continue
-            cell = self._summary(both, keys[:3])
-            cells.append(cell.assign(a=a, b=b))
-            per_seed = (
-                both.groupby(["data_fraction", "backbone", "seed"])["advantage"]
-                .mean()
-                .reset_index()
-            )
-            pool = self._summary(per_seed, ["data_fraction", "backbone"])
+            per_seed = finer.groupby(["data_fraction", "backbone", "seed"])["advantage"].mean()
+            pool = self._summary(per_seed.reset_index(), ["data_fraction", "backbone"])
             n_counts = (
-                both.groupby(["data_fraction", "backbone"])["num_classes"]
+                finer.groupby(["data_fraction", "backbone"])["num_classes"]
                 .nunique()
                 .rename("n_class_counts")
             )
             pooled.append(pool.join(n_counts, on=["data_fraction", "backbone"]).assign(a=a, b=b))
-        self.cells_ = self._holm(self._order(cells, ["num_classes"]))
-        self.pooled_ = self._holm(self._order(pooled, ["n_class_counts"]))
+        cells_table = self._order(cells, ["num_classes"])
+        if len(cells_table):
+            cells_table.insert(5, "finer", ~(cells_table["num_classes"] <= self.target_classes_))
+        self.cells_ = self._adjusted(cells_table, ["a", "b"])
+        self.pooled_ = self._adjusted(self._order(pooled, ["n_class_counts"]), [])
+        self.interaction_ = pd.DataFrame(interactions)
+        if len(self.interaction_):
+            self.interaction_["p_adj"] = stats.adjust_pvalues(
+                self.interaction_["pvalue"].to_numpy(), self.adjust
+            )
         return self
 
-    @staticmethod
-    def _order(parts: list[pd.DataFrame], extra: list[str]) -> pd.DataFrame:
-        cols = [
-            "a",
-            "b",
-            "data_fraction",
-            "backbone",
-            *extra,
-            "n",
-            "advantage",
-            "ci_low",
-            "ci_high",
-            "effect_size",
-            "pvalue",
-            "note",
-        ]
+    def _matched(self, data: pd.DataFrame, a: str, b: str, keys: list[str]) -> pd.DataFrame:
+        """Per seed and matched count: the two kinds' errors and ``advantage``; shared label functions out."""
+        ea = _cell_means(data[data["hierarchy"] == a], self.metric, keys).rename("a")
+        eb = _cell_means(data[data["hierarchy"] == b], self.metric, keys).rename("b")
+        both = pd.concat([ea, eb], axis=1, join="inner").reset_index()
+        if both.empty:
+            return both
+        both["advantage"] = both["b"] - both["a"]
+        if "label_fn" in data and data["label_fn"].notna().any():
+            la = data[data["hierarchy"] == a].groupby(keys)["label_fn"].first().rename("la")
+            lb = data[data["hierarchy"] == b].groupby(keys)["label_fn"].first().rename("lb")
+            both = both.join(la, on=keys).join(lb, on=keys)
+            same = (both["la"] == both["lb"]).groupby([both[k] for k in keys[:3]]).transform("all")
+            both = both[~same.to_numpy(bool)]
+        return both
+
+    def _interaction(self, both: pd.DataFrame, a: str, b: str) -> list[dict]:
+        """F test of count x (a vs b): does the paired advantage differ between matched counts?"""
+        import statsmodels.formula.api as smf
+
+        rows = []
+        for (frac, backbone), g in both.groupby(["data_fraction", "backbone"], sort=True):
+            g = g.assign(count=g["num_classes"].astype(str), unit=g["seed"].astype(str))
+            n_counts, n_seeds = g["count"].nunique(), g["unit"].nunique()
+            row = {"a": a, "b": b, "data_fraction": frac, "backbone": backbone}
+            row.update(n_class_counts=n_counts, n_seeds=n_seeds)
+            row.update(f_stat=math.nan, df_num=math.nan, df_den=math.nan, pvalue=math.nan)
+            if n_counts >= 2 and n_seeds >= 2 and len(g) > n_counts + n_seeds:
+                full = smf.ols("advantage ~ C(count) + C(unit)", data=g).fit()
+                reduced = smf.ols("advantage ~ C(unit)", data=g).fit()
+                f, p, df_num = full.compare_f_test(reduced)
+                row.update(f_stat=f, df_num=df_num, df_den=full.df_resid, pvalue=p)
+            rows.append(row)
+        return rows
+
+    def _order(self, parts: list[pd.DataFrame], extra: list[str]) -> pd.DataFrame:
+        cols = ["a", "b", "data_fraction", "backbone", *extra, "n", "advantage", "sd"]
+        cols += ["ci_low", "ci_high", "effect_size", "pvalue", "note"]
         if not parts:
             return pd.DataFrame(columns=cols)
         table = pd.concat(parts, ignore_index=True).rename(columns={"mean": "advantage"})
@@ -781,11 +958,14 @@ class HierarchyComparison:
             out["pvalue"] = p.to_numpy()
         return out
 
-    @staticmethod
-    def _holm(table: pd.DataFrame) -> pd.DataFrame:
-        if not table.empty:
-            table["p_holm"] = stats.holm(table["pvalue"].to_numpy())
-        return table
+    def _adjusted(self, table: pd.DataFrame, family: list[str]) -> pd.DataFrame:
+        if table.empty:
+            return table.assign(p_adj=[], p_holm=[], ci_label=[])
+        out = adjust_table(table, family, self.alpha, self.adjust, value="advantage")
+        # p_holm: the historical column (what the report shows next to the pooled advantage).
+        holm = out if self.adjust == "holm" else adjust_table(table, family, self.alpha, "holm")
+        out["p_holm"] = holm["p_adj"]
+        return out
 
 
 class AlignmentStudy:
@@ -806,6 +986,16 @@ class AlignmentStudy:
             ``n``, ``rho`` + CI + ``pvalue``, ``partial_rho`` + CI + ``partial_pvalue``,
             ``detected`` (the rho CI excludes 0 and p < alpha) and a note.
         outcome_: "gain over scratch" or "negative error" (no scratch arm).
+        seed_model_: the analysis to quote (the correlations above treat label
+            functions as independent: pseudo-replicated). One row per (data_fraction,
+            backbone, alignment metric): a linear mixed model (statsmodels MixedLM)
+            of the per-seed gain over the target-level arm (same seed, fraction,
+            backbone: the same protocol) on the metric and log(classes), with
+            random intercepts for the seed and for the (kind, level) cell, so near-
+            copies of one cell count once. ``n_obs``, ``n_seeds``, ``n_cells``,
+            ``slope`` (gain per unit of the metric at fixed log classes),
+            ``ci_low``/``ci_high`` (Wald, Bonferroni over the metrics of one
+            fraction: ``ci_label``), ``pvalue``, ``p_adj``, ``model`` and ``note``.
     """
 
     def __init__(
@@ -876,7 +1066,42 @@ class AlignmentStudy:
                     )
         self.results_ = pd.DataFrame(rows)
         self.metrics_ = present
+        self.seed_model_ = self._seed_model(data, present)
         return self
+
+    def _seed_model(self, data: pd.DataFrame, present: list[str]) -> pd.DataFrame:
+        """Mixed models of gain over the target level on each metric, seed and cell as units."""
+        target, _ = BaselineGain(metric=self.metric).target_level_rows(data)
+        if target.empty or not present:
+            return pd.DataFrame()
+        pair = ["data_fraction", "backbone", "seed"]
+        base = target.groupby(pair)[self.metric].mean().rename("target_err")
+        arms = data[data["hierarchy"] != self.baseline_kind].join(base, on=pair, how="inner")
+        arms = arms.assign(
+            gain=arms["target_err"] - arms[self.metric],
+            log_classes=np.log(arms["num_classes"].astype(float)),
+            cell=arms["hierarchy"].astype(str) + ":" + arms["level"].astype(str),
+        )
+        rows = []
+        for (frac, backbone), g in arms.groupby(["data_fraction", "backbone"], sort=True):
+            for m in present:
+                fit = _mixed_slope(g.dropna(subset=[m, "gain"]), m)
+                rows.append({"data_fraction": frac, "backbone": backbone, "metric": m, **fit})
+        table = pd.DataFrame(rows)
+        table["family_size"] = table.groupby(["data_fraction", "backbone"])["pvalue"].transform(
+            lambda p: int(p.notna().sum())
+        )
+        level = self.alpha / table["family_size"].clip(lower=1)
+        z = stats_norm_ppf(1 - level / 2)
+        table["ci_low"] = table["slope"] - z * table["se"]
+        table["ci_high"] = table["slope"] + z * table["se"]
+        table["p_adj"] = table.groupby(["data_fraction", "backbone"])["pvalue"].transform(
+            lambda p: stats.adjust_pvalues(p.to_numpy(), "bonferroni")
+        )
+        table["ci_label"] = stats.interval_label("bonferroni", self.alpha)
+        cols = ["data_fraction", "backbone", "metric", "n_obs", "n_seeds", "n_cells", "slope"]
+        cols += ["ci_low", "ci_high", "ci_label", "pvalue", "p_adj", "model", "note"]
+        return table[cols]
 
     def _correlate(self, g: pd.DataFrame, m: str, rng: np.random.Generator) -> dict:
         ok = g[[m, "gain", "num_classes"]].dropna()
