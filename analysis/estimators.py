@@ -645,10 +645,10 @@ def _crossover(mean_gain: float, slope: float, lf_mean: float, lo: float, hi: fl
     """The data fraction where the line ``mean_gain + slope * (lf - lf_mean)`` crosses 0."""
     if not np.isfinite(slope) or slope == 0:
         return math.nan, "no slope"
-    fraction = math.exp(lf_mean - mean_gain / slope)
-    if lo <= fraction <= hi:
-        return fraction, f"at fraction {fraction:.3g}"
-    return fraction, "beyond the range"
+    log_fraction = lf_mean - mean_gain / slope
+    if math.log(lo) <= log_fraction <= math.log(hi):
+        return math.exp(log_fraction), f"at fraction {math.exp(log_fraction):.3g}"
+    return (math.exp(log_fraction) if abs(log_fraction) < 700 else math.nan), "beyond the range"
 
 
 def stats_norm_ppf(q: np.ndarray) -> np.ndarray:
