@@ -1,6 +1,6 @@
 """Calibration against planted truth: the real analysis code on simulated sweeps with known effects.
 
-    python bench/bench_calibration.py               # 400 sweeps per scenario (minutes on 2 cores)
+    python bench/bench_calibration.py               # 300 sweeps per scenario (~5 CPU-minutes)
     python bench/bench_calibration.py --reps 50     # a quick look
 
 Each scenario plants mean errors per (kind, data fraction, level) on a glyph-like
@@ -329,7 +329,7 @@ def table(tally: Tally) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the calibration and print the table and the summary line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=400, help="simulated sweeps per scenario")
+    parser.add_argument("--reps", type=int, default=300, help="simulated sweeps per scenario")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
     args = parser.parse_args(argv)
     if args.reps < 1:
