@@ -99,7 +99,7 @@ def _top(name: str) -> str:
 def test_the_module_list_is_read():
     assert {"contracts", "sequential", "sweeps.runner", "analysis.load"} <= set(MODULES)
     assert "sequential" in EDGES["sweeps.rounds"] and "sequential" in EDGES["analysis.adaptive"]
-    assert "contracts" in EDGES["sweeps.spec"]
+    assert "contracts" in EDGES["sweeps.spec.schema"]
     assert "sweeps.recorder" in EDGES["sweeps.executor"]
 
 
