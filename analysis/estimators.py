@@ -800,6 +800,7 @@ class BaselineGain:
             "num_classes",
             "n",
             "gain",
+            "sd",
             "ci_low",
             "ci_high",
             "pvalue",
@@ -1149,13 +1150,15 @@ def hard_example_verdict(
     metric: str = "target_error_hard",
     reference_kind: str = "manual",
     alpha: float = 0.05,
+    adjust: str = "holm",
 ) -> pd.DataFrame:
     """Finer-than-target levels versus the target level on hard examples (the theory's claim).
 
     For each level of ``reference_kind`` with more classes than the target level:
-    paired advantage ``error(target level) - error(level)`` on ``metric`` with a t
-    interval and Holm-adjusted p-values over those levels. Empty when the metric
-    or the target level is absent.
+    paired advantage ``error(target level) - error(level)`` on ``metric``, ``p_adj``
+    (``adjust`` over those levels x sizes; also ``p_holm``) and the interval that agrees
+    with it (``ci_label``; the unadjusted one in ``ci_low_unadjusted`` / ``ci_high_unadjusted``).
+    Empty when the metric or the target level is absent.
     """
     if metric not in df or df[metric].notna().sum() == 0:
         return pd.DataFrame()
@@ -1165,6 +1168,9 @@ def hard_example_verdict(
         return pd.DataFrame()
     t = t[(t["baseline"] == "target_level") & (t["hierarchy"] == reference_kind)]
     target_k = gain.target_level_rows(df)[0]["num_classes"].median()
-    t = t[t["num_classes"] > target_k].copy()
-    t["p_holm"] = stats.holm(t["pvalue"].to_numpy()) if len(t) else []
-    return t.reset_index(drop=True)
+    t = t[t["num_classes"] > target_k].reset_index(drop=True)
+    if t.empty:
+        return t
+    t = adjust_table(t, [], alpha, adjust, value="gain")
+    t["p_holm"] = t["p_adj"] if adjust == "holm" else stats.holm(t["pvalue"].to_numpy())
+    return t

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import estimators as est
+from analysis.claim import PaperClaim
 from analysis.hard_examples import HardMode, derive_hard_examples, easy_hard_table
 from sequential import Design
 
@@ -30,6 +31,7 @@ class Analysis:
     hard_note: str = ""  # how hard examples are defined (analysis.hard_examples)
     easy_hard: pd.DataFrame | None = None  # every arm's easy / hard error
     design: Design | None = None  # adaptive replicates (the parent run's `granularity.replicates`)
+    claim: PaperClaim | None = None  # the paper's claim as stated (analysis.claim)
 
 
 def analyze(
@@ -45,8 +47,9 @@ def analyze(
     """Fit all estimators on a trial table (finished trials).
 
     `hard_examples`: where `target_error_hard` comes from ("dataset": the
-    trial's own hard split; "target_level": the mistakes of the other seeds'
-    target-level models, analysis.hard_examples; "auto": the first available).
+    trial's own hard split; "reference": the other seeds' scratch models'
+    hardest 20%, analysis.hard_examples; "target_level": the biased old
+    definition, on request only; "auto": dataset, else reference).
     """
     if df.empty:
         raise ValueError(
@@ -73,4 +76,5 @@ def analyze(
         failures=failures if failures is not None else pd.Series(dtype=int),
         hard_note=hard_note,
         easy_hard=easy_hard_table(df),
+        claim=PaperClaim(**kw).fit(df),
     )

@@ -201,8 +201,8 @@ def interval_levels(pvalues: np.ndarray, alpha: float, method: str = "holm") -> 
     return out
 
 
-INTERVAL_LABELS = {
-    "holm": "Holm-consistent 95% (each at the level of its Holm step)",
+INTERVAL_LABELS = {  # Holm-consistent: each interval at the level of its Holm step
+    "holm": "Holm-consistent 95%",
     "bonferroni": "Bonferroni simultaneous 95%",
     "none": "unadjusted 95%",
 }
