@@ -145,7 +145,7 @@ def adjust_table(
     method: str = "holm",
     value: str = "mean",
 ) -> pd.DataFrame:
-    """``table`` (from ``_summarise``) with adjusted p-values and the intervals that agree with them.
+    """``table`` (from ``_summarise``) with adjusted p-values and the intervals agreeing with them.
 
     Within each family (rows sharing the ``family`` columns; all rows when empty):
     ``p_adj`` (``method`` over the family's p-values, statsmodels), ``ci_low`` /
@@ -865,7 +865,7 @@ class HierarchyComparison:
         self.alpha = alpha
 
     def fit(self, df: pd.DataFrame) -> HierarchyComparison:
-        """Compare every pair of kinds cell by cell, pooled over finer counts, and by interaction."""
+        """Compare every pair of kinds per count, pooled over finer counts, and by interaction."""
         if self.test not in ("t", "wilcoxon"):
             raise ValueError(f"Unknown paired test ({self.test}); accepted: t, wilcoxon")
         data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
@@ -908,7 +908,7 @@ class HierarchyComparison:
         return self
 
     def _matched(self, data: pd.DataFrame, a: str, b: str, keys: list[str]) -> pd.DataFrame:
-        """Per seed and matched count: the two kinds' errors and ``advantage``; shared label functions out."""
+        """Per seed and matched count: both kinds' errors, ``advantage``; shared labels left out."""
         ea = _cell_means(data[data["hierarchy"] == a], self.metric, keys).rename("a")
         eb = _cell_means(data[data["hierarchy"] == b], self.metric, keys).rename("b")
         both = pd.concat([ea, eb], axis=1, join="inner").reset_index()

@@ -137,8 +137,9 @@ def reference_hard_examples(
         )
     size = "; ".join(f"{c} of {n} test examples" for c, n in sorted(sizes))
     note = (
-        f"hard examples: for seed s, the hardest {quantile:.0%} of the test set ({size}) by the "
-        f"share of the other seeds' `{reference_kind}` models (the reference family, not a "
+        f"hard examples (real data): for seed s, the hardest {quantile:.0%} of the test set "
+        f"({size}) by the share of the other seeds' `{reference_kind}` models (the reference "
+        "family, not a "
         "pretraining arm; largest data fraction) that get each example wrong; the same set "
         "scores every arm of seed s at every data fraction"
     )

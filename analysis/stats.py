@@ -167,7 +167,7 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
 
 
 def interval_levels(pvalues: np.ndarray, alpha: float, method: str = "holm") -> np.ndarray:
-    """Per hypothesis, the two-sided error rate of the t interval that agrees with the adjusted test.
+    """Per hypothesis, the two-sided error rate of the t interval agreeing with the adjusted test.
 
     A t interval at level ``1 - a`` excludes 0 exactly when the t test's p < a,
     so choosing ``a`` per hypothesis makes the shown interval and the verdict agree:

@@ -204,7 +204,8 @@ def _verdict_u(a: Analysis) -> tuple[str, str]:
         parts.append(
             f"fraction {fmt(x.data_fraction)}: best level {fmt(x.argmin_classes)} classes "
             f"(P(argmin)={fmt(x.p_argmin, 2)}; 95% best-level set {{{x.best_set}}}; {opt}); "
-            f"slopes {fmt(x.slope_low)} ({fmt_p(x.p_low)}) / {fmt(x.slope_high)} ({fmt_p(x.p_high)})"
+            f"slopes {fmt(x.slope_low)} ({fmt_p(x.p_low)}) / "
+            f"{fmt(x.slope_high)} ({fmt_p(x.p_high)})"
         )
     n_u = int(r["is_u"].sum())
     word = "supported" if n_u == len(r) else ("partly supported" if n_u else "not supported")
@@ -403,7 +404,8 @@ def _answer_alignment(a: Analysis) -> str:
     parts = [
         f"{x.metric} (fraction {fmt(x.data_fraction)}, {x.n_obs} runs, {x.n_seeds} seeds, "
         f"{x.n_cells} kind x level cells): gain over the target level per unit "
-        f"{fmt_ci(x.slope, x.ci_low, x.ci_high)} ({x.ci_label}; adjusted {fmt_p(x.p_adj)}; {x.model})"
+        f"{fmt_ci(x.slope, x.ci_low, x.ci_high)} ({x.ci_label}; adjusted {fmt_p(x.p_adj)}; "
+        f"{x.model})"
         for x in m[m["slope"].notna()].itertuples(index=False)
     ]
     detected = m[m["p_adj"] < ALPHA]

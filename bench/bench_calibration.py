@@ -234,7 +234,7 @@ def score_claim(sc: Scenario, df: pd.DataFrame, tally: Tally) -> None:
 
 
 def score_kinds(sc: Scenario, df: pd.DataFrame, tally: Tally) -> None:
-    """HierarchyComparison: per-count and pooled intervals, mixed, pooled and interaction verdicts."""
+    """HierarchyComparison: per-count and pooled intervals; mixed, pooled, interaction verdicts."""
     c = HierarchyComparison(pairs=[("manual", "random")], alpha=ALPHA).fit(df)
     for f in sorted(df["data_fraction"].unique()):
         truth = kind_cells_truth(sc, f)
@@ -338,9 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     tally = calibrate(SCENARIOS, args.reps, args.seed, progress=print)
     print("\n".join(["", *table(tally), ""]))
     c, f, a = summary(tally)
-    print(
-        f"calibration: min coverage {c:.3f}, max false-positive rate {f:.3f}, argmin coverage {a:.3f}"
-    )
+    summary_line = f"calibration: min coverage {c:.3f}, max false-positive rate {f:.3f}, "
+    print(summary_line + f"argmin coverage {a:.3f}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The paper's claim, the best level and the optimum, on planted truths (the review's glyph numbers)."""
+"""The paper's claim, the best level and the optimum on planted truths (the review's glyph data)."""
 
 from __future__ import annotations
 

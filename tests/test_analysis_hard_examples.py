@@ -1,4 +1,4 @@
-"""Hard examples on real data: a reference family (scratch) defines them, cross-fitted; legacy target level."""
+"""Hard examples on real data: a reference family (scratch) defines them; the old target level."""
 
 from __future__ import annotations
 

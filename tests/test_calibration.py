@@ -1,4 +1,4 @@
-"""A small seeded run of bench/bench_calibration.py: the real analysis keeps its promises, a broken one fails."""
+"""Seeded small run of bench/bench_calibration.py: the real analysis passes, a broken one fails."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_small_calibration_meets_loose_bounds():
 
 
 def _five_point_fit(Y, grid, alpha, n_boot, rng):
-    """The old estimator: the vertex of a least-squares quadratic over every level, percentile CI."""
+    """The old estimator: the vertex of a least-squares quadratic over all levels, percentile CI."""
     fit = REAL_FIT(Y, grid, alpha, n_boot, rng)
     x = grid["x"].to_numpy(dtype=float)
 
