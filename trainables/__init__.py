@@ -21,7 +21,6 @@ from trainables.data import (
     subset_indices,
     train_val_indices,
     validate_dataset_options,
-    validation_split,
 )
 from trainables.errors import TrialError
 from trainables.trial import train
@@ -43,5 +42,4 @@ __all__ = [
     "train",
     "train_val_indices",
     "validate_dataset_options",
-    "validation_split",
 ]

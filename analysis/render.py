@@ -1,0 +1,290 @@
+"""The report as text: Markdown sections of a fitted Analysis, and that Markdown as one HTML page."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.adaptive import adaptive_state, cell_seeds_table, outcome_table
+from analysis.fit import Analysis
+from analysis.formatting import fmt
+from analysis.verdicts import answers, verdicts
+from contracts import kind_order
+
+
+def markdown_table(df: pd.DataFrame, columns: list[str] | None = None, max_rows: int = 200) -> str:
+    """A GitHub-flavoured Markdown table of ``df`` (floats to 4 significant digits)."""
+    if df is None or df.empty:
+        return "_(no rows)_\n"
+    d = df.reset_index() if not isinstance(df.index, pd.RangeIndex) else df
+    if columns is not None:
+        d = d[[c for c in columns if c in d]]
+    d = d.head(max_rows)
+    head = [str(c) for c in d.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for row in d.itertuples(index=False):
+        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+    if len(df) > max_rows:
+        lines.append(f"\n_({len(df) - max_rows} more rows not shown)_")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str:
+    """The report's Markdown text: one section after another, top to bottom."""
+    out = _section_sweep(a, experiment)
+    out += _section_verdicts(a)
+    out += _section_questions(a)
+    out += _section_ucurves(a, plots)
+    out += _section_gain(a)
+    out += _section_size(a, plots)
+    out += _section_kinds(a)
+    out += _section_alignment(a, plots)
+    out += _section_adaptive(a)
+    return "\n".join(out) + "\n"
+
+
+def _section_sweep(a: Analysis, experiment: str) -> list[str]:
+    """Title and what the sweep holds: runs, kinds, fractions, backbones, seeds, failures."""
+    df = a.df
+    seeds = sorted(df["seed"].dropna().unique())
+    kinds = kind_order(list(df["hierarchy"].unique()))
+    counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(a.status_counts.items()))
+    out = [
+        f"# Granularity sweep report: {experiment}\n",
+        f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} from MLflow. "
+        f"Metric: `{a.metric}` (lower is better).\n",
+        "## Sweep\n",
+        f"- trial runs: {counts}; analysed: {len(df)} finished "
+        f"({a.ucurve.n_dropped_} more dropped for a NaN/inf `{a.metric}`)",
+        f"- hierarchy kinds: {', '.join(kinds)}",
+        f"- data fractions: {', '.join(fmt(f) for f in sorted(df['data_fraction'].dropna().unique()))}",
+        f"- backbones: {', '.join(map(str, sorted(df['backbone'].dropna().unique())))}"
+        if "backbone" in df
+        else "- backbones: (not logged)",
+        f"- seeds (paired replicates): {len(seeds)}",
+    ]
+    failed = a.failures
+    if len(failed):
+        reasons = "; ".join(f"{n} x {r}" for r, n in failed.items())
+        out.append(
+            f"- failed trials (not analysed; `granularity run` again retries them): {reasons}"
+        )
+    if len(seeds) < 2:
+        out.append(
+            "- **single seed: no confidence intervals or tests are possible; every number below is one run.**"
+        )
+    out.append("")
+    return out
+
+
+def _section_verdicts(a: Analysis) -> list[str]:
+    """One line per claim: the verdict and its evidence."""
+    out = ["## Verdicts\n", "| claim | verdict and evidence |", "|---|---|"]
+    out += [f"| {name} | {text} |" for name, text in verdicts(a)]
+    return out
+
+
+def _section_questions(a: Analysis) -> list[str]:
+    """The three open questions' answers."""
+    out: list[str] = [
+        "",
+        "## The three open questions\n",
+        *(f"{i}. **{q}** {text}" for i, (q, text) in enumerate(answers(a), start=1)),
+        "",
+    ]
+    return out
+
+
+def _section_ucurves(a: Analysis, plots: dict[str, bool]) -> list[str]:
+    """U-curve optima and tests, and the mean error per level."""
+    out: list[str] = ["## U-curves\n"]
+    if plots.get("ucurves"):
+        out.append("![U-curves](ucurves.png)\n")
+    out += [
+        "Optimum: grid minimum refined by a local parabola in log(classes); 95% CI: expanded-percentile "
+        "bootstrap over seeds (whole seeds resampled, so levels stay paired). U test: Simonsohn's (2018) "
+        "two-lines test with seed fixed effects (both slopes significant with opposite signs).\n",
+        markdown_table(
+            a.ucurve.results_,
+            [
+                "hierarchy",
+                "data_fraction",
+                "backbone",
+                "n_seeds",
+                "n_levels",
+                "optimum",
+                "optimum_ci_low",
+                "optimum_ci_high",
+                "break_classes",
+                "slope_low",
+                "p_low",
+                "slope_high",
+                "p_high",
+                "is_u",
+                "note",
+            ],
+        ),
+        "### Mean error per level (95% t interval over seeds; examples per class is the known confound)\n",
+        markdown_table(
+            a.ucurve.curve_,
+            [
+                "hierarchy",
+                "data_fraction",
+                "backbone",
+                "level",
+                "level_name",
+                "num_classes",
+                "n",
+                "mean",
+                "ci_low",
+                "ci_high",
+                "examples_per_class",
+            ],
+        ),
+    ]
+    return out
+
+
+def _section_gain(a: Analysis) -> list[str]:
+    """Paired gains over scratch and the target level; hard examples where logged."""
+    out: list[str] = [
+        "## Gain over the baselines\n",
+        "gain = baseline error - arm error, paired by seed (positive: the pretraining helps); 95% t "
+        f"interval, paired t test. Target level: {a.gain.target_level_}.\n",
+        markdown_table(
+            a.gain.table_,
+            [
+                "baseline",
+                "hierarchy",
+                "level_name",
+                "num_classes",
+                "data_fraction",
+                "backbone",
+                "n",
+                "gain",
+                "ci_low",
+                "ci_high",
+                "pvalue",
+                "relative_gain",
+                "note",
+            ],
+        ),
+    ]
+    if not a.hard.empty:
+        out += [
+            "### Hard examples: finer levels vs the target level (`target_error_hard`)\n",
+            f"Definition: {a.hard_note}.\n",
+            markdown_table(
+                a.hard,
+                [
+                    "level_name",
+                    "num_classes",
+                    "data_fraction",
+                    "backbone",
+                    "n",
+                    "gain",
+                    "ci_low",
+                    "ci_high",
+                    "pvalue",
+                    "p_holm",
+                ],
+            ),
+        ]
+    if a.easy_hard is not None and not a.easy_hard.empty:
+        out += [
+            "### Every arm on easy and hard examples (mean over seeds)\n",
+            markdown_table(a.easy_hard),
+        ]
+    return out
+
+
+def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:
+    """Size x granularity: optima per data fraction, their trend, heatmaps."""
+    out: list[str] = ["## Size x granularity\n"]
+    if plots.get("heatmap"):
+        out.append("![size x level heatmap](heatmap.png)\n")
+    out += [
+        "Optimum per data fraction (joint seed bootstrap across fractions: a seed's nested subsets stay "
+        "together):\n",
+        markdown_table(a.size.optima_),
+        "Trend (slope of log optimum on log fraction; log_shift = log optimum at the largest minus the "
+        "smallest fraction):\n",
+        markdown_table(a.size.trend_),
+        "Mean error over (level, data fraction):\n",
+        markdown_table(a.size.heatmap_),
+        "Examples per pretraining class over (level, data fraction):\n",
+        markdown_table(a.size.examples_per_class_),
+    ]
+    return out
+
+
+def _section_kinds(a: Analysis) -> list[str]:
+    """Hierarchy kinds compared at matched class counts."""
+    out: list[str] = [
+        "## Hierarchy kinds at matched class counts\n",
+        "advantage = error(b) - error(a) paired by seed (positive: a is better); cells where both kinds "
+        "have the same label function are skipped. Effect size: Cohen's d_z. p-values: paired t, Holm-"
+        "corrected within each table.\n",
+        "Pooled over matched class counts:\n",
+        markdown_table(a.comparison.pooled_),
+        "Per class count:\n",
+        markdown_table(a.comparison.cells_),
+    ]
+    return out
+
+
+def _section_alignment(a: Analysis, plots: dict[str, bool]) -> list[str]:
+    """Alignment vs transfer: rank correlations and their points."""
+    out: list[str] = ["## Alignment vs transfer\n"]
+    if plots.get("alignment"):
+        out.append("![alignment](alignment.png)\n")
+    out += [
+        f"Outcome: {a.alignment.outcome_} per label function (mean over seeds). Spearman rho with an "
+        "expanded-percentile bootstrap CI over label functions; partial rho controls for log(classes).\n",
+        markdown_table(a.alignment.results_),
+        "Points:\n",
+        markdown_table(a.alignment.points_),
+    ]
+    return out
+
+
+def _section_adaptive(a: Analysis) -> list[str]:
+    """Adaptive replicates: the method, and per comparison and cell the seeds run and why it stopped."""
+    if a.design is None:
+        return []
+    d = a.design
+    state = adaptive_state(a.df, d, a.metric)
+    return [
+        "\n## Adaptive replicates\n",
+        f"Seeds were added in rounds (looks at {d.looks()} seeds per cell; rules: "
+        f"{', '.join(d.stop_when)}; margin {d.margin:g}). Intervals below are valid under this "
+        f"optional stopping: {d.method()}; family-wise alpha {d.alpha:g} per comparison over all "
+        "looks, not adjusted across comparisons (the sections above use ordinary fixed-n "
+        "intervals, Holm-adjusted for kind pairs; peeking makes those too narrow).\n",
+        markdown_table(outcome_table(state)),
+        "Seeds per cell:\n",
+        markdown_table(cell_seeds_table(state)),
+    ]
+
+
+def render_html(markdown_text: str, folder: Path, title: str) -> str:
+    """The report as one self-contained HTML page (plots inlined), for MLflow's artifact viewer."""
+    import base64
+
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    for png in sorted(folder.glob("*.png")):
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body>{body}</body></html>\n"
+    )
