@@ -8,13 +8,13 @@ import json
 
 import pandas as pd
 import pytest
+from analysis.simulate import simulate_sweep, u_curve, write_sweep
 from mlflow.tracking import MlflowClient
 
 from analysis import cli
 from analysis.export import ExportFormatError, load_export, read_export, write_export
 from analysis.load import ALL_STATUSES, load_runs, load_sweep
 from analysis.report import write_report, write_report_from_export
-from analysis.simulate import simulate_sweep, u_curve, write_sweep
 from contracts import REPLICATES
 
 
