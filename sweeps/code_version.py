@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sweeps.results import read_json, read_results, result_path
+from sweeps.ledger.records import read_json, read_results, result_path
 from sweeps.spec import Spec
 from sweeps.trials import Plan, Trial
 

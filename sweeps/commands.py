@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from contracts import SCRATCH
@@ -124,7 +124,7 @@ def _spec(args: argparse.Namespace, *, writes: bool = True) -> Spec:
 
     `writes=False` (status, which only reads): the storage folder need not be writable.
     """
-    from sweeps.tracking_uri import check_locations, check_store
+    from sweeps.ledger.tracking_uri import check_locations, check_store
 
     cap = [f"max_trials={args.max_trials}"] if args.max_trials else []
     spec = load_spec(args.spec, [*args.overrides, *cap], smoke=args.smoke)
@@ -141,7 +141,7 @@ def _tracking_errors(spec: Spec) -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        from sweeps.offline import refused_credentials, unreachable
+        from sweeps.ledger.offline import refused_credentials, unreachable
 
         uri = spec.tracking.uri
         if refused_credentials(err):
@@ -257,7 +257,7 @@ def _print_stale(plan: Any, indent: str) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweeps.status import FACTORS, trial_states
+    from sweeps.status import plan_factors, trial_states
 
     spec = _spec(args, writes=False)
     with _tracking_errors(spec):
@@ -271,10 +271,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         + f" of {len(plan.trials)}"
     )
     by_key = plan.by_key()
-    for factor in FACTORS:
+    for factor in plan_factors(plan):
         table: dict[str, Counter] = defaultdict(Counter)
         for key, (state, _) in states.items():
-            value = by_key[key].config[factor]
+            value = by_key[key].factors().get(factor)
             table[SCRATCH if value is None else str(value)][state] += 1
         if len(table) < 2 and factor != "hierarchy":
             continue
@@ -293,7 +293,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from sweeps.sync import sync_storage
+    from sweeps.ledger.sync import sync_storage
 
     spec = _spec(args)
     with _tracking_errors(spec):
@@ -305,11 +305,33 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m sweeps.commands ...`: the same as the `granularity` command."""
-    from sweeps.cli import main as cli_main
+def run_parsed(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` with `parser` and run the chosen subcommand; its return value is the exit code.
 
-    return cli_main(argv)
+    Each subcommand sets `func(args) -> int`. Errors a user can fix (ValueError and
+    its subclasses such as SpecError, missing files, the registries' "Unknown ..."
+    RuntimeErrors, an unreachable --address) are printed as one line, exit code 2,
+    without a traceback.
+    """
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, LookupError, RuntimeError, ConnectionError) as err:
+        print(f"granularity {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m sweeps.commands ...`: the sweep subcommands (run, validate, status, sync) alone.
+
+    The whole `granularity` command is `sweeps.cli.main`; this one needs no other package's CLI.
+    """
+    parser = argparse.ArgumentParser(prog="granularity", description="Sweeps: run and inspect.")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return run_parsed(parser, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
    stop at their next trial, see sweeps/lock.py);
 3. create the MLflow store, experiment and parent run (before any trial runs:
    the driver is the single writer; a server unreachable now: the sweep runs
-   offline and syncs at the end or later, see sweeps/offline.py);
+   offline and syncs at the end or later, see sweeps/ledger/offline.py);
 4. wait (bounded) for such workers to stop, then sync every result file
    under `<storage>/results/` that MLflow lacks (what a killed driver, or a
    tracking outage, left behind; `granularity sync` does this step alone);
@@ -37,21 +37,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from contracts import REPLICATES
+from contracts import ANALYSIS_CONFIG, REPLICATES
 from sweeps.code_version import retire, stale_line, stale_trials
 from sweeps.executor import Executor, start_ray
 from sweeps.interrupt import interruptible
+from sweeps.ledger.ledger import replay_journal
+from sweeps.ledger.offline import connect, reconnect
+from sweeps.ledger.records import result_path
+from sweeps.ledger.store import TrackingStore
+from sweeps.ledger.tracking_uri import check_locations
 from sweeps.lock import claim_sweep, driver_lock, wait_for_workers
-from sweeps.offline import OfflineTracker, connect, reconnect
 from sweeps.packs import Trainable
 from sweeps.plan import build_plan
-from sweeps.results import result_path
 from sweeps.rounds import round_tags, run_rounds
 from sweeps.spec import Spec, SpecError, canonical_json
 from sweeps.summary import RunSummary, summarise
-from sweeps.sync import sync_results
-from sweeps.tracking import Tracker
-from sweeps.tracking_uri import check_locations
 from sweeps.trials import Plan
 
 
@@ -180,7 +180,7 @@ class _EarlyRay:
 
 def _start_ray_and_tracking(
     spec: Spec, plan: Plan, storage: Path, address: str | None, verbose: bool, ray: Any
-) -> tuple[Tracker, Any]:
+) -> tuple[TrackingStore, Any]:
     """Start Ray in the background (if anything may run and `ray` is None) while the MLflow
     store and parent run are made."""
     if ray is None and (
@@ -235,11 +235,13 @@ def _run_locked(
     status = "FAILED"
     try:
         with executor:
-            offline = isinstance(tracker, OfflineTracker)
+            offline = not tracker.online
             if not offline:
                 tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
+                if spec.analysis.config():  # how `granularity analyze` reads crossed options
+                    tracker.tag_parent({ANALYSIS_CONFIG: canonical_json(spec.analysis.config())})
             wait_for_workers(storage, stream=stream)  # a killed driver's last results land first
-            synced = 0 if offline else sync_results(tracker, storage, spec_hash)
+            synced = 0 if offline else replay_journal(tracker, storage, spec_hash)
             executor.rerun = _stale(plan, storage, stream, reuse=reuse_stale)
             tuned: dict[Any, Any] = {}
             if spec.search is not None:
@@ -251,7 +253,7 @@ def _run_locked(
             design = spec.design()
             if design is None:
                 metas = {t.trial_key: t.meta() for t in plan.trials}
-                recorders = [executor(plan.trials, metas, spec.name, spec.pack)]
+                ledgers = [executor(plan.trials, metas, spec.name, spec.pack)]
                 rounds = None
             else:
                 if not offline:  # an offline run's parent is made later, by reconnect or sync
@@ -259,9 +261,9 @@ def _run_locked(
                 tags = round_tags(plan, design)
                 metas = {t.trial_key: t.meta(extra_tags=tags[t.trial_key]) for t in plan.trials}
                 rounds = run_rounds(plan, design, executor, metas, storage, spec.name, spec.pack)
-                recorders = rounds.recorders
+                ledgers = rounds.ledgers
         pending = len(executor.pending)
-        if isinstance(tracker, OfflineTracker):  # down at start: the server may be back now
+        if not tracker.online:  # down at start: the server may be back now
             back = reconnect(spec, storage, [plan.hierarchy_paths[d] for d in plan.hierarchies])
             if back is not None:
                 tracker, synced_now = back
@@ -269,7 +271,7 @@ def _run_locked(
                 pending = 0
         summary = summarise(
             plan,
-            recorders,
+            ledgers,
             rounds=rounds,
             synced=synced,
             tuned=tuned,
@@ -284,7 +286,7 @@ def _run_locked(
         raise
     finally:
         try:
-            if not isinstance(tracker, OfflineTracker):
+            if tracker.online:
                 tracker.end_parent(status)
         except Exception as err:  # noqa: BLE001 (the trials' results are safe on disk)
             print(

@@ -59,6 +59,8 @@ class Trial:
     label_fn: str
     hierarchy_hash: str | None = None
     p: float | None = None
+    # The crossed factors beyond the cell: (("finetune_mode", "full"), ("dataset.fold", 1), ...).
+    variant: tuple[tuple[str, Any], ...] = ()
 
     @property
     def trial_key(self) -> str:
@@ -79,12 +81,31 @@ class Trial:
         return (c["hierarchy"], c["level_name"] or "scratch", c["data_fraction"], c["backbone"])
 
     @property
-    def run_name(self) -> str:
-        """The trial's MLflow run name (contracts.run_name)."""
+    def full_cell(self) -> tuple[Any, ...]:
+        """The cell plus the crossed factors' values (what seeds replicate)."""
+        return (*self.cell, *self.variant)
+
+    def factors(self) -> dict[str, Any]:
+        """The trial's value of every crossed factor, by name (status tables, reports)."""
         c = self.config
-        return run_name(
+        return {
+            "hierarchy": c["hierarchy"],
+            "level_name": c["level_name"],
+            "data_fraction": c["data_fraction"],
+            "backbone": c["backbone"],
+            **dict(self.variant),
+            "seed": c["seed"],
+        }
+
+    @property
+    def run_name(self) -> str:
+        """The trial's MLflow run name (contracts.run_name), then the crossed factors' values."""
+        c = self.config
+        name = run_name(
             c["hierarchy"], c["level_name"], c["data_fraction"], c["backbone"], c["seed"]
         )
+        extra = [f"{k.removeprefix('dataset.')}={v}" for k, v in self.variant]
+        return "/".join([name, *extra])
 
     def meta(self, role: str = ROLE_TRIAL, extra_tags: Mapping[str, str] | None = None) -> dict:
         """What the driver needs to log the trial's run, carried with it (and into its result file)."""
@@ -114,6 +135,8 @@ class Trial:
         }
         if self.p is not None:
             params[HIERARCHY_P] = self.p
+        # Crossed dataset options as columns of their own: `dataset.<option>`.
+        params.update((k, v) for k, v in self.variant if k.startswith("dataset."))
         for stage in STAGES:
             for key, value in c[stage].items():
                 params[f"{stage}.{key}"] = value
@@ -154,7 +177,7 @@ class Plan:
         return {
             "trials": len(self.trials),
             "pretrainings": self.num_pretrainings(),
-            "cells": len(self.cells()),
+            "cells": len({t.full_cell for t in self.trials}),
             "seeds": len(self.spec.seed_list()),
             "trials_per_arm": dict(arms),
         }

@@ -14,9 +14,9 @@ from sweeps_fake import CALLS_FILE, write_fake_spec
 
 from sweeps import commands
 from sweeps.code_version import code_version, file_digest, version_of
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 TRAINABLE = '"""A user\'s trainable: the fake one behind a module of its own."""\n' + (
     "from sweeps_fake import train  # noqa: F401\n"

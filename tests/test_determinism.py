@@ -16,7 +16,7 @@ import pytest
 
 from analysis.load import load_runs
 from sweeps import commands
-from sweeps.results import read_results
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,6 +35,7 @@ from sweeps.spec.load import load_spec, parse_spec, resolve_spec_path, shipped_s
 from sweeps.spec.overrides import apply_overrides
 from sweeps.spec.schema import DEFAULT_TRAINABLE, MAX_TRIALS, Spec
 from sweeps.spec.sections import (
+    AnalysisSpec,
     FinetuneSpec,
     ReferenceCell,
     ReplicatesSpec,
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_TRIALS",
     "SERVER_SCHEMES",
     "SQL_SCHEMES",
+    "AnalysisSpec",
     "ArmSpec",
     "BackboneSpec",
     "DatasetSpec",

@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from sweeps.spec import bounded_yaml
-from sweeps.spec.errors import SpecError, _problems
+from sweeps.spec.errors import SpecError, validation_problems
 from sweeps.spec.overrides import apply_overrides
 from sweeps.spec.schema import Spec
 
@@ -42,7 +42,7 @@ def _validate(raw: dict[str, Any], source: str) -> Spec:
     try:
         return Spec.model_validate(raw)
     except ValidationError as err:
-        raise SpecError(_problems(err), source=source) from None
+        raise SpecError(validation_problems(err), source=source) from None
 
 
 def _smoke_errors(check: Callable[[], Any], source: str) -> Any:

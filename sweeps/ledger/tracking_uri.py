@@ -31,7 +31,31 @@ import tempfile
 from pathlib import Path
 
 from sweeps.spec import SQL_SCHEMES, Spec, tracking_scheme, uri_problem
-from sweeps.tracking import sqlite_path
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """A `sqlite:///` URI's database file, relative ones against the working directory.
+
+    None for other stores.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri[len("sqlite:///") :])
+    return path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+
+def default_artifact_location(uri: str, experiment: str) -> str | None:
+    """For a sqlite store, artifacts go beside the database file: `<dir>/mlartifacts/<name>`."""
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    return (path.resolve().parent / "mlartifacts" / experiment).as_uri()
+
+
+def normalise_uri(uri: str) -> str:
+    """Relative sqlite paths are made absolute (against the working directory)."""
+    path = sqlite_path(uri)
+    return uri if path is None else f"sqlite:///{path}"
 
 
 def check_store(uri: str, *, field: str = "tracking.uri") -> None:
