@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from fileio import read_json
 from sweeps.ledger.mlflow_store import Tracker
-from sweeps.ledger.records import read_json, read_results
+from sweeps.ledger.records import read_results
 from sweeps.ledger.tracking_uri import sqlite_path
 from sweeps.lock import driver_running
 from sweeps.spec import Spec

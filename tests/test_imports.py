@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("hierarchies", "trainables", "sweeps", "analysis", "testing")
 CONTRACTS = "contracts"
+FILEIO = "fileio"  # atomic file writes and JSON records: stdlib only, like contracts
 # Top-level modules beside the packages; every package may import them.
 # sequential.py (adaptive replicates' statistics) is used by the driver
 # (sweeps) and the report (analysis), which may not import each other.
@@ -54,7 +55,7 @@ def _module_name(path: Path) -> str:
 
 
 def _project_modules() -> dict[str, Path]:
-    modules = {CONTRACTS: ROOT / f"{CONTRACTS}.py", SEQUENTIAL: ROOT / f"{SEQUENTIAL}.py"}
+    modules = {name: ROOT / f"{name}.py" for name in (CONTRACTS, FILEIO, SEQUENTIAL)}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             modules[_module_name(path)] = path
@@ -224,11 +225,12 @@ def test_a_private_reach_is_found():
     ]
 
 
-def test_contracts_imports_nothing_but_the_standard_library():
+@pytest.mark.parametrize("module", [CONTRACTS, FILEIO])
+def test_stdlib_only_modules_import_nothing_else(module):
     outside = sorted(
-        dotted for dotted in IMPORTS[CONTRACTS] if _top(dotted) not in sys.stdlib_module_names
+        dotted for dotted in IMPORTS[module] if _top(dotted) not in sys.stdlib_module_names
     )
-    assert not outside, f"contracts.py must stay dependency-free, imports {outside}"
+    assert not outside, f"{module}.py must stay dependency-free, imports {outside}"
 
 
 def test_sequential_imports_only_contracts_numpy_and_scipy():

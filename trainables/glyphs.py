@@ -57,8 +57,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fileio import write_atomic
 from hierarchies import Hierarchy
-from hierarchies.core import write_atomic
 from trainables.data import Dataset, Split, cache_root, cached_array, register_dataset
 from trainables.glyph_embeddings import GLYPH_EMBEDDINGS, HELDOUT_SETTINGS, glyph_embeddings
 
