@@ -47,9 +47,14 @@ ATTEMPTS = "granularity.attempts"
 # `granularity.retry.<attempt>`: why that attempt of a trial failed (and was retried).
 RETRY = "granularity.retry"
 HIERARCHY_HASH = "granularity.hierarchy_hash"
+CODE_VERSION = "granularity.code_version"  # hash of the code that ran a trial (sweeps/code_version.py)
 SEARCH_CELL = "granularity.search_cell"
 ROUND = "granularity.round"  # adaptive replicates: the round (1, 2, ...) that added a trial's seed
 REPLICATES = "granularity.replicates"  # parent run: the adaptive design (canonical JSON)
+# Parent run: the spec's `analysis` block (canonical JSON, e.g.
+# {"block":"fold","size":"renders_per_font"}): which crossed dataset option (trial param
+# `dataset.<option>`) is the size axis, which a block.
+ANALYSIS_CONFIG = "granularity.analysis"
 CELL_KEY = "granularity.cell_key"  # a cell run's `<hierarchy>/<level>/f<fraction>/<backbone>`
 PARENT = "mlflow.parentRunId"
 # Experiment tag: which view the MLflow UI opens (3.x); a sweep is model training.
@@ -69,6 +74,7 @@ TRIAL_TAGS = (
     "failure",
     "attempts",
     "round",
+    "code_version",
     TEST_CORRECT,
 )
 
@@ -152,6 +158,10 @@ FINETUNE_DEFAULTS: Mapping[str, Any] = _frozen(
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 FINETUNE_MODES = ("linear", "full")
+# Which weights a stage ends with: its last, or those of its lowest validation error.
+SELECTIONS = ("last", "best_val")
+# The scratch arm's budget: the pretraining's, or pretraining plus finetuning (compute-matched).
+SCRATCH_BUDGETS = ("pretrain", "matched")
 FEATURE_NORMS = ("scalar", "standardize", "none")
 # Seconds of training between epoch checkpoints (0: after every epoch). A crash
 # loses at most this much of a stage; a short trial is not slowed down by a
@@ -171,7 +181,8 @@ class Arm:
             the dataset's own hierarchy, built by nobody.
         inputs: builder keyword arguments the plan supplies, from `reference`
             (the manual hierarchy), `seed` (the hierarchy seed), `p`,
-            `embeddings`, `target_level`, `path`, `format`.
+            `embeddings`, `target_level`, `path`, `format`, `leaf_level` (the
+            level whose classes a derived kind moves whole).
         fixed: builder keyword arguments that are constants of the arm.
         options: arm fields of the spec that only this kind accepts.
     """
@@ -185,22 +196,27 @@ class Arm:
 
 ARMS: tuple[Arm, ...] = (
     Arm("manual", "manual", inputs=("path", "format"), options=("path",)),
-    Arm("random", "random", inputs=("reference", "seed")),
+    Arm("random", "random", inputs=("reference", "seed", "leaf_level"), options=("leaf_level",)),
     Arm(
         "cluster_within",
         "cluster",
-        inputs=("reference", "embeddings", "target_level", "seed"),
+        inputs=("reference", "embeddings", "target_level", "seed", "leaf_level"),
         fixed={"mode": "within"},
-        options=("embeddings",),
+        options=("embeddings", "leaf_level"),
     ),
     Arm(
         "cluster_global",
         "cluster",
-        inputs=("reference", "embeddings", "target_level", "seed"),
+        inputs=("reference", "embeddings", "target_level", "seed", "leaf_level"),
         fixed={"mode": "global"},
-        options=("embeddings",),
+        options=("embeddings", "leaf_level"),
     ),
-    Arm("perturbed", "perturbed", inputs=("reference", "p", "seed"), options=("p",)),
+    Arm(
+        "perturbed",
+        "perturbed",
+        inputs=("reference", "p", "seed", "leaf_level"),
+        options=("p", "leaf_level"),
+    ),
     Arm(SCRATCH, None),
 )
 ARM_KINDS = tuple(a.name for a in ARMS)

@@ -13,6 +13,12 @@ from sweeps.trials import Plan
 FACTORS = ("hierarchy", "level_name", "data_fraction", "backbone", "seed")
 
 
+def plan_factors(plan: Plan) -> list[str]:
+    """The factors a status table is made for: FACTORS plus the plan's crossed ones, in order."""
+    crossed = dict.fromkeys(name for t in plan.trials for name, _ in t.variant)
+    return [*FACTORS[:-1], *crossed, FACTORS[-1]]
+
+
 def trial_states(spec: Spec, plan: Plan) -> dict[str, tuple[str, str | None]]:
     """trial_key -> (done | running | failed | missing, failure reason) for the plan's trials.
 

@@ -6,11 +6,12 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from contracts import ARM_KINDS, arm
+from contracts import ARM_KINDS, FINETUNE_MODES, arm
 from sweeps.spec.canonical import canonical_json
 from sweeps.spec.strict import StrictSection, repeated_values
 
 LEVEL_KEYWORDS = ("all", "finer", "target_and_finer")
+LevelItem = Union[int, str]  # noqa: UP007 (pydantic reads it at runtime)
 
 
 class DatasetSpec(StrictSection):
@@ -27,6 +28,10 @@ class ArmSpec(StrictSection):
     `random`, `cluster_within`, `cluster_global` and `perturbed` are derived from
     it; `scratch` is the no-pretraining baseline. `p` (perturbed only) is the
     fraction of leaves reassigned; a list gives one arm per value.
+    `leaf_level` (derived kinds): the level whose classes are shuffled, moved or
+    clustered whole, every finer level kept as the manual one's; default: the
+    dataset's coherent leaf level (`Dataset.leaf_level`; the leaves when it
+    declares none).
     """
 
     kind: Literal[ARM_KINDS]  # the arms table of contracts.py
@@ -35,6 +40,7 @@ class ArmSpec(StrictSection):
     path: str | None = None
     format: str = "auto"
     embeddings: str | None = None
+    leaf_level: LevelItem | None = None
 
     @field_validator("p", mode="before")
     @classmethod
@@ -53,7 +59,7 @@ class ArmSpec(StrictSection):
     def _kind_options(self) -> ArmSpec:
         if "p" in arm(self.kind).options and not self.p:
             raise ValueError(f"a {self.kind} arm needs p (a fraction in [0, 1] or a list of them)")
-        for option in ("p", "path", "embeddings"):
+        for option in ("p", "path", "embeddings", "leaf_level"):
             if getattr(self, option) is not None and option not in arm(self.kind).options:
                 owners = " or ".join(repr(a) for a in ARM_KINDS if option in arm(a).options)
                 raise ValueError(f"{option} applies only to kind {owners}, not {self.kind!r}")
@@ -67,11 +73,13 @@ class BackboneSpec(StrictSection):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-LevelItem = Union[int, str]  # noqa: UP007 (pydantic reads it at runtime)
-
-
 class FactorsSpec(StrictSection):
-    """What is crossed: arms x levels x data fractions x backbones (x seeds)."""
+    """What is crossed: arms x levels x data fractions x backbones (x seeds).
+
+    Optional further factors: `finetune_modes` (linear probe and / or full
+    finetuning from the same pretraining) and `dataset_options` (`{option:
+    [values]}`: each value its own data, e.g. `fold: [0, 1, 2]`).
+    """
 
     hierarchies: list[ArmSpec] = Field(
         default_factory=lambda: [ArmSpec(kind="manual")], min_length=1
@@ -96,6 +104,35 @@ class FactorsSpec(StrictSection):
     backbones: list[BackboneSpec] = Field(
         default_factory=lambda: [BackboneSpec(name="twolayer")], min_length=1
     )
+
+    finetune_modes: list[Literal[FINETUNE_MODES]] | None = Field(default=None, min_length=1)
+    dataset_options: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("finetune_modes")
+    @classmethod
+    def _unique_modes(cls, value: list[str] | None) -> list[str] | None:
+        repeated = repeated_values(value or [])
+        if repeated:
+            raise ValueError(f"finetune_modes repeat: {repeated}")
+        return value
+
+    @field_validator("dataset_options", mode="before")
+    @classmethod
+    def _option_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
+
+    @field_validator("dataset_options")
+    @classmethod
+    def _option_values(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name, values in value.items():
+            if not values:
+                raise ValueError(f"dataset_options.{name} is an empty list; give its values")
+            repeated = repeated_values([canonical_json(v) for v in values])
+            if repeated:
+                raise ValueError(f"dataset_options.{name} repeats the value(s) {repeated}")
+        return value
 
     @field_validator("hierarchies", mode="before")
     @classmethod
