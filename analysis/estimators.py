@@ -103,7 +103,9 @@ def examples_per_class_table(df: pd.DataFrame) -> pd.DataFrame:
     return d.groupby(keys, dropna=False).agg(**agg).reset_index()
 
 
-def summarise_seeds(per_seed: pd.DataFrame, keys: list[str], col: str, alpha: float) -> pd.DataFrame:
+def summarise_seeds(
+    per_seed: pd.DataFrame, keys: list[str], col: str, alpha: float
+) -> pd.DataFrame:
     """Per group of ``keys``: n, mean, sd, t interval, one-sample t p-value and d_z of ``col``.
 
     ``per_seed`` holds one value per seed (a paired difference); NaNs are ignored.
@@ -556,7 +558,9 @@ class SizeGranularity:
         per_seed = per_seed.dropna().rename("slope").reset_index()
         if per_seed.empty:
             return pd.DataFrame()
-        table = summarise_seeds(per_seed, level, "slope", self.alpha).rename(columns={"mean": "slope"})
+        table = summarise_seeds(per_seed, level, "slope", self.alpha).rename(
+            columns={"mean": "slope"}
+        )
         table = adjust_table(table, ["hierarchy", "backbone"], self.alpha, "holm", value="slope")
         ends = cells.groupby(level)["data_fraction"].agg(["min", "max", "nunique"])
         means = cells.groupby([*level, "data_fraction"])["gain"].mean()

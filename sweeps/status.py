@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contracts import CELL_COLUMNS
 from fileio import read_json
 from sweeps.ledger.mlflow_store import Tracker
 from sweeps.ledger.records import read_results
@@ -10,7 +11,7 @@ from sweeps.lock import driver_running
 from sweeps.spec import Spec
 from sweeps.trials import Plan
 
-FACTORS = ("hierarchy", "level_name", "data_fraction", "backbone", "seed")
+FACTORS = (*CELL_COLUMNS, "seed")
 
 
 def plan_factors(plan: Plan) -> list[str]:
