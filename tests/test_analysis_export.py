@@ -16,6 +16,7 @@ from analysis.export import ExportFormatError, load_export, read_export, write_e
 from analysis.load import ALL_STATUSES, load_runs, load_sweep
 from analysis.report import write_report, write_report_from_export
 from contracts import REPLICATES
+from testing.simulate import simulate_sweep, u_curve, write_sweep
 
 
 @pytest.fixture(scope="module")
