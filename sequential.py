@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from contracts import EXPECTED_ORDER, SCRATCH
+from contracts import SCRATCH, kind_order
 
 SPENDING = ("obrien_fleming", "pocock")
 RULES = ("gain", "hierarchy", "u_test", "half_width")
@@ -253,15 +253,10 @@ def _gain_comparisons(here: dict, arms: list[Cell], tl: list[Cell]) -> list[Comp
     return out
 
 
-def _kind_order(kinds: Iterable[str]) -> list[str]:
-    kinds = set(kinds)
-    return [k for k in EXPECTED_ORDER if k in kinds] + sorted(kinds - set(EXPECTED_ORDER))
-
-
 def _kind_comparisons(here: dict, arms: list[Cell], target_k: float) -> list[Comparison]:
     out = []
     finer = [c for c in arms if here[c]["num_classes"] > target_k]
-    for a, b in itertools.combinations(_kind_order(c[0] for c in finer), 2):
+    for a, b in itertools.combinations(kind_order(c[0] for c in finer), 2):
         ca = {here[c]["num_classes"]: c for c in finer if c[0] == a}
         cb = {here[c]["num_classes"]: c for c in finer if c[0] == b}
         pairs = [
@@ -284,7 +279,7 @@ def _kind_comparisons(here: dict, arms: list[Cell], target_k: float) -> list[Com
 def _shape_comparisons(here: dict, arms: list[Cell], target_k: float) -> list[Comparison]:
     out = []
     domain = [c for c in arms if here[c]["num_classes"] >= target_k]
-    for kind in _kind_order(c[0] for c in domain):
+    for kind in kind_order(c[0] for c in domain):
         levels = sorted((c for c in domain if c[0] == kind), key=lambda c: here[c]["num_classes"])
         if len(levels) < 3:
             continue

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 
 import pandas as pd
 
-from analysis import estimators as est
 from analysis.adaptive import adaptive_state, cell_seeds_table, outcome_table
 from analysis.fit import Analysis
 from analysis.formatting import fmt
 from analysis.verdicts import answers, verdicts
+from contracts import kind_order
 
 
 def markdown_table(df: pd.DataFrame, columns: list[str] | None = None, max_rows: int = 200) -> str:
@@ -31,13 +30,20 @@ def markdown_table(df: pd.DataFrame, columns: list[str] | None = None, max_rows:
     return "\n".join(lines) + "\n"
 
 
+GAIN_FIGURES = (
+    ("gain_over_target", "gain over the target level against classes"),
+    ("gain_vs_size", "gain over the target level against data size"),
+)
+
+
 def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str:
     """The report's Markdown text: one section after another, top to bottom."""
     out = _section_sweep(a, experiment)
-    out += _section_verdicts(a)
+    out += _section_verdicts(a, plots)
     out += _section_questions(a)
     out += _section_ucurves(a, plots)
-    out += _section_gain(a)
+    out += _section_gain(a, plots)
+    out += _section_pretraining(a)
     out += _section_size(a, plots)
     out += _section_kinds(a)
     out += _section_alignment(a, plots)
@@ -49,11 +55,11 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
     """Title and what the sweep holds: runs, kinds, fractions, backbones, seeds, failures."""
     df = a.df
     seeds = sorted(df["seed"].dropna().unique())
-    kinds = est._kind_order(list(df["hierarchy"].unique()))
+    kinds = kind_order(list(df["hierarchy"].unique()))
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(a.status_counts.items()))
     out = [
         f"# Granularity sweep report: {experiment}\n",
-        f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} from MLflow. "
+        # No date or source here: the same runs give the same report, from MLflow or an export.
         f"Metric: `{a.metric}` (lower is better).\n",
         "## Sweep\n",
         f"- trial runs: {counts}; analysed: {len(df)} finished "
@@ -79,10 +85,12 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
     return out
 
 
-def _section_verdicts(a: Analysis) -> list[str]:
-    """One line per claim: the verdict and its evidence."""
+def _section_verdicts(a: Analysis, plots: dict[str, bool]) -> list[str]:
+    """One line per claim: the verdict and its evidence; the forest plot of its contrasts."""
     out = ["## Verdicts\n", "| claim | verdict and evidence |", "|---|---|"]
     out += [f"| {name} | {text} |" for name, text in verdicts(a)]
+    if plots.get("forest"):
+        out += ["", "![forest plot of the verdicts' contrasts](forest.png)"]
     return out
 
 
@@ -147,10 +155,11 @@ def _section_ucurves(a: Analysis, plots: dict[str, bool]) -> list[str]:
     return out
 
 
-def _section_gain(a: Analysis) -> list[str]:
+def _section_gain(a: Analysis, plots: dict[str, bool]) -> list[str]:
     """Paired gains over scratch and the target level; hard examples where logged."""
-    out: list[str] = [
-        "## Gain over the baselines\n",
+    out: list[str] = ["## Gain over the baselines\n"]
+    out += [f"![{alt}]({name}.png)\n" for name, alt in GAIN_FIGURES if plots.get(name)]
+    out += [
         "gain = baseline error - arm error, paired by seed (positive: the pretraining helps); 95% t "
         f"interval, paired t test. Target level: {a.gain.target_level_}.\n",
         markdown_table(
@@ -193,11 +202,32 @@ def _section_gain(a: Analysis) -> list[str]:
             ),
         ]
     if a.easy_hard is not None and not a.easy_hard.empty:
+        if plots.get("easy_hard"):
+            out.append("![easy and hard error per level](easy_hard.png)\n")
         out += [
             "### Every arm on easy and hard examples (mean over seeds)\n",
             markdown_table(a.easy_hard),
         ]
     return out
+
+
+def _section_pretraining(a: Analysis) -> list[str]:
+    """Train and validation error at the end of pretraining, per level: converged or not."""
+    t = a.pretraining
+    if t is None or t.empty:
+        return [
+            "## Pretraining diagnostics\n",
+            "_(the trials logged no `pretrain/error`: not available)_\n",
+        ]
+    return [
+        "## Pretraining diagnostics\n",
+        "Error on the pretraining labels at the end of pretraining (last epoch; mean over seeds, "
+        "95% t interval): `train` on the training batches while training, `val` on the "
+        "held-out validation split (– when the dataset has none). A level whose train error "
+        "stays high did not converge in the budget; one with low train and high val error "
+        "memorised its labels.\n",
+        markdown_table(t),
+    ]
 
 
 def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis import cli
 from analysis.report import write_report
-from analysis.simulate import simulate_sweep, u_curve, write_sweep
+from testing.simulate import simulate_sweep, u_curve, write_sweep
 
 
 def _store(tmp_path, monkeypatch, **kwargs):
@@ -33,7 +34,8 @@ def test_report_writes_markdown_and_plots_and_logs_them_to_the_parent(tmp_path, 
     )
     path = write_report("sweep", uri, tmp_path / "report", n_boot=300)
     text = path.read_text()
-    for name in ("report.md", "ucurves.png", "heatmap.png", "alignment.png"):
+    figures = ("gain_over_target", "forest", "gain_vs_size", "alignment", "ucurves", "heatmap")
+    for name in ("report.md", *(f"{f}.png" for f in figures)):
         assert (tmp_path / "report" / name).stat().st_size > 0, name
     assert "## Verdicts" in text and "## The three open questions" in text
     assert (
@@ -115,3 +117,61 @@ def test_an_adaptive_sweep_gets_its_section_with_the_method_and_the_stops(tmp_pa
     MlflowClient(uri).delete_tag(parent, REPLICATES)
     text = write_report("sweep", uri, tmp_path / "r2", n_boot=100).read_text()
     assert "## Adaptive replicates" not in text
+
+
+def test_pretraining_diagnostics_average_seeds_once_and_leave_scratch_out():
+    import pandas as pd
+
+    from analysis.diagnostics import pretraining_table
+
+    rows = [
+        # (hierarchy, level, classes, seed, train, val): seed 0's level-1 pretraining is shared
+        # by two trials (same key), so it must count once next to seed 1's.
+        ("manual", 1, 8, 0, 0.10, 0.20),
+        ("manual", 1, 8, 0, 0.10, 0.20),
+        ("manual", 1, 8, 1, 0.30, 0.40),
+        ("manual", 2, 32, 0, 0.70, 0.90),
+        ("manual", 2, 32, 1, 0.50, 0.70),
+        ("scratch", 0, 4, 0, float("nan"), float("nan")),
+    ]
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "hierarchy",
+            "level",
+            "num_classes",
+            "seed",
+            "pretrain/error",
+            "pretrain/val_error",
+        ],
+    ).assign(level_name=lambda d: "L" + d["level"].astype(str), data_fraction=1.0, backbone="b")
+    t = pretraining_table(df).set_index("num_classes")
+    assert list(t.index) == [8, 32] and list(t["n"]) == [2, 2]
+    assert np.isclose(t.loc[8, "train_error"], 0.2) and np.isclose(t.loc[8, "val_error"], 0.3)
+    assert t.loc[32, "train_ci_low"] < 0.6 < t.loc[32, "train_ci_high"]
+    assert pretraining_table(df.drop(columns=["pretrain/error"])).empty
+
+
+def test_the_forest_plot_shows_the_numbers_the_verdicts_state(tmp_path, monkeypatch):
+    from analysis.figures import verdict_contrasts
+    from analysis.formatting import fmt_ci
+    from analysis.report import analyze
+    from analysis.verdicts import verdicts
+
+    df = simulate_sweep(
+        curve=u_curve(size_exponent=0.5),
+        kinds={"manual": 0.0, "random": 0.02},
+        data_fractions=(0.25, 1.0),
+        seeds=4,
+        noise=0.005,
+        random_state=1,
+    )
+    a = analyze(df, n_boot=100)
+    said = dict(verdicts(a))
+    pooled = verdict_contrasts(a).query("claim == 'manual beats random'")
+    assert len(pooled) == 2
+    for x in pooled.itertuples():
+        assert (
+            fmt_ci(x.estimate, x.ci_low, x.ci_high)
+            in said["manual beats random at matched class counts"]
+        )

@@ -10,6 +10,7 @@ from trainables.backbones import (
     is_backbone,
     list_backbones,
     register_backbone,
+    validate_backbone_options,
 )
 from trainables.data import (
     Dataset,
@@ -20,6 +21,8 @@ from trainables.data import (
     register_dataset,
     subset_indices,
     train_val_indices,
+    validate_dataset_options,
+    validation_split,
 )
 from trainables.errors import TrialError
 from trainables.trial import train
@@ -40,4 +43,7 @@ __all__ = [
     "subset_indices",
     "train",
     "train_val_indices",
+    "validate_backbone_options",
+    "validate_dataset_options",
+    "validation_split",
 ]
