@@ -14,8 +14,8 @@ from analysis import cli
 from analysis.export import ExportFormatError, load_export, read_export, write_export
 from analysis.load import ALL_STATUSES, load_runs, load_sweep
 from analysis.report import write_report, write_report_from_export
-from analysis.simulate import simulate_sweep, u_curve, write_sweep
 from contracts import REPLICATES
+from testing.simulate import simulate_sweep, u_curve, write_sweep
 
 
 @pytest.fixture(scope="module")
