@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -32,7 +32,7 @@ from typing import Any
 
 # ---- MLflow: tags -------------------------------------------------------------------
 TAG_PREFIX = "granularity."
-ROLE = "granularity.role"  # sweep | trial | search
+ROLE = "granularity.role"  # sweep | trial | search | cell
 ROLE_SWEEP = "sweep"
 ROLE_TRIAL = "trial"
 ROLE_SEARCH = "search"
@@ -44,10 +44,17 @@ SPEC_HASH = "granularity.spec_hash"
 SWEEP = "granularity.sweep"  # the parent run's sweep name
 FAILURE = "granularity.failure"  # reason of a FAILED run
 ATTEMPTS = "granularity.attempts"
+# `granularity.retry.<attempt>`: why that attempt of a trial failed (and was retried).
+RETRY = "granularity.retry"
 HIERARCHY_HASH = "granularity.hierarchy_hash"
+CODE_VERSION = "granularity.code_version"  # hash of the code that ran a trial (sweeps/code_version.py)
 SEARCH_CELL = "granularity.search_cell"
 ROUND = "granularity.round"  # adaptive replicates: the round (1, 2, ...) that added a trial's seed
 REPLICATES = "granularity.replicates"  # parent run: the adaptive design (canonical JSON)
+# Parent run: the spec's `analysis` block (canonical JSON, e.g.
+# {"block":"fold","size":"renders_per_font"}): which crossed dataset option (trial param
+# `dataset.<option>`) is the size axis, which a block.
+ANALYSIS_CONFIG = "granularity.analysis"
 CELL_KEY = "granularity.cell_key"  # a cell run's `<hierarchy>/<level>/f<fraction>/<backbone>`
 PARENT = "mlflow.parentRunId"
 # Experiment tag: which view the MLflow UI opens (3.x); a sweep is model training.
@@ -67,6 +74,7 @@ TRIAL_TAGS = (
     "failure",
     "attempts",
     "round",
+    "code_version",
     TEST_CORRECT,
 )
 
@@ -150,6 +158,10 @@ FINETUNE_DEFAULTS: Mapping[str, Any] = _frozen(
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 FINETUNE_MODES = ("linear", "full")
+# Which weights a stage ends with: its last, or those of its lowest validation error.
+SELECTIONS = ("last", "best_val")
+# The scratch arm's budget: the pretraining's, or pretraining plus finetuning (compute-matched).
+SCRATCH_BUDGETS = ("pretrain", "matched")
 FEATURE_NORMS = ("scalar", "standardize", "none")
 # Seconds of training between epoch checkpoints (0: after every epoch). A crash
 # loses at most this much of a stage; a short trial is not slowed down by a
@@ -169,7 +181,8 @@ class Arm:
             the dataset's own hierarchy, built by nobody.
         inputs: builder keyword arguments the plan supplies, from `reference`
             (the manual hierarchy), `seed` (the hierarchy seed), `p`,
-            `embeddings`, `target_level`, `path`, `format`.
+            `embeddings`, `target_level`, `path`, `format`, `leaf_level` (the
+            level whose classes a derived kind moves whole).
         fixed: builder keyword arguments that are constants of the arm.
         options: arm fields of the spec that only this kind accepts.
     """
@@ -183,27 +196,42 @@ class Arm:
 
 ARMS: tuple[Arm, ...] = (
     Arm("manual", "manual", inputs=("path", "format"), options=("path",)),
-    Arm("random", "random", inputs=("reference", "seed")),
+    Arm("random", "random", inputs=("reference", "seed", "leaf_level"), options=("leaf_level",)),
     Arm(
         "cluster_within",
         "cluster",
-        inputs=("reference", "embeddings", "target_level", "seed"),
+        inputs=("reference", "embeddings", "target_level", "seed", "leaf_level"),
         fixed={"mode": "within"},
-        options=("embeddings",),
+        options=("embeddings", "leaf_level"),
     ),
     Arm(
         "cluster_global",
         "cluster",
-        inputs=("reference", "embeddings", "target_level", "seed"),
+        inputs=("reference", "embeddings", "target_level", "seed", "leaf_level"),
         fixed={"mode": "global"},
-        options=("embeddings",),
+        options=("embeddings", "leaf_level"),
     ),
-    Arm("perturbed", "perturbed", inputs=("reference", "p", "seed"), options=("p",)),
+    Arm(
+        "perturbed",
+        "perturbed",
+        inputs=("reference", "p", "seed", "leaf_level"),
+        options=("p", "leaf_level"),
+    ),
     Arm(SCRATCH, None),
 )
 ARM_KINDS = tuple(a.name for a in ARMS)
 # The paper's ordering at matched class counts: earlier kinds are expected to beat later ones.
 EXPECTED_ORDER = ("manual", "cluster_within", "cluster_global", "random")
+
+
+def kind_order(kinds: Iterable[str]) -> list[str]:
+    """The distinct hierarchy kinds, those of `EXPECTED_ORDER` first in its order, then by name.
+
+    >>> kind_order(["random", "perturbed", "manual", "random"])
+    ['manual', 'random', 'perturbed']
+    """
+    distinct = set(kinds)
+    return [k for k in EXPECTED_ORDER if k in distinct] + sorted(distinct - set(EXPECTED_ORDER))
 # Pairs the report gives a verdict on: (the aligned arm, its control).
 VERDICT_PAIRS = (("manual", "random"), ("cluster_within", "cluster_global"))
 

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from contracts import EXPECTED_ORDER, SCRATCH
+from contracts import SCRATCH, kind_order
 
 SPENDING = ("obrien_fleming", "pocock")
 RULES = ("gain", "hierarchy", "u_test", "half_width")
@@ -241,14 +241,9 @@ def _gain_comparisons(here: dict, arms: list[Cell], target: str | None) -> list[
     return out
 
 
-def _kind_order(kinds: Iterable[str]) -> list[str]:
-    kinds = set(kinds)
-    return [k for k in EXPECTED_ORDER if k in kinds] + sorted(kinds - set(EXPECTED_ORDER))
-
-
 def _kind_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
     out = []
-    for a, b in itertools.combinations(_kind_order(c[0] for c in arms), 2):
+    for a, b in itertools.combinations(kind_order(c[0] for c in arms), 2):
         ca = {here[c]["num_classes"]: c for c in arms if c[0] == a}
         cb = {here[c]["num_classes"]: c for c in arms if c[0] == b}
         pairs = [
@@ -270,7 +265,7 @@ def _kind_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
 
 def _shape_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
     out = []
-    for kind in _kind_order(c[0] for c in arms):
+    for kind in kind_order(c[0] for c in arms):
         levels = sorted((c for c in arms if c[0] == kind), key=lambda c: here[c]["num_classes"])
         if len(levels) < 3:
             continue

@@ -11,7 +11,7 @@ dropped and counted in ``n_dropped_``; missing cells are left out of the cell's
 statistics; a cell with one seed gets a mean but NaN interval bounds.
 
 Example:
-    >>> from analysis.simulate import simulate_sweep
+    >>> from testing.simulate import simulate_sweep
     >>> df = simulate_sweep(seeds=5, random_state=0)
     >>> UCurve().fit(df).results_[["hierarchy", "optimum", "is_u"]]  # doctest: +SKIP
 """
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from contracts import ALIGNMENT_METRICS, EXPECTED_ORDER
+from contracts import ALIGNMENT_METRICS, kind_order
 
 GROUP_BY = ("hierarchy", "data_fraction", "backbone")
 PAIR_KEYS = ("data_fraction", "backbone", "seed")
@@ -54,11 +54,6 @@ def _prepare(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> tuple[pd.Dat
     out[metric] = pd.to_numeric(out[metric], errors="coerce")
     finite = np.isfinite(out[metric].to_numpy(dtype=float))
     return out[finite], int((~finite).sum())
-
-
-def _kind_order(kinds: Sequence[str]) -> list[str]:
-    rank = {k: i for i, k in enumerate(EXPECTED_ORDER)}
-    return sorted(kinds, key=lambda k: (rank.get(k, len(rank)), k))
 
 
 def _level_grid(g: pd.DataFrame) -> pd.DataFrame:
@@ -585,7 +580,7 @@ class HierarchyComparison:
         data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
         _require(data, ["num_classes"])
         data = data[~data["hierarchy"].isin(self.exclude)]
-        kinds = _kind_order(list(data["hierarchy"].unique()))
+        kinds = kind_order(list(data["hierarchy"].unique()))
         pairs = (
             list(self.pairs) if self.pairs is not None else list(itertools.combinations(kinds, 2))
         )

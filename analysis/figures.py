@@ -23,7 +23,7 @@ from analysis import estimators as est
 from analysis.fit import ALPHA, Analysis
 from analysis.stats import mean_ci
 from analysis.verdicts import primary_kind
-from contracts import SCRATCH, VERDICT_PAIRS
+from contracts import SCRATCH, VERDICT_PAIRS, kind_order
 
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
     from matplotlib.figure import Figure
@@ -50,7 +50,7 @@ def write_figures(a: Analysis, out: Path) -> dict[str, bool]:
 
 def kind_colors(a: Analysis) -> dict[str, str]:
     """One colour per hierarchy kind, the same in every figure (kinds in the report's order)."""
-    kinds = est._kind_order([k for k in a.df["hierarchy"].unique() if k != SCRATCH])
+    kinds = kind_order([k for k in a.df["hierarchy"].unique() if k != SCRATCH])
     palette = [f"C{i}" for i in range(10)]
     return {k: palette[i % len(palette)] for i, k in enumerate(kinds)} | {SCRATCH: "k"}
 
@@ -119,7 +119,7 @@ def plot_gain_over_target(a: Analysis) -> Figure | None:
     colors = kind_colors(a)
     for ax, (frac, backbone) in zip(axes, panels, strict=True):
         sub = t[(t["data_fraction"] == frac) & (t["backbone"] == backbone)]
-        for kind in est._kind_order(list(sub["hierarchy"].unique())):
+        for kind in kind_order(list(sub["hierarchy"].unique())):
             g = sub[sub["hierarchy"] == kind].sort_values("num_classes")
             ax.plot(g["num_classes"], g["gain"], marker="o", label=kind, color=colors[kind])
             ax.fill_between(
@@ -284,7 +284,7 @@ def plot_gain_vs_size(a: Analysis) -> Figure | None:
         return None
     panels = [
         (kind, b)
-        for kind in est._kind_order(list(t["hierarchy"].unique()))
+        for kind in kind_order(list(t["hierarchy"].unique()))
         for b in sorted(t.loc[t["hierarchy"] == kind, "backbone"].unique())
     ]
     fig, axes = _grid(len(panels), width=4.2, height=3.4, sharey=True)
@@ -325,7 +325,7 @@ def plot_alignment(a: Analysis) -> Figure | None:
     colors = kind_colors(a)
     for ax, frac in zip(axes, fractions, strict=True):
         sub = pts[pts["data_fraction"] == frac]
-        for kind in est._kind_order(list(sub["hierarchy"].unique())):
+        for kind in kind_order(list(sub["hierarchy"].unique())):
             # Mean over a kind's label functions at one level: replicate trees are near-copies.
             g = sub[sub["hierarchy"] == kind].groupby("num_classes")[[metric, "gain"]].mean()
             ax.plot(g[metric], g["gain"], marker="o", ms=4, label=kind, color=colors.get(kind))
@@ -378,7 +378,7 @@ def plot_easy_hard(a: Analysis) -> Figure | None:
     colors = kind_colors(a)
     for ax, (frac, backbone) in zip(axes, panels, strict=True):
         sub = t[(t["data_fraction"] == frac) & (t["backbone"] == backbone)]
-        for kind in est._kind_order(list(sub["hierarchy"].unique())):
+        for kind in kind_order(list(sub["hierarchy"].unique())):
             for split, style in (("easy", "-"), ("hard", "--")):
                 g = sub[(sub["hierarchy"] == kind) & (sub["split"] == split)]
                 g = g.sort_values("num_classes")
@@ -425,7 +425,7 @@ def plot_ucurves(a: Analysis) -> Figure:
     colors = kind_colors(a)
     for ax, (frac, backbone) in zip(axes.flat, panels, strict=False):
         sub = c[(c["data_fraction"] == frac) & (c["backbone"] == backbone)]
-        for kind in est._kind_order(list(sub["hierarchy"].unique())):
+        for kind in kind_order(list(sub["hierarchy"].unique())):
             k = sub[sub["hierarchy"] == kind].sort_values("num_classes")
             line = ax.plot(k["num_classes"], k["mean"], marker="o", label=kind, color=colors[kind])[
                 0

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import estimators as est
 from analysis.adaptive import adaptive_state, cell_seeds_table, outcome_table
 from analysis.fit import Analysis
 from analysis.formatting import fmt
 from analysis.verdicts import answers, verdicts
+from contracts import kind_order
 
 
 def markdown_table(df: pd.DataFrame, columns: list[str] | None = None, max_rows: int = 200) -> str:
@@ -55,7 +55,7 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
     """Title and what the sweep holds: runs, kinds, fractions, backbones, seeds, failures."""
     df = a.df
     seeds = sorted(df["seed"].dropna().unique())
-    kinds = est._kind_order(list(df["hierarchy"].unique()))
+    kinds = kind_order(list(df["hierarchy"].unique()))
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(a.status_counts.items()))
     out = [
         f"# Granularity sweep report: {experiment}\n",

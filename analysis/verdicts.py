@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import estimators as est
 from analysis.fit import ALPHA, Analysis
 from analysis.formatting import fmt, fmt_ci, fmt_p
-from contracts import SCRATCH, VERDICT_PAIRS
+from contracts import SCRATCH, VERDICT_PAIRS, kind_order
 
 
 def primary_kind(df: pd.DataFrame) -> str | None:
@@ -16,7 +15,7 @@ def primary_kind(df: pd.DataFrame) -> str | None:
     kinds = [k for k in df["hierarchy"].unique() if k != SCRATCH]
     if not kinds:
         return None
-    return "manual" if "manual" in kinds else est._kind_order(kinds)[0]
+    return "manual" if "manual" in kinds else kind_order(kinds)[0]
 
 
 def verdicts(a: Analysis) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis import estimators  # noqa: E402
 from analysis.load import load_runs  # noqa: E402
 from analysis.report import write_report  # noqa: E402
-from analysis.simulate import simulate_sweep, u_curve, write_sweep  # noqa: E402
+from testing.simulate import simulate_sweep, u_curve, write_sweep  # noqa: E402
 
 
 def build_table(n_runs: int):

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from sweeps.results import read_results
+    from sweeps.ledger.records import read_results
     from sweeps.runner import run_sweep
     from sweeps.spec import load_spec
 

@@ -15,6 +15,11 @@ identity, so every kind's leaf level is the same label function.
   reference's size.
 - ``mode="global"``: one group, all leaves; every level (target and coarser
   included) is clustered with the reference's size, ignoring the target.
+
+`leaf_level`: cluster that level's classes (each class's embedding is the
+mean of its leaves') instead of the leaves; every finer level is the
+reference's (hierarchies/leaf_level.py). `within` needs the target at or
+above `leaf_level`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from typing import Literal
 import numpy as np
 
 from hierarchies.core import Hierarchy, HierarchyError
+from hierarchies.leaf_level import (
+    coarse_view,
+    derive_over_level,
+    is_whole_tree,
+    per_class_embeddings,
+)
 
 ClusterMode = Literal["within", "global"]
 
@@ -92,11 +103,12 @@ def cluster_hierarchy(
     mode: ClusterMode = "within",
     target_level: int | str = 0,
     seed: int = 0,
+    leaf_level: int | str | None = None,
 ) -> Hierarchy:
-    """A kMeans hierarchy over `reference`'s leaves with its level sizes (rule in module docstring).
+    """A kMeans hierarchy over `reference`'s leaves (or `leaf_level`'s classes), its level sizes.
 
     `embeddings`: one row per leaf (e.g. CLIP text embeddings of class names,
-    or the mean image embedding of each class).
+    or the mean image embedding of each class). Rule in the module docstring.
     """
     if not isinstance(reference, Hierarchy):
         raise TypeError(f"reference must be a Hierarchy, got {type(reference).__name__}")
@@ -111,6 +123,26 @@ def cluster_hierarchy(
     if not np.isfinite(embeddings).all():
         raise HierarchyError("embeddings contain NaN or inf")
     target = reference.level_index(target_level)
+    if is_whole_tree(reference, leaf_level):
+        return _cluster_tree(reference, embeddings, mode, target, seed)
+    cut_index = reference.level_index(leaf_level)
+    if mode == "within" and target > cut_index:
+        raise HierarchyError(
+            f"leaf_level {reference.level_names[cut_index]!r} is coarser than the target level "
+            f"{reference.level_names[target]!r}; cluster_within clusters inside target classes, "
+            "so give a leaf_level at or below the target"
+        )
+    _, node_of = coarse_view(reference, cut_index)
+    class_embeddings = per_class_embeddings(embeddings, node_of)
+    return derive_over_level(
+        reference, cut_index, lambda cut: _cluster_tree(cut, class_embeddings, mode, target, seed)
+    )
+
+
+def _cluster_tree(
+    reference: Hierarchy, embeddings: np.ndarray, mode: ClusterMode, target: int, seed: int
+) -> Hierarchy:
+    """The kMeans hierarchy over `reference`'s leaves (target: a level index)."""
     n_levels = reference.num_levels
     levels: list[np.ndarray] = [np.zeros(0)] * n_levels
     if mode == "global":

@@ -162,7 +162,8 @@ def _inat_counts(data: dict, category_ids: list[int]) -> dict:
 
 
 # ---- CIFAR-100 --------------------------------------------------------------------
-def _unpickle(path: Path) -> dict:
+def read_cifar_pickle(path: Path) -> dict:
+    """A CIFAR-100 python pickle as a dict with str keys (HierarchyError naming a bad file)."""
     try:
         with path.open("rb") as handle:
             # The official files were pickled by Python 2: latin1 keeps byte strings intact.
@@ -185,7 +186,7 @@ def load_cifar100(path: str | os.PathLike) -> Hierarchy:
     meta_path = folder / "meta"
     if not meta_path.is_file():
         raise FileNotFoundError(f"CIFAR-100 'meta' file not found at {str(meta_path)!r}")
-    meta = _unpickle(meta_path)
+    meta = read_cifar_pickle(meta_path)
     for field in ("fine_label_names", "coarse_label_names"):
         if field not in meta:
             raise HierarchyError(f"{str(meta_path)!r} lacks {field!r}; is it CIFAR-100's meta?")
@@ -199,7 +200,7 @@ def load_cifar100(path: str | os.PathLike) -> Hierarchy:
             f"CIFAR-100 'train' (or 'test') not found in {str(folder)!r}: the coarse class of "
             "each fine class is read from its fine_labels/coarse_labels"
         )
-    split = _unpickle(split_path)
+    split = read_cifar_pickle(split_path)
     if "fine_labels" not in split or "coarse_labels" not in split:
         raise HierarchyError(f"{str(split_path)!r} lacks 'fine_labels'/'coarse_labels'")
     fine = np.asarray(split["fine_labels"], dtype=np.int64)

@@ -17,6 +17,10 @@ of every leaf, i.e. a `random` hierarchy. In between, a node holds about a
 fraction 1 - p of its own leaves, so alignment with the reference's levels
 (H(target | level) up, purity and NMI down) moves from the reference's value
 to the random hierarchy's as p grows.
+
+`leaf_level`: move a fraction p of that level's classes instead of leaves
+(each class stays whole; every finer level is the reference's:
+hierarchies/leaf_level.py).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from hierarchies.core import Hierarchy, HierarchyError
+from hierarchies.leaf_level import derive_over_level
 from hierarchies.random_tree import permute_leaves
 
 
@@ -46,7 +51,9 @@ def random_permutation_path(n: int, k: int, *, seed: int) -> np.ndarray:
     return place
 
 
-def perturbed_hierarchy(*, reference: Hierarchy, p: float, seed: int = 0) -> Hierarchy:
+def perturbed_hierarchy(
+    *, reference: Hierarchy, p: float, seed: int = 0, leaf_level: int | str | None = None
+) -> Hierarchy:
     """`reference` with a fraction `p` (0..1) of its leaves placed at random (rule above).
 
     >>> ref = Hierarchy(["a", "b", "c", "d"], ["coarse", "leaf"],
@@ -58,16 +65,20 @@ def perturbed_hierarchy(*, reference: Hierarchy, p: float, seed: int = 0) -> Hie
         raise TypeError(f"reference must be a Hierarchy, got {type(reference).__name__}")
     if not 0.0 <= float(p) <= 1.0:
         raise HierarchyError(f"perturbation fraction p={p} is outside [0, 1]")
-    n = reference.num_leaves
-    place = random_permutation_path(n, int(round(float(p) * n)), seed=seed)
-    return permute_leaves(
-        reference,
-        place,
-        kind="perturbed",
-        meta={
-            "reference": reference.content_hash(),
-            "p": float(p),
-            "seed": int(seed),
-            "leaves_moved": int((place != np.arange(n)).sum()),
-        },
-    )
+
+    def derive(tree: Hierarchy) -> Hierarchy:
+        n = tree.num_leaves
+        place = random_permutation_path(n, int(round(float(p) * n)), seed=seed)
+        return permute_leaves(
+            tree,
+            place,
+            kind="perturbed",
+            meta={
+                "reference": tree.content_hash(),
+                "p": float(p),
+                "seed": int(seed),
+                "leaves_moved": int((place != np.arange(n)).sum()),
+            },
+        )
+
+    return derive_over_level(reference, leaf_level, derive)

@@ -6,6 +6,9 @@ The tree's shape is unchanged, so every level keeps exactly the reference's
 number of nodes (and the reference's leaves-per-node profile), nestedness holds
 by construction, and which leaves share a node is random. The leaf level stays
 the identity partition, so it is the same label function as the reference's.
+
+`leaf_level`: shuffle the classes of that level instead of the leaves (each
+class stays whole; every finer level is the reference's: hierarchies/leaf_level.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from hierarchies.core import Hierarchy
+from hierarchies.leaf_level import derive_over_level
 
 
 def permute_leaves(
@@ -27,8 +31,10 @@ def permute_leaves(
     )
 
 
-def random_hierarchy(*, reference: Hierarchy, seed: int = 0) -> Hierarchy:
-    """A random tree with exactly `reference`'s level sizes (leaves shuffled, seeded).
+def random_hierarchy(
+    *, reference: Hierarchy, seed: int = 0, leaf_level: int | str | None = None
+) -> Hierarchy:
+    """A random tree with `reference`'s level sizes (leaves, or `leaf_level` classes, shuffled).
 
     >>> ref = Hierarchy(["a", "b", "c", "d"], ["coarse", "leaf"],
     ...                 [np.array([0, 0, 1, 1]), np.arange(4)])
@@ -37,11 +43,14 @@ def random_hierarchy(*, reference: Hierarchy, seed: int = 0) -> Hierarchy:
     """
     if not isinstance(reference, Hierarchy):
         raise TypeError(f"reference must be a Hierarchy, got {type(reference).__name__}")
-    rng = np.random.default_rng(seed)
-    permutation = rng.permutation(reference.num_leaves)
-    return permute_leaves(
-        reference,
-        permutation,
-        kind="random",
-        meta={"reference": reference.content_hash(), "seed": int(seed)},
-    )
+
+    def derive(tree: Hierarchy) -> Hierarchy:
+        permutation = np.random.default_rng(seed).permutation(tree.num_leaves)
+        return permute_leaves(
+            tree,
+            permutation,
+            kind="random",
+            meta={"reference": tree.content_hash(), "seed": int(seed)},
+        )
+
+    return derive_over_level(reference, leaf_level, derive)

@@ -7,10 +7,14 @@ Hierarchy; `@register_hierarchy("name")` adds it. Kinds and their arguments:
   (``levels=`` for inat2021).
 - ``wordnet``: ``synsets="imagenet21k"|"imagenet1k"|<path to a wnid list>``,
   ``rule="depth"|"balanced"``.
-- ``random``: ``reference=``, ``seed=``.
+- ``random``: ``reference=``, ``seed=``, ``leaf_level=``.
 - ``cluster``: ``reference=``, ``embeddings=``, ``mode="within"|"global"``,
-  ``target_level=``, ``seed=``.
-- ``perturbed``: ``reference=``, ``p=``, ``seed=``.
+  ``target_level=``, ``seed=``, ``leaf_level=``.
+- ``perturbed``: ``reference=``, ``p=``, ``seed=``, ``leaf_level=``.
+
+``leaf_level`` (a level name or index; None: the leaves) is the level whose
+classes the derived kinds move whole; finer levels stay the reference's
+(hierarchies/leaf_level.py).
 
 >>> "random" in list_hierarchy_kinds()
 True

@@ -7,6 +7,8 @@ the arm's table entry names; they are saved under
 by default (`hierarchy_seed: replicate`), so replicate s of a random arm uses
 its own random tree and the error bars cover the draw of the tree as well as
 data and init; an integer `hierarchy_seed` fixes one tree for all replicates.
+A derived arm moves the classes of its leaf level whole (`leaf_levels`, resolved
+by the plan: the arm's `leaf_level`, else the dataset's).
 """
 
 from __future__ import annotations
@@ -33,9 +35,15 @@ class ArmHierarchies:
     """Each arm's hierarchy for a replicate seed, built once (the arms table says how)."""
 
     def __init__(
-        self, spec: Spec, dataset: Any, target_index: int, builder: HierarchyBuilder | None
+        self,
+        spec: Spec,
+        dataset: Any,
+        target_index: int,
+        builder: HierarchyBuilder | None,
+        leaf_levels: dict[int, str | None] | None = None,
     ) -> None:
         self.spec = spec
+        self.leaf_levels = leaf_levels or {}
         self.dataset = dataset
         self.manual = dataset.hierarchy
         self.target_index = target_index
@@ -48,22 +56,24 @@ class ArmHierarchies:
         from hierarchies import HierarchyError
 
         field = "path" if arm_spec.path else "embeddings" if arm_spec.embeddings else "kind"
+        if arm_spec.leaf_level is not None:
+            field = "leaf_level"
         try:
-            return self._cached(arm_spec, p, seed)
+            return self._cached(arm_spec, p, seed, self.leaf_levels.get(index))
         except (HierarchyError, FileNotFoundError, OSError, ValueError) as err:
             raise SpecError([f"factors.hierarchies[{index}].{field}: {err}"]) from None
 
-    def _cached(self, arm_spec: ArmSpec, p: float | None, seed: int) -> Any:
+    def _cached(self, arm_spec: ArmSpec, p: float | None, seed: int, leaf: str | None) -> Any:
         hseed = seed if self.spec.hierarchy_seed == "replicate" else int(self.spec.hierarchy_seed)
         if arm_spec.kind == "manual":
             ident: tuple = ("manual", arm_spec.path, arm_spec.format)
         else:
-            ident = (arm_spec.kind, p, arm_spec.embeddings, hseed)
+            ident = (arm_spec.kind, p, arm_spec.embeddings, hseed, leaf)
         if ident not in self.cache:
-            self.cache[ident] = self._build(arm_spec, p, hseed)
+            self.cache[ident] = self._build(arm_spec, p, hseed, leaf)
         return self.cache[ident]
 
-    def _build(self, arm_spec: ArmSpec, p: float | None, hseed: int) -> Any:
+    def _build(self, arm_spec: ArmSpec, p: float | None, hseed: int, leaf: str | None) -> Any:
         if arm_spec.kind == "manual" and arm_spec.path is None:
             return self.manual  # the dataset's own taxonomy
         entry = arm(arm_spec.kind)
@@ -75,6 +85,7 @@ class ArmHierarchies:
             "target_level": lambda: self.target_index,
             "path": lambda: arm_spec.path,
             "format": lambda: arm_spec.format,
+            "leaf_level": lambda: leaf,
         }
         kwargs = {name: inputs[name]() for name in entry.inputs}
         if self.builder is not None or "path" in kwargs:  # a test's builder; a file as it is now

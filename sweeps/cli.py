@@ -1,10 +1,26 @@
-"""The `granularity` command: one subcommand per job, each registered by its package."""
+"""The `granularity` command: the composition root that wires every package's subcommands.
+
+The one module of the packages allowed to import another package's CLI
+(`analysis.cli` from `sweeps`: tests/test_imports.py names it); the imports are
+static, so the import test sees every edge.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from analysis.cli import register as register_analysis
+from hierarchies.cli import register as register_hierarchies
+from sweeps.commands import register as register_sweeps
+from sweeps.commands import run_parsed
+
+# Each package owns its subcommands; this table wires them in (the order of `--help`).
+REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    register_hierarchies,
+    register_sweeps,
+    register_analysis,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,40 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sweeps over pretraining label granularity: hierarchies, runs, analysis.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # Each package owns its subcommands; the CLI only wires them together.
-    from hierarchies.cli import register as register_hierarchy
-
-    register_hierarchy(subparsers)
-    for module_name in ("sweeps.commands", "analysis.cli"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue
-        module.register(subparsers)
+    for register in REGISTRARS:
+        register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments and run the chosen subcommand; its return value is the exit code.
-
-    Each subcommand sets `func(args) -> int`. Errors a user can fix (ValueError and
-    its subclasses such as SpecError, missing files, the registries' "Unknown ..."
-    RuntimeErrors, an unreachable --address) are printed as one line, exit code 2,
-    without a traceback.
-    """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, LookupError, RuntimeError, ConnectionError) as err:
-        print(f"granularity {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    """Parse arguments and run the chosen subcommand; its return value is the exit code."""
+    return run_parsed(build_parser(), argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

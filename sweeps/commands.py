@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from contracts import SCRATCH
@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="Ray's own progress table and worker logs instead of the compact line",
     )
+    run.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="keep done trials made by other code (another code version: edited training "
+        "code or trainable module, other torch/timm, other data files) instead of rerunning them",
+    )
     run.set_defaults(func=cmd_run)
 
     validate = subparsers.add_parser(
@@ -113,13 +119,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _spec(args: argparse.Namespace) -> Spec:
-    """The validated spec, its tracking store checked (it must open) before anything is written."""
-    from sweeps.tracking_uri import check_store
+def _spec(args: argparse.Namespace, *, writes: bool = True) -> Spec:
+    """The validated spec, its store and storage checked (as `run` checks them), nothing written.
+
+    `writes=False` (status, which only reads): the storage folder need not be writable.
+    """
+    from sweeps.ledger.tracking_uri import check_locations, check_store
 
     cap = [f"max_trials={args.max_trials}"] if args.max_trials else []
     spec = load_spec(args.spec, [*args.overrides, *cap], smoke=args.smoke)
-    check_store(spec.tracking.uri)
+    if writes:
+        check_locations(spec)
+    else:
+        check_store(spec.tracking.uri)
     return spec
 
 
@@ -129,7 +141,7 @@ def _tracking_errors(spec: Spec) -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        from sweeps.offline import refused_credentials, unreachable
+        from sweeps.ledger.offline import refused_credentials, unreachable
 
         uri = spec.tracking.uri
         if refused_credentials(err):
@@ -147,7 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweeps.runner import run_sweep
 
     spec = _spec(args)
-    summary, plan = run_sweep(spec, address=args.address, verbose=args.verbose)
+    summary, plan = run_sweep(
+        spec, address=args.address, verbose=args.verbose, reuse_stale=args.reuse_stale
+    )
     print(summary.text(plan))
     if summary.tuned:
         print(f"search chose: {summary.tuned}")
@@ -217,10 +231,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"  adaptive replicates: looks at {design.looks()} seeds per cell; round 1 runs "
             f"{first} trials, at most {summary['trials']} in all ({design.method()})"
         )
+    if plan.trials:
+        print(f"  code version: {plan.trials[0].config['code_version']}")
     print(f"  MLflow: {spec.tracking.uri}, experiment {spec.name!r}")
     print(f"  storage: {plan.storage}")
     for note in plan.notes:
         print(f"  note: {note}")
+    _print_stale(plan, "  ")
     if getattr(args, "estimate", False):
         from sweeps.estimate import estimate
 
@@ -229,10 +246,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from sweeps.status import FACTORS, trial_states
+def _print_stale(plan: Any, indent: str) -> None:
+    """The plan's done trials made by other code, if any (sweeps/code_version.py)."""
+    from sweeps.code_version import stale_line, stale_trials
 
-    spec = _spec(args)
+    stale = stale_trials(plan, plan.storage)
+    if stale:
+        line = stale_line(stale, plan.trials[0].config["code_version"], reuse=False)
+        print(f"{indent}stale: {line}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sweeps.status import plan_factors, trial_states
+
+    spec = _spec(args, writes=False)
     with _tracking_errors(spec):
         plan = _plan_with_tuning(spec)
         states = trial_states(spec, plan)
@@ -244,10 +271,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         + f" of {len(plan.trials)}"
     )
     by_key = plan.by_key()
-    for factor in FACTORS:
+    for factor in plan_factors(plan):
         table: dict[str, Counter] = defaultdict(Counter)
         for key, (state, _) in states.items():
-            value = by_key[key].config[factor]
+            value = by_key[key].factors().get(factor)
             table[SCRATCH if value is None else str(value)][state] += 1
         if len(table) < 2 and factor != "hierarchy":
             continue
@@ -256,6 +283,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("  " + "".ljust(width) + "".join(c.rjust(9) for c in columns))
         for value, counts in table.items():
             print("  " + value.ljust(width) + "".join(str(counts[c]).rjust(9) for c in columns))
+    _print_stale(plan, "")
     reasons = Counter(reason or "unknown" for state, reason in states.values() if state == "failed")
     if reasons:
         print("\nfailure reasons:")
@@ -265,7 +293,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from sweeps.sync import sync_storage
+    from sweeps.ledger.sync import sync_storage
 
     spec = _spec(args)
     with _tracking_errors(spec):
@@ -277,11 +305,33 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m sweeps.commands ...`: the same as the `granularity` command."""
-    from sweeps.cli import main as cli_main
+def run_parsed(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` with `parser` and run the chosen subcommand; its return value is the exit code.
 
-    return cli_main(argv)
+    Each subcommand sets `func(args) -> int`. Errors a user can fix (ValueError and
+    its subclasses such as SpecError, missing files, the registries' "Unknown ..."
+    RuntimeErrors, an unreachable --address) are printed as one line, exit code 2,
+    without a traceback.
+    """
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, LookupError, RuntimeError, ConnectionError) as err:
+        print(f"granularity {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m sweeps.commands ...`: the sweep subcommands (run, validate, status, sync) alone.
+
+    The whole `granularity` command is `sweeps.cli.main`; this one needs no other package's CLI.
+    """
+    parser = argparse.ArgumentParser(prog="granularity", description="Sweeps: run and inspect.")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return run_parsed(parser, argv)
 
 
 if __name__ == "__main__":

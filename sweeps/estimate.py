@@ -12,7 +12,10 @@ which a process keeps for its later trials), paid once per Ray trial.
 A trial then costs its fixed cost plus `epochs x epoch time x (its data
 fraction / the probe's)` per stage, its pretraining counted only for the first
 trial of its pretrain group (the plan knows which trials share one; a scratch
-trial trains for `pretrain.epochs` on the target and finetunes nothing).
+trial trains for `pretrain.epochs` on the target and finetunes nothing, or for
+both budgets under `scratch_budget: matched`). A stage with a `steps` budget
+costs `steps x (epoch time / the probe's steps per epoch)`, whatever the data
+fraction. A full finetuning is probed apart from a linear probe.
 Compute is the sum over trials times the devices each holds (`resources.gpu`
 when positive, else `resources.cpu`): GPU- or CPU-hours. Wall time packs the
 trials as `run` does (`packing.make_packs`) and hands the packs, longest
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +58,7 @@ class Probe:
     fixed_s: float  # a trial's cost outside its epochs
     first_s: float  # what a process's first trial of this kind costs more (dataset, imports)
     wall_s: float  # the probe's own wall time (both runs)
+    num_train: float = 0.0  # the probe's training examples (steps per epoch, for step budgets)
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ def probe_kind(trial: Trial) -> str:
     backbone = c["backbone"] + (
         json.dumps(c["backbone_options"], sort_keys=True) if c["backbone_options"] else ""
     )
-    return f"{dataset} / {backbone} / {c['device']}"
+    full = " / full finetuning" if c["finetune"].get("mode") == "full" else ""
+    return f"{dataset} / {backbone} / {c['device']}{full}"
 
 
 def run_probe(
@@ -113,8 +119,8 @@ def run_probe(
     Ray worker (Ray sets OMP_NUM_THREADS to the trial's `resources.cpu`); this
     process's default would oversubscribe a busy machine and time that instead.
     """
-    cold, _ = _timed_run(trial, hierarchy, trainable, threads)  # imports, the dataset
-    warm, epoch = _timed_run(trial, hierarchy, trainable, threads)
+    cold, _, _ = _timed_run(trial, hierarchy, trainable, threads)  # imports, the dataset
+    warm, epoch, num_train = _timed_run(trial, hierarchy, trainable, threads)
     fixed = warm - sum(e * PROBE_EPOCHS for e in epoch.values())
     return Probe(
         probe_kind(trial),
@@ -124,17 +130,22 @@ def run_probe(
         max(fixed, 0.0),
         max(cold - warm, 0.0),
         cold + warm,
+        num_train,
     )
 
 
 def _timed_run(
     trial: Trial, hierarchy: Any, trainable: Callable[..., Any], threads: int
-) -> tuple[float, dict[str, float]]:
-    """(wall time, one epoch's time per stage) of `trial` with PROBE_EPOCHS per stage."""
+) -> tuple[float, dict[str, float], float]:
+    """(wall time, one epoch's time per stage, training examples) of `trial` with PROBE_EPOCHS
+    per stage."""
     with tempfile.TemporaryDirectory(prefix="granularity-probe-") as tmp:
         config = json.loads(json.dumps(trial.config))
         for stage in ("pretrain", "finetune"):
             config[stage]["epochs"] = PROBE_EPOCHS
+            config[stage].pop("steps", None)  # the probe times epochs, whatever the budget
+            config[stage].pop("selection", None)
+        config.pop("scratch_budget", None)
         config["checkpoint_dir"] = str(Path(tmp) / "trial")
         config["pretrain_store"] = str(Path(tmp) / "pretrained")
         config["checkpoint_every_s"] = 10**9  # no epoch checkpoints: a sweep's are rarer still
@@ -150,10 +161,12 @@ def _timed_run(
                     times.append(time.perf_counter())
 
         start = time.perf_counter()
-        trainable(config, report)
+        result = trainable(config, report)
         wall = time.perf_counter() - start
+    num_train = float((result or {}).get("num_train", 0.0) or 0.0)
     # A stage that did not report twice (none in this trial) costs nothing per epoch.
-    return wall, {s: (t[-1] - t[-2]) if len(t) >= 2 else 0.0 for s, t in stamps.items()}
+    epoch = {s: (t[-1] - t[-2]) if len(t) >= 2 else 0.0 for s, t in stamps.items()}
+    return wall, epoch, num_train
 
 
 def probes_for(
@@ -178,10 +191,22 @@ def trial_seconds(trial: Trial, probe: Probe, *, pretrains: bool) -> float:
     """A trial's predicted wall time on one slot (its pretraining only when `pretrains`)."""
     c = trial.config
     scale = c["data_fraction"] / probe.data_fraction
+    pre = _stage_seconds(c["pretrain"], probe.pretrain_epoch_s, scale, probe)
+    fin = _stage_seconds(c["finetune"], probe.finetune_epoch_s, scale, probe)
     if trial.is_scratch:  # trains the whole model on the target with the pretrain budget
-        return probe.fixed_s + c["pretrain"]["epochs"] * probe.pretrain_epoch_s * scale
-    pretrain = c["pretrain"]["epochs"] * probe.pretrain_epoch_s * scale if pretrains else 0.0
-    return probe.fixed_s + pretrain + c["finetune"]["epochs"] * probe.finetune_epoch_s * scale
+        matched = c.get("scratch_budget") == "matched"
+        # Under `matched` it also trains for the finetuning's budget, at the pretraining's cost.
+        extra = _stage_seconds(c["finetune"], probe.pretrain_epoch_s, scale, probe)
+        return probe.fixed_s + pre + (extra if matched else 0.0)
+    return probe.fixed_s + (pre if pretrains else 0.0) + fin
+
+
+def _stage_seconds(settings: dict, epoch_s: float, scale: float, probe: Probe) -> float:
+    """A stage's seconds: epochs x the epoch time at its fraction, or steps x the step time."""
+    if settings.get("steps") is None:
+        return int(settings["epochs"]) * epoch_s * scale
+    per_epoch = max(1, math.ceil(probe.num_train / int(settings["batch_size"])))
+    return int(settings["steps"]) * epoch_s / per_epoch
 
 
 def estimate(

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sweeps.errors import SweepError
+from sweeps.ledger.ledger import Ledger
+from sweeps.ledger.records import read_results
+from sweeps.ledger.store import TrackingStore
 from sweeps.packing import make_packs
 from sweeps.packs import Trainable
 from sweeps.progress import Progress
-from sweeps.recorder import Recorder
-from sweeps.results import read_results
 from sweeps.spec import Spec
-from sweeps.sync import sync_results
-from sweeps.tracking import Tracker, WriteQueue
 from sweeps.trials import Trial
 
 
@@ -62,7 +61,7 @@ class Executor:
     """Runs a list of trials on Ray (inside a ray_session), skipping those already done."""
 
     spec: Spec
-    tracker: Tracker
+    tracker: TrackingStore
     trainable: Trainable
     storage: Path
     verbose: bool
@@ -71,7 +70,10 @@ class Executor:
     address: str | None = None
     ray: Any = None  # a ray_backend.BackgroundSession (started early, or on first need)
     _resources: dict[str, float] | None = None
-    recorders: list[Recorder] = field(default_factory=list)
+    ledgers: list[Ledger] = field(default_factory=list)
+    # Trials to run again although MLflow has them FINISHED (made by other code:
+    # sweeps/code_version.py); each gets a new run, newer than the stale one.
+    rerun: set[str] = field(default_factory=set)
 
     @property
     def slots(self) -> int:
@@ -112,11 +114,13 @@ class Executor:
 
     def __call__(
         self, trials: Sequence[Trial], metas: dict[str, dict], label: str, pack: str | int
-    ) -> Recorder:
-        """Run `trials` not FINISHED yet; the returned Recorder holds results old and new."""
+    ) -> Ledger:
+        """Run `trials` not FINISHED yet; the returned Ledger holds results old and new."""
         from sweeps import ray_backend
 
-        runs = self.tracker.trial_runs()
+        rerun = self.rerun & {t.trial_key for t in trials}
+        self.rerun -= rerun  # once: a later round's call finds the new run FINISHED
+        runs = {k: v for k, v in self.tracker.trial_runs().items() if k not in rerun}
         stored = read_results(self.storage)
         items = {t.trial_key: {"config": t.config, "meta": metas[t.trial_key]} for t in trials}
         todo = [
@@ -125,92 +129,52 @@ class Executor:
             if not (t.trial_key in runs and runs[t.trial_key].status == "FINISHED")
         ]
         progress = None if self.verbose else Progress(len(todo), stream=self.stream, label=label)
-        recorder = Recorder(
+        ledger = Ledger(
             self.tracker,
             self.storage,
             self.spec.spec_hash(),
-            items,
-            runs,
-            progress,
+            runs=runs,
+            progress=progress,
             stream=self.stream,
         )
-        self.recorders.append(recorder)
-        todo_keys = {t.trial_key for t in todo}  # a set: `t in todo` is quadratic in the plan
-        for t in trials:  # results of trials done before, for the search's bookkeeping
-            if t.trial_key not in todo_keys and t.trial_key in stored:
-                recorder.results[t.trial_key] = stored[t.trial_key]["result"]
-                recorder.reused += 1
-        recorder.scheduled = len(todo)
+        self.ledgers.append(ledger)
+        ledger.expect(items)
+        todo_keys = {t.trial_key for t in todo}
+        # Results of trials done before, for the search's bookkeeping.
+        ledger.adopt(
+            {
+                t.trial_key: stored[t.trial_key]["result"]
+                for t in trials
+                if t.trial_key not in todo_keys and t.trial_key in stored
+            }
+        )
         if not todo:
-            return recorder
+            return ledger
         self._ensure_ray()
         packs = make_packs(todo, slots=self.slots, pack=pack)
-        recorder.packs = len(packs)
-        recorder.writer = WriteQueue()
+        ledger.schedule(len(todo), len(packs))
         try:
-            self._run(ray_backend, packs, items, recorder, label)
+            with ledger.writing_in_background():
+                self._run(ray_backend, packs, items, ledger, label)
         finally:
-            recorder.writer.close()  # every write queued so far is done
-            recorder.writer = None
-            self._mark_killed(recorder, [t.trial_key for t in todo])
-        if recorder.pending:
-            self.sync_pending(recorder)
+            ledger.mark_killed([t.trial_key for t in todo])
+        if ledger.pending:
+            ledger.settle_pending()
         if progress:
             progress.show(force=True)
-        return recorder
-
-    def _mark_killed(self, recorder: Recorder, keys: Sequence[str]) -> None:
-        """Runs left open (Ctrl-C, a crash of the driver's loop) say so: KILLED.
-
-        Their trials rerun next time (or sync, if a worker finished them
-        meanwhile). MLflow is asked too: an interrupt can land after a run was
-        created and before the driver noted its id.
-        """
-        open_keys = [
-            k
-            for k in keys
-            if k not in recorder.results
-            and k not in recorder.failures
-            and k not in recorder.pending
-        ]
-        if not open_keys:
-            return
-        try:
-            states = self.tracker.trial_runs()
-        except Exception:  # noqa: BLE001 (unreachable: the next run finds them RUNNING)
-            states = {}
-        for key in open_keys:
-            state = states.get(key)
-            run_id = recorder.open_runs.get(key)
-            if run_id is None and state is not None and state.status == "RUNNING":
-                run_id = state.run_id
-            if run_id is not None and (state is None or state.status == "RUNNING"):
-                recorder._track(key, self.tracker.set_status, run_id, "KILLED")
-
-    def sync_pending(self, recorder: Recorder) -> None:
-        """After an outage: write what MLflow missed, if the server is back (else leave it)."""
-        try:
-            sync_results(self.tracker, self.storage, self.spec.spec_hash())
-            runs = self.tracker.trial_runs()
-        except Exception:  # noqa: BLE001 (still unreachable: stays pending)
-            return
-        for key in list(recorder.pending):
-            state = runs.get(key)
-            status = state.status if state else None
-            if status == "FINISHED" or (status == "FAILED" and key in recorder.failures):
-                recorder.pending.discard(key)
+        return ledger
 
     @property
     def pending(self) -> set[str]:
         """Trials of this run whose MLflow record is still incomplete."""
-        return {key for r in self.recorders for key in r.pending}
+        return {key for ledger in self.ledgers for key in ledger.pending}
 
     def _run(
         self,
         ray_backend: Any,
         packs: list[list[Trial]],
         items: dict[str, dict],
-        recorder: Recorder,
+        ledger: Ledger,
         label: str,
     ) -> None:
         ray_backend.run_packs(
@@ -223,10 +187,8 @@ class Executor:
             max_concurrent=self.slots,
             retries=self.spec.retries,
             invocation=self.invocation,
-            on_events=recorder.on_events,
-            on_pack_error=lambda i, msg: recorder.on_pack_error(
-                [t.trial_key for t in packs[i]], msg
-            ),
-            on_tick=recorder.tick,
+            on_events=ledger.book,
+            on_pack_error=lambda i, msg: ledger.fail_pack([t.trial_key for t in packs[i]], msg),
+            on_tick=lambda running_packs: ledger.tick(),
             verbose=self.verbose,
         )

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 from sweeps.errors import SweepError
-from sweeps.results import read_json, write_json_atomic
+from sweeps.ledger.records import read_json, write_json_atomic
 
 OWNER_FILE = "driver.json"
 WORKERS_FILE = "workers.lock"

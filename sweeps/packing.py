@@ -10,9 +10,15 @@ def _group_cost(trials: Sequence[Any]) -> float:
     """Rough relative cost of a pretrain group: one pretraining plus each finetune."""
     first = trials[0].config
     scale = max(first["data_fraction"], 0.01)
-    pretrain = 0.0 if trials[0].is_scratch else max(first["pretrain"]["epochs"], 0)
-    finetune = sum(max(t.config["finetune"]["epochs"], 1) for t in trials)
-    return scale * (pretrain + finetune)
+    pretrain = 0.0 if trials[0].is_scratch else _stage_cost(first["pretrain"], scale, 0)
+    return pretrain + sum(_stage_cost(t.config["finetune"], scale, 1) for t in trials)
+
+
+def _stage_cost(settings: dict, scale: float, least: int) -> float:
+    """Epochs times the data fraction, or a step budget (the same at every fraction)."""
+    if settings.get("steps") is not None:
+        return float(settings["steps"])
+    return scale * max(settings["epochs"], least)
 
 
 def make_packs(trials: Sequence[Any], *, slots: int, pack: str | int) -> list[list[Any]]:

@@ -20,9 +20,11 @@ runs a pack with `run_pack`. Each logical trial stands alone inside its pack:
   they are reported, so a trial resumed after its worker (or node) died still
   has the epochs it reported before, even those whose events died unsent.
 
-Workers talk to the driver through `emit(events)`: a list of JSON-able events
-`start`, `epochs`, `final`, `failed`, each tagged with its `trial_key`. This
-module has no Ray in it; `ray_backend` turns `emit` into `tune.report`.
+Workers talk to the driver through `emit(events)`: a list of events
+(`sweeps.ledger.records`: `Start`, `Epochs`, `Final`, `Failed`, `Retry`, each
+with its `trial_key`) in their JSON form; results and failures are written as
+`TrialRecord` / `FailureRecord`. This module has no Ray in it; `ray_backend`
+turns `emit` into `tune.report`.
 
 A data-parallel pack (`resources.workers` > 1) runs `run_pack` on every Ray
 Train worker, all on the same trials in the same order: rank 0 writes (results,
@@ -44,8 +46,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sweeps.ledger.records import (
+    Epochs,
+    Event,
+    Failed,
+    FailureRecord,
+    Final,
+    Retry,
+    Start,
+    TrialRecord,
+    add_epoch,
+    failure_path,
+    read_json,
+    result_path,
+    write_json_atomic,
+)
 from sweeps.lock import is_current, worker_hold
-from sweeps.results import add_epoch, failure_path, read_json, result_path, write_json_atomic
 
 Emit = Callable[[list[dict[str, Any]]], None]
 Trainable = Callable[[dict, Callable[[dict, int], None] | None], dict]
@@ -75,7 +91,9 @@ class Outbox:
         self.trial_started: float | None = None  # when the current trial's start was put
         self.long_trials = True  # until a trial shows otherwise
 
-    def put(self, event: dict[str, Any]) -> None:
+    def put(self, typed: Event) -> None:
+        """Queue an event (in its JSON form); flush when the window is over or a long trial starts."""
+        event = typed.to_json()
         now = time.monotonic()
         if event["event"] == "start":
             self.trial_started = now
@@ -185,14 +203,13 @@ def run_pack(
                 # Finished by an earlier attempt of this pack, whose events may have
                 # died with its worker: replay the final event (the driver dedups).
                 outbox.put(
-                    {
-                        "event": "final",
-                        "trial_key": key,
-                        "attempts": done.get("attempts", 1),
-                        "wall_s": done.get("wall_s"),
-                        "result": done["result"],
-                        "history": done.get("history", []),
-                    }
+                    Final(
+                        trial_key=key,
+                        result=done["result"],
+                        attempts=done.get("attempts", 1),
+                        wall_s=done.get("wall_s"),
+                        history=done.get("history", []),
+                    )
                 )
                 counts["skipped"] += 1
                 continue
@@ -243,12 +260,12 @@ def _run_logical(
             history_file.parent.mkdir(parents=True, exist_ok=True)
             with open(history_file, "a") as handle:
                 handle.write(json.dumps(entry) + "\n")
-        outbox.put({"event": "epochs", "trial_key": key, "epochs": [entry]})
+        outbox.put(Epochs(trial_key=key, epochs=[entry]))
 
     for attempt in range(1, retries + 2):
         if attempt > 1:
             _release_memory()  # outside the except block: the failed frames are gone
-        outbox.put({"event": "start", "trial_key": key, "attempt": attempt})
+        outbox.put(Start(trial_key=key, attempt=attempt))
         started, cpu_started = time.time(), time.process_time()
         try:
             result = trainable(dict(config), report)
@@ -261,50 +278,55 @@ def _run_logical(
             # An error that says it would recur (`retryable = False`, e.g. a
             # trainables.TrialError for a non-finite loss) is not retried.
             if attempt <= retries and getattr(err, "retryable", True):
-                outbox.put(
-                    {"event": "retry", "trial_key": key, "attempt": attempt, "reason": reason}
-                )
+                outbox.put(Retry(trial_key=key, attempt=attempt, reason=reason))
                 continue
-            record = {
-                "trial_key": key,
-                "invocation": invocation,
-                "reason": reason,
-                "traceback": tb,
-                "attempts": attempt,
-            }
+            failed = Failed(
+                trial_key=key,
+                reason=reason,
+                attempts=attempt,
+                invocation=invocation,
+                traceback=tb,
+            )
             # With config and meta, `granularity sync` can log the failure if
             # the driver could not (tracking server down, driver killed).
             if writes:
-                write_json_atomic(
-                    failure_path(storage, key),
-                    {**record, "config": config, "meta": item.get("meta", {})},
+                record = FailureRecord(
+                    trial_key=key,
+                    reason=reason,
+                    attempts=attempt,
+                    invocation=invocation,
+                    traceback=tb,
+                    config=config,
+                    meta=item.get("meta", {}),
                 )
-            outbox.put({"event": "failed", **record})
+                write_json_atomic(failure_path(storage, key), record.to_json())
+            outbox.put(failed)
             return "failed"
-        record = {
-            "trial_key": key,
-            "config": config,
-            "meta": item.get("meta", {}),
-            "result": _final_result(dict(result or {})),
-            "history": history,
-            "attempts": attempt,
-            "wall_s": time.time() - started,
-            "cpu_s": time.process_time() - cpu_started,  # the worker process's CPU time
-            "finished_at": time.time(),
-        }
+        record = TrialRecord(
+            trial_key=key,
+            config=config,
+            meta=item.get("meta", {}),
+            result=_final_result(dict(result or {})),
+            history=history,
+            attempts=attempt,
+            wall_s=time.time() - started,
+            cpu_s=time.process_time() - cpu_started,
+            finished_at=time.time(),
+        )
         if writes:
-            write_json_atomic(result_path(storage, key), record, fsync=False)
+            write_json_atomic(result_path(storage, key), record.to_json(), fsync=False)
             outbox.unsynced = True
             failure_path(storage, key).unlink(missing_ok=True)
-        final = {
-            "event": "final",
-            "trial_key": key,
-            "attempts": attempt,
-            "wall_s": record["wall_s"],
-            "result": record["result"],
-        }
-        if resumed:  # epochs of an earlier worker, whose events may never have arrived
-            final["history"] = history
-        outbox.put(final)
+        # `history` only on a resume: epochs of an earlier worker, whose events may never
+        # have arrived.
+        outbox.put(
+            Final(
+                trial_key=key,
+                result=record.result,
+                attempts=attempt,
+                wall_s=record.wall_s,
+                history=history if resumed else None,
+            )
+        )
         return "finished"
     raise AssertionError("unreachable")

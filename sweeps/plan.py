@@ -1,33 +1,43 @@
 """Expand a validated spec into fully resolved trials with their keys.
 
 One trial = one cell (hierarchy arm, level, data fraction, backbone) x one
-replicate seed. Its config is the plain dict of docs/ARCHITECTURE.md that
-`trainables.train` takes; its `trial_key` and `pretrain_key` are in
-`sweeps.trials` (with the Trial and Plan objects); the
+replicate seed, x the optional crossed factors (`factors.finetune_modes`:
+the finetuning protocol from one shared pretraining; `factors.dataset_options`:
+each value its own data; the scratch arm is not crossed with finetune modes,
+it has no finetuning). Derived arms move whole classes of their `leaf_level`
+(default: the dataset's `leaf_level`, else its leaves). Its config is the
+plain dict of docs/ARCHITECTURE.md that `trainables.train` takes; its
+`trial_key` and `pretrain_key` are in `sweeps.trials` (with the Trial and Plan objects); the
 arms' hierarchies come from `sweeps.arms`.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from contracts import SCRATCH
+from contracts import SCRATCH, arm
 from sweeps.arms import ArmHierarchies, HierarchyBuilder, HierarchyFiles
+from sweeps.code_version import code_version
 from sweeps.spec import Spec, SpecError, arm_labels
 from sweeps.trials import Plan, Trial, pretrain_key_of, trial_key_of
 
 
-def load_dataset(spec: Spec) -> Any:
+def load_dataset(spec: Spec, crossed: Mapping[str, Any] | None = None) -> Any:
     """The spec's dataset (its manual hierarchy and class embeddings, for the plan).
 
     A registry name goes to `trainables.create_dataset(name, **options)`; a
     `module:function` name (for a custom trainable) calls that function with the options.
+    `crossed`: values of the crossed `factors.dataset_options` (None: the first of each).
     """
-    name, options = spec.dataset.name, spec.dataset.options
+    check_dataset_options(spec)
+    if crossed is None:
+        crossed = {k: values[0] for k, values in spec.factors.dataset_options.items()}
+    name, options = spec.dataset.name, {**spec.dataset.options, **crossed}
     try:
         if ":" in name:
             import importlib
@@ -48,7 +58,7 @@ def load_dataset(spec: Spec) -> Any:
 
 
 def check_backbones(spec: Spec) -> None:
-    """Unknown backbone names are a spec error, found before anything runs.
+    """Unknown backbone names and bad backbone options are spec errors, found before anything runs.
 
     Only for the project's own trainable (a custom trainable has its own names).
     """
@@ -56,22 +66,81 @@ def check_backbones(spec: Spec) -> None:
 
     if spec.trainable != DEFAULT_TRAINABLE:
         return
-    from trainables import list_backbones
+    from trainables import list_backbones, validate_backbone_options
 
     known = set(list_backbones())
     problems = []
     for i, backbone in enumerate(spec.factors.backbones):
-        if backbone.name in known:
-            continue
-        import timm
+        if backbone.name not in known:
+            import timm
 
-        if not timm.is_model(backbone.name):
-            problems.append(
-                f"factors.backbones[{i}].name: unknown backbone {backbone.name!r}; known: "
-                f"{', '.join(sorted(known))} or any timm model name"
-            )
+            if not timm.is_model(backbone.name):
+                problems.append(
+                    f"factors.backbones[{i}].name: unknown backbone {backbone.name!r}; known: "
+                    f"{', '.join(sorted(known))} or any timm model name"
+                )
+                continue
+        try:  # types and ranges, before anything is built
+            validate_backbone_options(backbone.name, backbone.options)
+        except ValueError as err:
+            problems.append(f"factors.backbones[{i}].options: {err}")
     if problems:
         raise SpecError(problems)
+
+
+def check_dataset_options(spec: Spec) -> None:
+    """A crossed dataset option the dataset does not take is a spec error, before anything runs."""
+    crossed = spec.factors.dataset_options
+    if not crossed or ":" in spec.dataset.name:
+        return
+    from trainables.data import dataset_options
+
+    try:
+        accepted = dataset_options(spec.dataset.name)
+    except RuntimeError as err:
+        raise SpecError([f"dataset.name: {err}"]) from None
+    if accepted is None:
+        return
+    problems = [
+        f"factors.dataset_options.{name}: dataset {spec.dataset.name!r} has no option "
+        f"{name!r}; accepted: {', '.join(accepted)}"
+        for name in crossed
+        if name not in accepted
+    ]
+    if problems:
+        raise SpecError(problems)
+
+
+def option_combinations(spec: Spec) -> list[dict[str, Any]]:
+    """Every combination of the crossed dataset options' values ([{}] when none is crossed)."""
+    names = list(spec.factors.dataset_options)
+    values = [spec.factors.dataset_options[n] for n in names]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def leaf_levels(spec: Spec, dataset: Any) -> dict[int, str | None]:
+    """Each derived arm's leaf level (by arm index): its own, else the dataset's; checked.
+
+    None: the arm works on the leaves (the dataset declares no coherent level).
+    """
+    manual = dataset.hierarchy
+    default = getattr(dataset, "leaf_level", None)
+    out: dict[int, str | None] = {}
+    problems = []
+    for i, arm_spec in enumerate(spec.factors.hierarchies):
+        if "leaf_level" not in arm(arm_spec.kind).inputs:
+            continue
+        chosen = arm_spec.leaf_level if arm_spec.leaf_level is not None else default
+        if chosen is None:
+            out[i] = None
+            continue
+        try:
+            out[i] = manual.level_names[manual.level_index(chosen)]
+        except ValueError as err:
+            problems.append(f"factors.hierarchies[{i}].leaf_level: {err}")
+    if problems:
+        raise SpecError(problems)
+    return out
 
 
 def _level_names(spec: Spec, manual: Any, target_index: int) -> list[str]:
@@ -126,29 +195,45 @@ def build_plan(
             driver starts Ray there, while kMeans runs).
     """
     check_backbones(spec)
+    check_dataset_options(spec)
     dataset = dataset if dataset is not None else load_dataset(spec)
     storage = storage or spec.resolved_storage_path()
     target_index = _target_index(spec, dataset.hierarchy)
     wanted = _level_names(spec, dataset.hierarchy, target_index)
     check_plan_size(spec, len(wanted))
+    leaf_levels(spec, dataset)
+    combos = option_combinations(spec)
+    # Each combination of crossed options is its own data (and may have its own leaves).
+    datasets = [dataset] + [load_dataset(spec, combo) for combo in combos[1:]]
     if on_checked is not None:
         on_checked()
-    arms = ArmHierarchies(spec, dataset, target_index, builder)
     files = HierarchyFiles(storage, write)
-    trials, notes = _expand(spec, arms, files, wanted, target_index, storage, tuned)
+    trials: list[Trial] = []
+    notes: list[str] = []
+    for combo, data in zip(combos, datasets, strict=True):
+        index = _target_index(spec, data.hierarchy)
+        arms = ArmHierarchies(spec, data, index, builder, leaf_levels(spec, data))
+        more, said = _expand(spec, arms, files, wanted, index, storage, tuned, combo)
+        trials += more
+        notes += said
     _refuse_repeats(trials)
     target = dataset.hierarchy.level_names[target_index]
-    return Plan(spec, trials, files.hierarchies, files.paths, target, storage, notes)
+    return Plan(
+        spec, trials, files.hierarchies, files.paths, target, storage, list(dict.fromkeys(notes))
+    )
 
 
 def count_trials(spec: Spec, levels: int) -> int:
     """Trials the plan will hold at most (arms lacking a level skip it), counted without expanding."""
     factors = spec.factors
+    modes = len(factors.finetune_modes or [None])
     cells = sum(
-        len(arm_labels(a)) * (1 if a.kind == SCRATCH else levels) for a in factors.hierarchies
+        len(arm_labels(a)) * (1 if a.kind == SCRATCH else levels * modes)
+        for a in factors.hierarchies
     )
     seeds = spec.seeds if isinstance(spec.seeds, int) else len(spec.seeds)
-    return cells * len(factors.backbones) * len(factors.data_fractions) * seeds
+    combos = len(option_combinations(spec))
+    return cells * len(factors.backbones) * len(factors.data_fractions) * seeds * combos
 
 
 def check_plan_size(spec: Spec, levels: int) -> None:
@@ -158,7 +243,7 @@ def check_plan_size(spec: Spec, levels: int) -> None:
         seeds = spec.seeds if isinstance(spec.seeds, int) else len(spec.seeds)
         raise SpecError(
             [
-                f"the plan holds {n:,} trials (arms x {levels} level(s) x "
+                f"the plan holds {n:,} trials (arms x {levels} level(s) x crossed factors x "
                 f"{len(spec.factors.backbones)} backbone(s) x {len(spec.factors.data_fractions)} "
                 f"fraction(s) x {seeds:,} seed(s)), above the cap of {spec.max_trials:,}; lower a "
                 f"factor, or lift the cap with --max-trials {n} (or max_trials: in the spec)"
@@ -182,18 +267,31 @@ def _expand(
     target_index: int,
     storage: Path,
     tuned: Mapping[Any, Mapping[str, Any]] | None,
+    crossed: Mapping[str, Any],
 ) -> tuple[list[Trial], list[str]]:
-    """Cross arms x backbones x data fractions x seeds x levels; notes on levels an arm lacks."""
+    """Cross arms x backbones x data fractions x seeds x levels x finetune modes for one
+    combination of crossed dataset options; notes on levels an arm lacks."""
     base = {
         "dataset": spec.dataset.name,
-        "dataset_options": dict(spec.dataset.options),
+        "dataset_options": {**spec.dataset.options, **crossed},
         "target": arms.manual.level_names[target_index],
         # Dumped once, not per trial (each trial's config is a deep copy: see _finalise).
-        "pretrain": spec.pretrain.model_dump(),
-        "finetune": spec.finetune.model_dump(),
+        "pretrain": spec.pretrain.trial_settings(),
+        "finetune": spec.finetune.trial_settings(),
         "device": spec.device,
         "checkpoint_every_s": spec.checkpoint_every_s,
+        # Not in the trial key, but in the pretrain key (sweeps/code_version.py).
+        "code_version": code_version(spec),
     }
+    option_labels = tuple((f"dataset.{k}", v) for k, v in crossed.items())
+    modes: list[str | None] = list(spec.factors.finetune_modes or [None])
+    bases: dict[str | None, dict[str, Any]] = {
+        mode: base if mode is None else {**base, "finetune": {**base["finetune"], "mode": mode}}
+        for mode in modes
+    }
+    scratch_base = base
+    if spec.scratch_budget != "pretrain":  # absent at the default: old trial keys stay
+        scratch_base = {**base, "scratch_budget": spec.scratch_budget}
     facts: dict[tuple[int, int], tuple[str, Path, str, int]] = {}
 
     def describe(h: Any, level: int) -> tuple[str, Path, str, int]:
@@ -232,11 +330,16 @@ def _expand(
                                 notes.append(
                                     f"arm {label!r} has no level(s) {missing}; those cells are skipped"
                                 )
-                        for level, level_name in levels:
+                        for (level, level_name), mode in itertools.product(
+                            levels, [None] if h is None else modes
+                        ):
+                            variant = option_labels
+                            if mode is not None:
+                                variant = (("finetune_mode", mode), *option_labels)
                             trials.append(
                                 _make_trial(
                                     spec,
-                                    base,
+                                    scratch_base if h is None else bases[mode],
                                     label,
                                     arm_spec.kind,
                                     p,
@@ -251,6 +354,7 @@ def _expand(
                                     describe,
                                     arms.manual,
                                     target_index,
+                                    variant,
                                 )
                             )
     return trials, list(dict.fromkeys(notes))
@@ -283,6 +387,7 @@ def _make_trial(
     describe: Callable[[Any, int], tuple[str, Path, str, int]],
     manual: Any,
     target_index: int,
+    variant: tuple[tuple[str, Any], ...] = (),
 ) -> Trial:
     if h is not None:
         digest, path, label_fn, num_classes = describe(h, level)
@@ -304,7 +409,9 @@ def _make_trial(
     values: dict[str, Any] = {}
     for scope in ("*", cell):
         values.update((tuned or {}).get(scope, {}))
-    return _finalise(config, values, storage, Trial(config, kind, num_classes, label_fn, digest, p))
+    return _finalise(
+        config, values, storage, Trial(config, kind, num_classes, label_fn, digest, p, variant)
+    )
 
 
 def _finalise(
@@ -324,7 +431,13 @@ def _finalise(
     config["checkpoint_dir"] = f"{folder}{os.sep}trials{os.sep}{config['trial_key']}"
     config["pretrain_store"] = f"{folder}{os.sep}pretrained"
     return Trial(
-        config, trial.arm_kind, trial.num_classes, trial.label_fn, trial.hierarchy_hash, trial.p
+        config,
+        trial.arm_kind,
+        trial.num_classes,
+        trial.label_fn,
+        trial.hierarchy_hash,
+        trial.p,
+        trial.variant,
     )
 
 

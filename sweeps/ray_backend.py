@@ -57,6 +57,8 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.progress_reporter import TrialProgressCallback  # noqa: E402
 
+from sweeps.ledger.records import Event, event_from_json  # noqa: E402
+
 if not _switch_was_set:
     del os.environ[_LOOPBACK_SWITCH]
 
@@ -295,7 +297,7 @@ class _Forward(tune.Callback):
 
     def __init__(
         self,
-        on_events: Callable[[list[dict[str, Any]]], None],
+        on_events: Callable[[list[Event]], None],
         on_pack_error: Callable[[int, str], None],
         on_tick: Callable[[int], None],
     ) -> None:
@@ -318,7 +320,7 @@ class _Forward(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
         payload = result.get(EVENTS_KEY)
         if payload:
-            self.on_events(json.loads(payload))
+            self.on_events([event_from_json(e) for e in json.loads(payload)])
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         message = ""
@@ -335,10 +337,10 @@ class _Forward(tune.Callback):
         self.on_tick(running)
 
 
-PROJECT_PACKAGES = ("trainables", "sweeps", "hierarchies", "analysis", "contracts")
+PROJECT_PACKAGES = ("trainables", "sweeps", "hierarchies", "analysis", "testing", "contracts", "sequential")
 
 
-def _ship_by_value(fn: Callable[..., Any]) -> None:
+def ship_by_value(fn: Callable[..., Any]) -> None:
     """Pickle a trainable from a loose module (a script, a test helper) by value.
 
     Workers import installed packages themselves; a module that lives only on
@@ -371,7 +373,7 @@ def run_packs(
     max_concurrent: int,
     retries: int,
     invocation: str,
-    on_events: Callable[[list[dict[str, Any]]], None],
+    on_events: Callable[[list[Event]], None],
     on_pack_error: Callable[[int, str], None],
     on_tick: Callable[[int], None],
     verbose: bool = False,
@@ -387,7 +389,7 @@ def run_packs(
     """
     if not packs:
         return
-    _ship_by_value(trainable)
+    ship_by_value(trainable)
     common = {
         "packs": [list(p) for p in packs],
         "train_fn": trainable,

@@ -23,8 +23,8 @@ from typing import Any
 from contracts import ROUND, TARGET_ERROR
 from sequential import Design, State, evaluate
 from sweeps.executor import Executor
-from sweeps.recorder import Recorder
-from sweeps.results import read_results
+from sweeps.ledger.ledger import Ledger
+from sweeps.ledger.records import read_results
 from sweeps.trials import Plan, Trial
 
 
@@ -65,9 +65,9 @@ def rows_of(
 
 @dataclass
 class Rounds:
-    """What the rounds of one `run` did: the Executor's recorders and the final state."""
+    """What the rounds of one `run` did: the Executor's ledgers and the final state."""
 
-    recorders: list[Recorder]
+    ledgers: list[Ledger]
     state: State
     trials_used: int  # trials the design needed (run now or before)
 
@@ -99,7 +99,7 @@ def run_rounds(
     """Run round after round until every rule of `design` has stopped (or a round runs nothing new)."""
     seeds = plan.spec.seed_list()
     by_cell_seed = {(t.cell, t.config["seed"]): t for t in plan.trials}
-    recorders: list[Recorder] = []
+    ledgers: list[Ledger] = []
     attempted: set[str] = set()
     while True:
         results = read_results(storage)
@@ -111,7 +111,7 @@ def run_rounds(
         todo = [t for t in todo if t.trial_key not in attempted]
         if not todo:
             break
-        recorders.append(executor(todo, metas, f"{label} round {state.look + 1}", pack))
+        ledgers.append(executor(todo, metas, f"{label} round {state.look + 1}", pack))
         attempted |= {t.trial_key for t in todo}
     used = sum(1 for t in plan.trials if t.trial_key in results or t.trial_key in attempted)
-    return Rounds(recorders, state, used)
+    return Rounds(ledgers, state, used)

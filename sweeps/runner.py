@@ -10,7 +10,7 @@
    stop at their next trial, see sweeps/lock.py);
 3. create the MLflow store, experiment and parent run (before any trial runs:
    the driver is the single writer; a server unreachable now: the sweep runs
-   offline and syncs at the end or later, see sweeps/offline.py);
+   offline and syncs at the end or later, see sweeps/ledger/offline.py);
 4. wait (bounded) for such workers to stop, then sync every result file
    under `<storage>/results/` that MLflow lacks (what a killed driver, or a
    tracking outage, left behind; `granularity sync` does this step alone);
@@ -29,6 +29,7 @@ by the next `run` or `granularity sync` (never twice: see sweeps/tracking.py).
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import time
 import uuid
@@ -36,20 +37,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from contracts import REPLICATES
+from contracts import ANALYSIS_CONFIG, REPLICATES
+from sweeps.code_version import retire, stale_line, stale_trials
 from sweeps.executor import Executor, start_ray
 from sweeps.interrupt import interruptible
+from sweeps.ledger.ledger import replay_journal
+from sweeps.ledger.offline import connect, reconnect
+from sweeps.ledger.records import result_path
+from sweeps.ledger.store import TrackingStore
+from sweeps.ledger.tracking_uri import check_locations
 from sweeps.lock import claim_sweep, driver_lock, wait_for_workers
-from sweeps.offline import OfflineTracker, connect, reconnect
 from sweeps.packs import Trainable
 from sweeps.plan import build_plan
-from sweeps.results import result_path
 from sweeps.rounds import round_tags, run_rounds
 from sweeps.spec import Spec, SpecError, canonical_json
 from sweeps.summary import RunSummary, summarise
-from sweeps.sync import sync_results
-from sweeps.tracking import Tracker
-from sweeps.tracking_uri import check_store
 from sweeps.trials import Plan
 
 
@@ -60,9 +62,30 @@ def resolve_trainable(spec: Spec, trainable: Trainable | None = None) -> Trainab
     module_name, _, attr = spec.trainable.partition(":")
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        fn = getattr(module, attr)
     except (ImportError, AttributeError) as err:
         raise SpecError([f"trainable: {spec.trainable!r} cannot be imported: {err}"]) from None
+    problem = trainable_problem(fn)
+    if problem:
+        raise SpecError(
+            [f"trainable: {spec.trainable!r} {problem}; expected a function train(config, report)"]
+        )
+    return fn
+
+
+def trainable_problem(fn: Any) -> str | None:
+    """Why `fn` cannot be called as `fn(config, report)`, or None."""
+    if not callable(fn):
+        return f"is a {type(fn).__name__}, not callable"
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # a builtin without a signature: left to the call
+    try:
+        signature.bind({}, None)
+    except TypeError as err:
+        return f"has the signature {signature}, which cannot take (config, report): {err}"
+    return None
 
 
 def run_sweep(
@@ -73,15 +96,18 @@ def run_sweep(
     verbose: bool = False,
     stream: TextIO | None = None,
     dataset: Any | None = None,
+    reuse_stale: bool = False,
 ) -> tuple[RunSummary, Plan]:
     """Run (or resume, or extend) a sweep; returns its summary and plan.
 
     `trainable(config, report) -> dict` defaults to the spec's (`trainables:train`).
+    Done trials made by other code (sweeps/code_version.py) run again unless
+    `reuse_stale`.
     """
     started = time.monotonic()
     fn = resolve_trainable(spec, trainable)
     storage = spec.resolved_storage_path()
-    check_store(spec.tracking.uri)  # a store that cannot open is refused before anything is made
+    check_locations(spec)  # a store or storage that cannot be made: refused before anything is
     early = _EarlyRay(spec, storage, address, verbose)
     try:
         # validates first; Ray starts once the cheap checks pass, while kMeans builds hierarchies
@@ -95,10 +121,34 @@ def run_sweep(
             claim_sweep(storage, invocation)  # a killed driver's workers stop at their next trial
             ray = early.take()  # _run_locked owns it from here
             return _run_locked(
-                spec, plan, fn, storage, address, verbose, stream, dataset, started, invocation, ray
+                spec,
+                plan,
+                fn,
+                storage,
+                address,
+                verbose,
+                stream,
+                dataset,
+                started,
+                invocation,
+                ray,
+                reuse_stale,
             )
     finally:
         early.close()  # only when nothing took it: a refused spec or a second driver
+
+
+def _stale(plan: Plan, storage: Path, stream: TextIO | None, *, reuse: bool) -> set[str]:
+    """Keys of the done trials made by other code, set aside to rerun (none if `reuse`); says so."""
+    stale = stale_trials(plan, storage)
+    if not stale:
+        return set()
+    current = plan.trials[0].config["code_version"]
+    print(stale_line(stale, current, reuse=reuse), file=stream or sys.stdout, flush=True)
+    if reuse:
+        return set()
+    retire(storage, [t for t in plan.trials if t.trial_key in stale])
+    return set(stale)
 
 
 class _EarlyRay:
@@ -130,7 +180,7 @@ class _EarlyRay:
 
 def _start_ray_and_tracking(
     spec: Spec, plan: Plan, storage: Path, address: str | None, verbose: bool, ray: Any
-) -> tuple[Tracker, Any]:
+) -> tuple[TrackingStore, Any]:
     """Start Ray in the background (if anything may run and `ray` is None) while the MLflow
     store and parent run are made."""
     if ray is None and (
@@ -159,6 +209,7 @@ def _run_locked(
     started: float,
     invocation: str,
     ray: Any,
+    reuse_stale: bool = False,
 ) -> tuple[RunSummary, Plan]:
     try:
         spec_hash = spec.spec_hash()
@@ -184,11 +235,14 @@ def _run_locked(
     status = "FAILED"
     try:
         with executor:
-            offline = isinstance(tracker, OfflineTracker)
+            offline = not tracker.online
             if not offline:
                 tracker.log_hierarchies(plan.hierarchy_paths[d] for d in plan.hierarchies)
+                if spec.analysis.config():  # how `granularity analyze` reads crossed options
+                    tracker.tag_parent({ANALYSIS_CONFIG: canonical_json(spec.analysis.config())})
             wait_for_workers(storage, stream=stream)  # a killed driver's last results land first
-            synced = 0 if offline else sync_results(tracker, storage, spec_hash)
+            synced = 0 if offline else replay_journal(tracker, storage, spec_hash)
+            executor.rerun = _stale(plan, storage, stream, reuse=reuse_stale)
             tuned: dict[Any, Any] = {}
             if spec.search is not None:
                 from sweeps.search import run_search
@@ -199,7 +253,7 @@ def _run_locked(
             design = spec.design()
             if design is None:
                 metas = {t.trial_key: t.meta() for t in plan.trials}
-                recorders = [executor(plan.trials, metas, spec.name, spec.pack)]
+                ledgers = [executor(plan.trials, metas, spec.name, spec.pack)]
                 rounds = None
             else:
                 if not offline:  # an offline run's parent is made later, by reconnect or sync
@@ -207,9 +261,9 @@ def _run_locked(
                 tags = round_tags(plan, design)
                 metas = {t.trial_key: t.meta(extra_tags=tags[t.trial_key]) for t in plan.trials}
                 rounds = run_rounds(plan, design, executor, metas, storage, spec.name, spec.pack)
-                recorders = rounds.recorders
+                ledgers = rounds.ledgers
         pending = len(executor.pending)
-        if isinstance(tracker, OfflineTracker):  # down at start: the server may be back now
+        if not tracker.online:  # down at start: the server may be back now
             back = reconnect(spec, storage, [plan.hierarchy_paths[d] for d in plan.hierarchies])
             if back is not None:
                 tracker, synced_now = back
@@ -217,7 +271,7 @@ def _run_locked(
                 pending = 0
         summary = summarise(
             plan,
-            recorders,
+            ledgers,
             rounds=rounds,
             synced=synced,
             tuned=tuned,
@@ -232,7 +286,7 @@ def _run_locked(
         raise
     finally:
         try:
-            if not isinstance(tracker, OfflineTracker):
+            if tracker.online:
                 tracker.end_parent(status)
         except Exception as err:  # noqa: BLE001 (the trials' results are safe on disk)
             print(

@@ -153,9 +153,9 @@ def run_search(
                 for t in trials
             }
             unique = list({t.trial_key: t for t in trials}.values())
-            recorder = execute(unique, metas, f"{spec.name}-search", 1)
+            ledger = execute(unique, metas, f"{spec.name}-search", 1)
             for optuna_trial, trial in zip(asked, trials, strict=True):
-                result = recorder.results.get(trial.trial_key)
+                result = ledger.results.get(trial.trial_key)
                 value = None if result is None else result.get(search.metric)
                 if value is None or value != value:  # missing or NaN
                     study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)

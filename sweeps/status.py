@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_json, read_results
+from sweeps.ledger.tracking_uri import sqlite_path
 from sweeps.lock import driver_running
-from sweeps.results import read_json, read_results
 from sweeps.spec import Spec
-from sweeps.tracking import Tracker, sqlite_path
 from sweeps.trials import Plan
 
 FACTORS = ("hierarchy", "level_name", "data_fraction", "backbone", "seed")
+
+
+def plan_factors(plan: Plan) -> list[str]:
+    """The factors a status table is made for: FACTORS plus the plan's crossed ones, in order."""
+    crossed = dict.fromkeys(name for t in plan.trials for name, _ in t.variant)
+    return [*FACTORS[:-1], *crossed, FACTORS[-1]]
 
 
 def trial_states(spec: Spec, plan: Plan) -> dict[str, tuple[str, str | None]]:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts import PRETRAIN_REUSED, SCRATCH
+from sweeps.ledger.ledger import Ledger
 from sweeps.progress import duration
-from sweeps.recorder import Recorder
 from sweeps.trials import Plan
 
 
@@ -68,7 +68,7 @@ class RunSummary:
 
 def summarise(
     plan: Plan,
-    recorders: Recorder | Sequence[Recorder],
+    ledgers: Ledger | Sequence[Ledger],
     *,
     synced: int,
     tuned: dict[Any, Any],
@@ -77,19 +77,19 @@ def summarise(
     wall_s: float,
     rounds: Any = None,
 ) -> RunSummary:
-    """The summary of a run from its plan and the Recorder(s) of its trials (one per round).
+    """The summary of a run from its plan and the Ledger(s) of its trials (one per round).
 
     `rounds` (a sweeps.rounds.Rounds) makes "planned" the trials the adaptive
     design used, not every seed up to `max`, and adds its line to the text.
     """
-    recs = [recorders] if isinstance(recorders, Recorder) else list(recorders)
+    recs = [ledgers] if isinstance(ledgers, Ledger) else list(ledgers)
     finished_now = [k for r in recs for k in r.finished_now]
     executed = sum(
         1
         for r in recs
         for key in r.finished_now
         if r.results[key].get(PRETRAIN_REUSED, 0.0) < 0.5
-        and r.items[key]["meta"]["params"]["hierarchy"] != SCRATCH
+        and r.expected[key]["meta"]["params"]["hierarchy"] != SCRATCH
     )
     failures = {k: v for r in recs for k, v in r.failures.items()}
     scheduled = sum(r.scheduled for r in recs)

@@ -7,7 +7,7 @@ Two keys identify a trial:
   same key: a rerun finds it done, an extended spec keeps the old keys.
 - `pretrain_key`: a hash of what pretraining depends on (label-function hash,
   dataset + options, data fraction, backbone + options, seed, pretrain
-  settings). Arms whose level induces the same partition of the leaves (every
+  settings, code version). Arms whose level induces the same partition of the leaves (every
   arm's leaf level, say) share one pretraining.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import (
+    CODE_VERSION,
     HIERARCHY_HASH,
     HIERARCHY_P,
     LABEL_FN,
@@ -42,6 +43,9 @@ _NOT_IN_KEY = (
     "pretrain_key",
     "device",
     "checkpoint_every_s",
+    # The code that ran a trial is not the experiment: a stale result is rerun
+    # under the same key (sweeps/code_version.py).
+    "code_version",
 )
 
 
@@ -55,6 +59,8 @@ class Trial:
     label_fn: str
     hierarchy_hash: str | None = None
     p: float | None = None
+    # The crossed factors beyond the cell: (("finetune_mode", "full"), ("dataset.fold", 1), ...).
+    variant: tuple[tuple[str, Any], ...] = ()
 
     @property
     def trial_key(self) -> str:
@@ -75,16 +81,37 @@ class Trial:
         return (c["hierarchy"], c["level_name"] or "scratch", c["data_fraction"], c["backbone"])
 
     @property
-    def run_name(self) -> str:
-        """The trial's MLflow run name (contracts.run_name)."""
+    def full_cell(self) -> tuple[Any, ...]:
+        """The cell plus the crossed factors' values (what seeds replicate)."""
+        return (*self.cell, *self.variant)
+
+    def factors(self) -> dict[str, Any]:
+        """The trial's value of every crossed factor, by name (status tables, reports)."""
         c = self.config
-        return run_name(
+        return {
+            "hierarchy": c["hierarchy"],
+            "level_name": c["level_name"],
+            "data_fraction": c["data_fraction"],
+            "backbone": c["backbone"],
+            **dict(self.variant),
+            "seed": c["seed"],
+        }
+
+    @property
+    def run_name(self) -> str:
+        """The trial's MLflow run name (contracts.run_name), then the crossed factors' values."""
+        c = self.config
+        name = run_name(
             c["hierarchy"], c["level_name"], c["data_fraction"], c["backbone"], c["seed"]
         )
+        extra = [f"{k.removeprefix('dataset.')}={v}" for k, v in self.variant]
+        return "/".join([name, *extra])
 
     def meta(self, role: str = ROLE_TRIAL, extra_tags: Mapping[str, str] | None = None) -> dict:
         """What the driver needs to log the trial's run, carried with it (and into its result file)."""
         tags = {PRETRAIN_KEY: self.pretrain_key, LABEL_FN: self.label_fn, **(extra_tags or {})}
+        if self.config.get("code_version"):
+            tags[CODE_VERSION] = self.config["code_version"]
         if self.hierarchy_hash:
             tags[HIERARCHY_HASH] = self.hierarchy_hash
         return {"role": role, "run_name": self.run_name, "params": self.params(), "tags": tags}
@@ -108,6 +135,8 @@ class Trial:
         }
         if self.p is not None:
             params[HIERARCHY_P] = self.p
+        # Crossed dataset options as columns of their own: `dataset.<option>`.
+        params.update((k, v) for k, v in self.variant if k.startswith("dataset."))
         for stage in STAGES:
             for key, value in c[stage].items():
                 params[f"{stage}.{key}"] = value
@@ -148,7 +177,7 @@ class Plan:
         return {
             "trials": len(self.trials),
             "pretrainings": self.num_pretrainings(),
-            "cells": len(self.cells()),
+            "cells": len({t.full_cell for t in self.trials}),
             "seeds": len(self.spec.seed_list()),
             "trials_per_arm": dict(arms),
         }
@@ -178,5 +207,7 @@ def pretrain_key_of(config: Mapping[str, Any], label_fn: str) -> str:
         "backbone_options": config["backbone_options"],
         "seed": config["seed"],
         "pretrain": config["pretrain"] if label_fn != SCRATCH else None,
+        # Pretrainings made by other code are not reused (sweeps/code_version.py).
+        "code_version": config.get("code_version"),
     }
     return canonical_hash(payload, length=32)

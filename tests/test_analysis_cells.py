@@ -11,7 +11,7 @@ from analysis.cells import CELLS_VIEW, RUN_COLOR, SHARED_VIEW, TRIALS_VIEW, cell
 from analysis.cli import view_lines
 from analysis.load import load_runs
 from analysis.report import write_report
-from analysis.simulate import simulate_sweep, u_curve, write_sweep
+from testing.simulate import simulate_sweep, u_curve, write_sweep
 
 
 def test_cell_runs_hold_each_cells_mean_and_interval_are_updated_in_place_and_charted(

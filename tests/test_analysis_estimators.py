@@ -19,7 +19,7 @@ from analysis.estimators import (
     examples_per_class_table,
     hard_example_verdict,
 )
-from analysis.simulate import monotone_curve, simulate_sweep, u_curve
+from testing.simulate import monotone_curve, simulate_sweep, u_curve
 
 N_SWEEPS = 100
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.load import ExperimentNotFoundError, find_sweep_run, load_runs
-from analysis.simulate import simulate_sweep, write_sweep
+from testing.simulate import simulate_sweep, write_sweep
 
 
 @pytest.fixture(scope="module")

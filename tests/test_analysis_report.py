@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from analysis import cli
 from analysis.report import write_report
-from analysis.simulate import simulate_sweep, u_curve, write_sweep
+from testing.simulate import simulate_sweep, u_curve, write_sweep
 
 
 def _store(tmp_path, monkeypatch, **kwargs):

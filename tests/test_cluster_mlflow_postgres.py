@@ -34,9 +34,9 @@ from servers import free_port, mlflow_server, postgres_available, postgres_serve
 from sweeps_fake import write_fake_spec
 
 from sweeps import commands
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 pytestmark = [
     pytest.mark.slow,
@@ -79,15 +79,6 @@ def postgres() -> Iterator[str]:
             yield uri
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import _ship_by_value, ray_session
-
-    _ship_by_value(sweeps_fake.train)
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
 
 
 def write_spec(tmp_path: Path, name: str, uri: str, **extra) -> Path:

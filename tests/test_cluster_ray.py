@@ -34,9 +34,9 @@ import sweeps_fake
 import yaml
 from servers import free_port
 
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec, parse_spec
-from sweeps.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 
@@ -111,9 +111,9 @@ def trial_runs(spec) -> list:
 def two_node_cluster():
     from ray.cluster_utils import Cluster
 
-    from sweeps.ray_backend import _ship_by_value
+    from sweeps.ray_backend import ship_by_value
 
-    _ship_by_value(sweeps_fake.train)
+    ship_by_value(sweeps_fake.train)
     temp = Path(tempfile.mkdtemp(prefix="gr-", dir="/tmp"))  # short: unix socket paths
     common = {"num_cpus": 1, "temp_dir": str(temp)}
     cluster = Cluster(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.results import read_results, result_path, write_json_atomic
+from sweeps.ledger.records import read_results, result_path, write_json_atomic
 
 SIZE = 64 * 1024
 

@@ -19,22 +19,13 @@ import pytest
 import sweeps_fake
 from sweeps_fake import write_fake_spec
 
+from sweeps.ledger.mlflow_store import Tracker
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import _ship_by_value, ray_session
-
-    _ship_by_value(sweeps_fake.train)
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
 
 
 def test_two_drivers_at_once_exactly_one_runs(tmp_path, ray_address):

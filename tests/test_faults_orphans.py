@@ -27,16 +27,14 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-import sweeps_fake
 from sweeps_fake import calls, snapshot, write_fake_spec
 
 from sweeps import commands
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_json, read_results, result_path
 from sweeps.lock import OWNER_FILE, claim_sweep
 from sweeps.plan import build_plan
-from sweeps.results import read_json, read_results, result_path
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -50,15 +48,6 @@ counts = run_pack(items, trainable=sweeps_fake.train, emit=lambda events: None,
                   storage=storage, retries=0, invocation="dead-driver")
 print(json.dumps(counts))
 """
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import _ship_by_value, ray_session
-
-    _ship_by_value(sweeps_fake.train)
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
 
 
 def test_new_driver_waits_for_a_dead_drivers_worker_and_fences_it(tmp_path, ray_address, capsys):

@@ -28,28 +28,18 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import sweeps_fake
 from sweeps_fake import call_log, calls, snapshot, write_fake_spec
 
 from sweeps import commands
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 KILLS = 10
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import _ship_by_value, ray_session
-
-    _ship_by_value(sweeps_fake.train)
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
 
 
 @pytest.fixture

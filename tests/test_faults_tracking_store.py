@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from sweeps_fake import write_fake_spec
 
+from sweeps.ledger.mlflow_store import Tracker
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 CREATE = (
-    "import sys; from sweeps.tracking import create_sqlite_store; create_sqlite_store(sys.argv[1])"
+    "import sys; from sweeps.ledger.mlflow_sql import create_sqlite_store; create_sqlite_store(sys.argv[1])"
 )
 
 
@@ -137,7 +137,7 @@ def test_a_corrupted_store_is_refused_by_the_cli_naming_it(tmp_path, capsys, dam
 
 def test_a_store_whose_writer_was_killed_mid_transaction_is_not_called_corrupted(tmp_path):
     """A SIGKILLed driver can leave a hot journal; a read-only check cannot roll it back."""
-    from sweeps.tracking_uri import check_store
+    from sweeps.ledger.tracking_uri import check_store
 
     db = tmp_path / "mlflow.db"
     open_tracker(tmp_path, db)  # a real MLflow store

@@ -20,9 +20,9 @@ import sweeps_fake
 from sweeps_fake import write_fake_spec
 
 from sweeps import commands
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 ATTEMPTS_LOG = "attempts.log"
 
@@ -51,16 +51,6 @@ def faulty_train(config: dict, report) -> dict:
         marker.touch()
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB (simulated)")
     return sweeps_fake.train(config, report)
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import _ship_by_value, ray_session
-
-    _ship_by_value(sweeps_fake.train)  # workers lack tests/ on their path: its code travels
-
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
 
 
 def write_spec(tmp_path: Path, name: str, **extra) -> Path:
@@ -172,7 +162,7 @@ def outage(monkeypatch):
         self.client = _FlakyClient(self.client, state)
 
     monkeypatch.setattr(Tracker, "__init__", init)
-    monkeypatch.setattr("sweeps.recorder.Recorder.OFFLINE_RETRY_S", 0.5)
+    monkeypatch.setattr("sweeps.ledger.ledger.Ledger.OFFLINE_RETRY_S", 0.5)
     return state
 
 
@@ -245,7 +235,7 @@ def test_tracking_back_before_the_end_is_synced_by_the_same_run(
     out = capsys.readouterr().out
     assert outage.failed_calls >= 1 and "pending sync" not in out
     _check_mlflow_complete(path, tmp_path, expect_failed=set())
-    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]  # set by sweeps.tracking
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]  # set by sweeps.ledger.mlflow_store
 
 
 def test_tracking_down_at_start_runs_anyway_and_syncs_later_once(tmp_path, ray_address, capsys):

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import trainables_fixtures as fixtures
 
 from sweeps import commands
+from sweeps.ledger.mlflow_store import Tracker
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 from trainables import glyphs
 
 ROOT = Path(__file__).resolve().parents[1]
 FONTS = ("ukai", "uming", "wqy-zenhei")
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import ray_session
-
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
 
 
 def test_glyph_sweep_runs_and_reports_hard_examples(tmp_path, ray_address, monkeypatch):

@@ -19,13 +19,14 @@ import yaml
 
 from sweeps import commands
 from sweeps.executor import resource_problem
+from sweeps.ledger.mlflow_store import Tracker
 from sweeps.spec import SpecError, load_spec, parse_spec
-from sweeps.tracking import Tracker
 from trainables import train
 
 # Relative tolerance on per-epoch losses, 2 workers vs 1 process (see
 # tests/test_trainables_distributed.py: the same sums in another order).
 TOLERANCE = 1e-4
+SHIP_BY_VALUE = (ddp_trainables.train_and_log,)  # see conftest.ray_address
 
 
 def spec_dict(tmp_path: Path, name: str, **extra) -> dict:
@@ -86,15 +87,6 @@ def test_more_gpus_per_trial_than_the_cluster_has_is_refused():
     # An autoscaling cluster that shows no GPU yet may still get them: left to Ray.
     assert resource_problem(spec, {"CPU": 8.0}, cluster=True) is None
     assert resource_problem(spec, {"CPU": 64.0, "GPU": 8.0}, cluster=False) is None
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import _ship_by_value, ray_session
-
-    _ship_by_value(ddp_trainables.train_and_log)
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
 
 
 def trial_runs(spec) -> list:

@@ -9,10 +9,7 @@ write nothing.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,20 +18,11 @@ from sweeps_fake import CALLS_FILE, write_fake_spec
 
 from analysis.hard_examples import decode_correct
 from sweeps import commands
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import ray_session
-
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
 
 
 @pytest.fixture(scope="module")
@@ -231,22 +219,11 @@ def test_unreachable_address_is_named_at_once():
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_killed_driver_loses_nothing(tmp_path, mlflow_dir, ray_address, signum):
+def test_killed_driver_loses_nothing(tmp_path, mlflow_dir, ray_address, kill_driver, signum):
     name = f"killed-{signal.Signals(signum).name}"
     path = write_spec(tmp_path, mlflow_dir, name, options={"sleep": 0.05}, seeds=3, pack=2)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.commands", "run", str(path), "--address", ray_address],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    code = kill_driver(path, ray_address, after=4, signum=signum)
     store = tmp_path / "store"
-    deadline = time.monotonic() + 90
-    while len(read_results(store)) < 4 and time.monotonic() < deadline and driver.poll() is None:
-        time.sleep(0.05)
-    driver.send_signal(signum)
-    code = driver.wait(timeout=60)
     finished_before = set(read_results(store))
     assert finished_before, "the driver was killed before any trial finished"
     if signum == signal.SIGINT:  # a clean stop: exit 130, open runs marked KILLED

@@ -7,10 +7,10 @@ import json
 import pytest
 from sweeps_fake import FakeDataset, train
 
+from sweeps.ledger.records import read_results, result_path
 from sweeps.packing import make_packs
 from sweeps.packs import run_pack
 from sweeps.plan import build_plan, with_settings
-from sweeps.results import read_results, result_path
 from sweeps.spec import SpecError, parse_spec
 
 
@@ -56,6 +56,7 @@ def test_expansion_counts_and_contract_config(plan):
         "finetune",
         "device",
         "checkpoint_every_s",
+        "code_version",
         "trial_key",
         "pretrain_key",
         "checkpoint_dir",

@@ -8,10 +8,6 @@ killed driver continues the round on the next `run`.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,23 +16,13 @@ import pytest
 from sweeps_fake import CALLS_FILE, write_fake_spec
 
 from sweeps import commands
-from sweeps.results import read_results
+from sweeps.ledger.mlflow_store import Tracker
+from sweeps.ledger.records import read_results
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker
 
-ROOT = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
 # Scratch is far worse (gains settle at once); manual and random differ by noise only.
 OPTIONS = {"offsets": {"scratch": 0.3}, "noise": 0.01}
 REPLICATES = {"initial": 3, "step": 2, "stop_when": ["gain", "hierarchy"]}
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import ray_session
-
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
 
 
 def _spec(tmp_path: Path, name: str, **extra) -> Path:
@@ -100,21 +86,11 @@ def test_rounds_add_seeds_only_where_a_comparison_is_open(tmp_path, ray_address,
 
 
 @pytest.mark.slow
-def test_a_driver_killed_mid_round_continues_the_round(tmp_path, ray_address):
+def test_a_driver_killed_mid_round_continues_the_round(tmp_path, ray_address, kill_driver):
     path = _spec(tmp_path, "adaptive-killed", options={"sleep": 0.05}, pack=1)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.commands", "run", str(path), "--address", ray_address],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # Round 1 has 15 trials: the kill lands inside round 2.
+    kill_driver(path, ray_address, after=17, timeout_s=120)
     store = tmp_path / "store"
-    deadline = time.monotonic() + 120
-    while len(read_results(store)) < 17 and time.monotonic() < deadline and driver.poll() is None:
-        time.sleep(0.05)  # round 1 has 15 trials: stop inside round 2
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(timeout=60)
     before = set(read_results(store))
     assert 15 < len(before) < 23, len(before)
     time.sleep(1.0)
@@ -136,7 +112,7 @@ class _Executor:
     def __call__(self, trials, metas, label, pack):
         from sweeps_fake import train
 
-        from sweeps.results import result_path, write_json_atomic
+        from sweeps.ledger.records import result_path, write_json_atomic
 
         self.labels.append(label)
         for t in trials:

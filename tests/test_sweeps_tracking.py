@@ -19,8 +19,9 @@ from sweeps_fake import write_fake_spec
 
 from analysis.load import load_runs
 from contracts import PARENT
+from sweeps.ledger.mlflow_sql import sql_store
+from sweeps.ledger.mlflow_store import Tracker, WholeTrial
 from sweeps.spec import load_spec
-from sweeps.tracking import Tracker, WholeTrial
 
 
 def _trials() -> list[WholeTrial]:
@@ -63,10 +64,10 @@ def _written(tmp_path, name: str, bulk: bool, monkeypatch) -> tuple[Tracker, dic
     )
     tracker = Tracker(spec)
     tracker.start_parent(spec, "{}")
-    if not bulk:
-        monkeypatch.setattr(tracker, "_sql_store", lambda: None)
+    if not bulk:  # the per-trial calls, as for a store that is not SQL
+        monkeypatch.setattr("sweeps.ledger.mlflow_store.sql_store", lambda client: None)
     else:
-        assert tracker._sql_store() is not None
+        assert sql_store(tracker.client) is not None
     return tracker, tracker.record_trials(_trials(), "spec-hash")
 
 
@@ -134,7 +135,7 @@ def test_a_failed_bulk_write_leaves_no_run(tmp_path, monkeypatch):
     class _Same:  # every run gets one id: the second run's row breaks the transaction
         hex = "0" * 32
 
-    monkeypatch.setattr("sweeps.tracking.uuid.uuid4", lambda: _Same())
+    monkeypatch.setattr("sweeps.ledger.mlflow_store.uuid.uuid4", lambda: _Same())
     with pytest.raises(MlflowException, match="UNIQUE constraint failed"):
         tracker.record_trials(_trials(), "spec-hash")
     assert tracker.trial_runs() == {}  # all or nothing: the result files re-sync them

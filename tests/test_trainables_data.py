@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -179,11 +178,9 @@ def ds_first_item(ds: Dataset):
 
 
 # ---- synthetic ------------------------------------------------------------------
-def test_synthetic_is_seeded_and_fast():
-    start = time.perf_counter()
+def test_synthetic_is_seeded():
     big = create_dataset("synthetic", train_per_leaf=1000, test_per_leaf=10, seed=3)
     assert len(big.train) == 32_000
-    assert time.perf_counter() - start < 10
     again = create_dataset("synthetic", train_per_leaf=1000, test_per_leaf=10, seed=3)
     assert torch.equal(big.train.inputs, again.train.inputs)
     other = create_dataset("synthetic", train_per_leaf=1000, test_per_leaf=10, seed=4)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import time
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +52,7 @@ class Recorder:
 
 def test_trial_runs_and_reports_the_contract(tmp_path):
     rec = Recorder()
-    start = time.perf_counter()
     result = train(config(tmp_path), rec)
-    assert time.perf_counter() - start < 20
     assert FINAL_KEYS <= set(result)
     assert 0.0 <= result["target_error"] <= 1.0
     assert result["num_classes"] == 32 and result["pretrain_reused"] == 0.0

@@ -78,6 +78,13 @@ class Dataset:
         file_transforms: for file splits, torchvision transforms
             `{"train": ..., "eval": ...}` applied by DataLoader workers.
         embed: per-leaf embedding function behind `class_embeddings()`.
+        leaf_level: the level of `hierarchy` whose classes are coherent (a
+            species, a character): the derived hierarchy kinds move its classes
+            whole and keep every finer level (hierarchies/leaf_level.py). None:
+            the leaves themselves are coherent classes.
+        val: a validation split of its own (e.g. held-out renders of the
+            training fonts). None: a trial carves its validation examples from
+            the train split (`train_val_indices`, the config's `val_fraction`).
     """
 
     name: str
@@ -91,6 +98,15 @@ class Dataset:
     file_transforms: dict[str, Callable] | None = None
     embed: Callable[[], np.ndarray] | None = None
     meta: dict = field(default_factory=dict)
+    leaf_level: str | None = None
+    val: Split | None = None
+
+    def __post_init__(self) -> None:
+        if self.leaf_level is not None and self.leaf_level not in self.hierarchy.level_names:
+            raise ValueError(
+                f"leaf_level {self.leaf_level!r} is not a level of the dataset's hierarchy "
+                f"({self.hierarchy.level_names})"
+            )
 
     @property
     def train_leaf(self) -> np.ndarray:
@@ -156,6 +172,20 @@ def list_datasets() -> list[str]:
 
 def is_dataset(name: str) -> bool:
     return _DATASETS.has(name)
+
+
+def dataset_options(name: str) -> list[str] | None:
+    """The keyword options dataset `name` takes, sorted; None when it takes any (`**options`).
+
+    Raises RuntimeError for an unknown name (the message lists the known ones).
+    """
+    import inspect
+
+    parameters = inspect.signature(_DATASETS.get(name)).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sorted(p.name for p in parameters if p.kind in kinds)
 
 
 def create_dataset(name: str, **options) -> Dataset:

@@ -128,15 +128,26 @@ class Batches:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def num_batches(self, batch_size: int) -> int:
+        """Global batches in one pass (an epoch)."""
+        return math.ceil(len(self) / batch_size)
+
     def iterate(
-        self, batch_size: int, *, train: bool, seed: int | None = None, shard: Shard | None = None
+        self,
+        batch_size: int,
+        *,
+        train: bool,
+        seed: int | None = None,
+        shard: Shard | None = None,
+        window: tuple[int, int] | None = None,
     ) -> Iterator:
         """Yield (inputs, labels); shuffled by `seed` when given; `train` turns on augmentation.
 
         With a `shard` of several ranks, `batch_size` is the global batch: every
         rank draws the same order and yields its slice of each global batch
         (`global_batches`), so the ranks together see exactly the batches one
-        process would.
+        process would. `window=(first, count)`: only those global batches of
+        the pass (a step budget ends, or resumes, inside an epoch).
         """
         n = len(self.labels)
         if n == 0:
@@ -145,7 +156,7 @@ class Batches:
         order = torch.randperm(n, generator=generator) if generator else torch.arange(n)
         if self.inputs is not None:
             order = order.to(self.runtime.device)  # indexing stays on the device
-            for take in global_batches(order, batch_size, shard or Shard()):
+            for take in _window(global_batches(order, batch_size, shard or Shard()), window):
                 yield (
                     self.runtime.to_input(self.transform(self.inputs[take], train)),
                     self.labels[take],
@@ -156,7 +167,7 @@ class Batches:
         decoded = file_batches(
             self.files or [],
             self.file_transforms,
-            global_batches(order, batch_size, shard or Shard()),
+            _window(global_batches(order, batch_size, shard or Shard()), window),
             train=train,
             seed=seed,
             num_workers=self.runtime.num_workers,
@@ -168,6 +179,10 @@ class Batches:
             x = x.to(self.runtime.device, non_blocking=True)
             position = position.to(self.runtime.device, non_blocking=True)
             yield self.runtime.to_input(self.transform(x, train)), self.labels[position]
+
+
+def _window(batches: list[torch.Tensor], window: tuple[int, int] | None) -> list[torch.Tensor]:
+    return batches if window is None else batches[window[0] : window[0] + window[1]]
 
 
 def global_batches(order: torch.Tensor, batch_size: int, shard: Shard) -> list[torch.Tensor]:
@@ -202,9 +217,14 @@ def make_optimizer(params, settings: dict) -> torch.optim.Optimizer:
 
 def set_epoch_lr(optimizer: torch.optim.Optimizer, settings: dict, epoch: int) -> None:
     """Cosine decay over the stage's epochs (per epoch, so a resume gets the same lr)."""
-    lr, epochs = float(settings["lr"]), int(settings["epochs"])
-    if settings.get("schedule", "cosine") == "cosine" and epochs > 1:
-        lr = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+    set_lr(optimizer, settings, epoch, int(settings["epochs"]))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, settings: dict, position: int, total: int) -> None:
+    """The stage's lr at `position` of `total` (epochs, or steps under a step budget)."""
+    lr = float(settings["lr"])
+    if settings.get("schedule", "cosine") == "cosine" and total > 1:
+        lr = lr * 0.5 * (1 + math.cos(math.pi * position / total))
     for group in optimizer.param_groups:
         group["lr"] = lr
 
@@ -220,6 +240,8 @@ def train_epoch(
     where: str,
     check_every: int = 50,
     shard: Shard | None = None,
+    window: tuple[int, int] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[float, float]:
     """One epoch of SGD; returns (mean loss, error). Raises TrialError on a non-finite loss.
 
@@ -235,6 +257,9 @@ def train_epoch(
     error are over all ranks' examples. A non-finite loss is checked on the
     all-reduced sums at the epoch's end only (a rank stopping alone mid-epoch
     would leave the others waiting in DDP's all-reduce).
+
+    `window=(first, count)`: train on those global batches of the epoch only;
+    `on_step(i)` runs before the i-th step of the window (a per-step lr).
     """
     shard = shard or Shard()
     model.train()
@@ -243,11 +268,15 @@ def train_epoch(
     finite = _FiniteWatch(runtime)
     count = 0
     n = len(batches) if shard.parallel else 0  # the global batch lengths (parallel only)
-    for step, (x, y) in enumerate(batches.iterate(batch_size, train=True, seed=seed, shard=shard)):
+    first = window[0] if window else 0
+    passes = batches.iterate(batch_size, train=True, seed=seed, shard=shard, window=window)
+    for step, (x, y) in enumerate(passes):
+        if on_step is not None:
+            on_step(step)
         with runtime.autocast():
             logits = model(x)
             if shard.parallel:
-                global_len = min(batch_size, n - step * batch_size)
+                global_len = min(batch_size, n - (first + step) * batch_size)
                 losses = nn.functional.cross_entropy(logits.float(), y, reduction="sum")
                 loss = losses * (shard.world / global_len)
             else:

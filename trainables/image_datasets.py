@@ -114,7 +114,7 @@ def _cifar_batch_transform(batch: torch.Tensor, train: bool) -> torch.Tensor:
 @register_dataset
 def cifar100(*, root: str) -> Dataset:
     """CIFAR-100 from the python-version folder (`train`, `test`, `meta`); target coarse (20)."""
-    from hierarchies.manual import _unpickle
+    from hierarchies.manual import read_cifar_pickle
     from hierarchies.registry import build_hierarchy
 
     folder = _require(Path(root), "CIFAR-100 root")
@@ -123,7 +123,7 @@ def cifar100(*, root: str) -> Dataset:
     hierarchy = build_hierarchy("manual", path=str(folder), format="cifar100")
 
     def split(name: str) -> Split:
-        data = _unpickle(folder / name)
+        data = read_cifar_pickle(folder / name)
         images = torch.as_tensor(np.asarray(data["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         return Split(leaf=np.asarray(data["fine_labels"], dtype=np.int64), inputs=images)
 

@@ -228,4 +228,6 @@ def synthetic(
         patch_size=tile,
         embed=embed,
         meta={"true_levels": depth, "num_true_leaves": num_true},
+        # The true leaves are the coherent classes; the extra levels are random splits.
+        leaf_level=names[depth - 1],
     )

@@ -13,8 +13,12 @@ Stages:
      pretraining learned), `full` trains everything.
   3. evaluate: top-1 target error on the test split and its groups.
 The `scratch` arm (`hierarchy_path` None) trains the full model on the target
-labels only, with the `pretrain` settings (the budget a pretraining gets),
-and reports its epochs as `finetune/*`.
+labels only, with the `pretrain` settings (the budget a pretraining gets; with
+`scratch_budget: matched` the pretraining's plus the finetuning's), and
+reports its epochs as `finetune/*`.
+A stage's budget is `epochs` or `steps` (trainables/budget.py); `selection:
+best_val` keeps the weights of its lowest validation error. Validation is the
+dataset's own split (`Dataset.val`) when it has one, else carved from train.
 
 Example:
     >>> result = train({"dataset": "synthetic", "target": "superclass",
@@ -45,11 +49,14 @@ from contracts import (
     FEATURE_NORMS,
     FINETUNE_DEFAULTS,
     FINETUNE_MODES,
+    SCRATCH_BUDGETS,
+    SELECTIONS,
     STAGE_DEFAULTS,
     TEST_CORRECT,
 )
 from hierarchies import Hierarchy, HierarchyError, alignment_metrics, examples_per_class
 from trainables.backbones import Classifier, create_backbone
+from trainables.budget import stage_budget
 from trainables.checkpoints import PretrainStore, load_checkpoint, save_atomic
 from trainables.data import Dataset, create_dataset, subset_indices, train_val_indices
 from trainables.distributed import Shard, barrier, broadcast_flag, current_shard, wrap
@@ -61,9 +68,7 @@ from trainables.engine import (
     make_optimizer,
     predict,
     resolve_runtime,
-    set_epoch_lr,
     stage_seed,
-    train_epoch,
 )
 from trainables.errors import TrialError
 
@@ -123,6 +128,20 @@ def resolve_config(config: dict) -> dict:
         for key in ("epochs", "batch_size"):
             if int(cfg[stage][key]) < (0 if key == "epochs" else 1):
                 raise TrialError(f"{stage}.{key}={cfg[stage][key]} is out of range")
+        steps = cfg[stage].get("steps")
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
+        ):
+            raise TrialError(f"{stage}.steps={steps!r} must be a whole number >= 1 (or absent)")
+        if cfg[stage].get("selection", "last") not in SELECTIONS:
+            raise TrialError(
+                f"{stage}.selection {cfg[stage]['selection']!r} is not one of "
+                f"{' | '.join(SELECTIONS)}"
+            )
+    if cfg.setdefault("scratch_budget", "pretrain") not in SCRATCH_BUDGETS:
+        raise TrialError(
+            f"scratch_budget {cfg['scratch_budget']!r} is not one of {' | '.join(SCRATCH_BUDGETS)}"
+        )
     if cfg["hierarchy_path"] is not None and cfg.get("level") is None:
         raise TrialError("config has a hierarchy_path but no level")
     return cfg
@@ -160,37 +179,42 @@ def _run_stage(
     checkpoint_every_s: float,
     shard: Shard,
 ) -> dict[str, float]:
-    """Train `params` of `model` for the stage's epochs, resuming from `ckpt_path`.
+    """Train `params` of `model` for the stage's budget (trainables/budget.py), resuming if saved.
 
-    Checkpoints after an epoch once `checkpoint_every_s` seconds have passed
-    since the stage's start or last checkpoint (before `report`; a resumed
-    stage reports the epochs after its checkpoint again, which the history
-    keeps once). Returns the last epoch's metrics plus the stage's time.
-    Data-parallel: `model` is under DDP; rank 0 writes the checkpoint, every
-    rank resumes from it.
+    Checkpoints after a segment (an epoch, or a slice of a step budget) once
+    `checkpoint_every_s` seconds have passed since the stage's start or last
+    checkpoint (before `report`; a resumed stage reports the segments after
+    its checkpoint again, which the history keeps once). `selection: best_val`
+    ends with the weights of the lowest validation error (kept, and
+    checkpointed, with the metrics of that segment). Returns the final (or
+    selected) segment's metrics plus the stage's time. Data-parallel: `model`
+    is under DDP; rank 0 writes the checkpoint, every rank resumes from it.
     """
     optimizer = make_optimizer(params, settings)
-    start, elapsed, last = 0, 0.0, {}
+    budget = stage_budget(settings, len(train_batches))
+    select_best = settings.get("selection", "last") == "best_val" and len(val_batches) > 0
+    start, elapsed, last, best = 0, 0.0, {}, None
     saved = load_checkpoint(ckpt_path) if ckpt_path else None
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         start, elapsed, last = int(saved["epoch"]), float(saved["elapsed_s"]), dict(saved["last"])
+        best = saved.get("best")
     bs = int(settings["batch_size"])
     last_saved = time.perf_counter()
-    for epoch in range(start, int(settings["epochs"])):
+    for segment in range(start, budget.segments):
         t0 = time.perf_counter()
-        set_epoch_lr(optimizer, settings, epoch)
         # Seed torch's global RNG too: dropout / drop-path in timm models.
-        runtime.seed(stage_seed(seed, stage + "/global", epoch))
-        loss, err = train_epoch(
+        runtime.seed(stage_seed(seed, stage + "/global", segment))
+        loss, err = budget.train(
+            segment,
             model,
             train_batches,
             optimizer,
             runtime,
-            batch_size=bs,
-            seed=stage_seed(seed, stage, epoch),
-            where=f"{stage} epoch {epoch}",
+            settings,
+            stage=stage,
+            seed=seed,
             shard=shard,
         )
         val_err = (
@@ -206,21 +230,30 @@ def _run_stage(
             f"{metric_prefix}/error": err,
             f"{metric_prefix}/val_error": val_err,
         }
+        if select_best and (best is None or val_err < best["last"][f"{metric_prefix}/val_error"]):
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = {"model": state, "last": dict(last), "segment": segment}
         due = time.perf_counter() - last_saved >= checkpoint_every_s
         if ckpt_path is not None and shard.main and due:
             last_saved = time.perf_counter()
             save_atomic(
                 {
-                    "epoch": epoch + 1,
+                    "epoch": segment + 1,
                     "elapsed_s": elapsed,
                     "last": last,
+                    "best": best,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                 },
                 ckpt_path,
             )
         if report is not None:
-            report(dict(last), epoch)
+            report(dict(last), segment)
+    if best is not None:
+        model.load_state_dict(best["model"])
+        last = {**best["last"], f"{metric_prefix}/best_segment": float(best["segment"])}
+    if settings.get("steps") is not None:
+        last[f"{metric_prefix}/steps"] = float(budget.total_steps)
     return {**last, "time_s": elapsed}
 
 
@@ -402,10 +435,14 @@ class _Data:
 
 
 def _data_split(cfg: dict, dataset: Dataset) -> _Data:
-    """Validation carved from the train split first, then the nested subset of the rest."""
+    """Validation: the dataset's own split, else carved from the train split first; then the
+    nested subset of the rest (`val_idx` indexes `dataset.val` when it has one)."""
     seed = int(cfg["seed"])
     leaf = dataset.train_leaf
-    pool, val_idx = train_val_indices(leaf, float(cfg["val_fraction"]), seed)
+    if dataset.val is not None:
+        pool, val_idx = np.arange(len(leaf)), np.arange(len(dataset.val))
+    else:
+        pool, val_idx = train_val_indices(leaf, float(cfg["val_fraction"]), seed)
     train_idx = pool[subset_indices(leaf[pool], float(cfg["data_fraction"]), seed)]
     return _Data(train_idx, val_idx, np.arange(len(dataset.test)))
 
@@ -470,10 +507,34 @@ class _Run:
         }
 
     def batches(self, split: str, which: str, mapping: np.ndarray) -> Batches:
-        """Batches of `split` ("train" | "test") over the `which` indices, labelled by `mapping`."""
+        """Batches of `split` ("train" | "test") over the `which` indices, labelled by `mapping`.
+
+        The validation indices (`which="val"`) are of the dataset's own validation
+        split when it has one.
+        """
         part = self.dataset.train if split == "train" else self.dataset.test
+        if which == "val" and self.dataset.val is not None:
+            part = self.dataset.val
         idx = getattr(self.data, f"{which}_idx")
         return Batches(self.dataset, part, idx, mapping[part.leaf[idx]], self.runtime)
+
+
+def scratch_settings(cfg: dict) -> dict:
+    """The scratch arm's stage: the pretrain settings, for the pretraining's budget or (`matched`)
+    the pretraining's plus the finetuning's (steps plus steps, or epochs plus epochs)."""
+    settings = dict(cfg["pretrain"])
+    if cfg.get("scratch_budget", "pretrain") == "matched":
+        pre, fin = cfg["pretrain"], cfg["finetune"]
+        if pre.get("steps") is not None and fin.get("steps") is not None:
+            settings["steps"] = int(pre["steps"]) + int(fin["steps"])
+        elif pre.get("steps") is None and fin.get("steps") is None:
+            settings["epochs"] = int(pre["epochs"]) + int(fin["epochs"])
+        else:
+            raise TrialError(
+                "scratch_budget matched needs pretrain and finetune budgets in one unit "
+                "(both steps or both epochs)"
+            )
+    return settings
 
 
 def _train_scratch(
@@ -488,7 +549,7 @@ def _train_scratch(
         model.parameters(),
         run.batches("train", "train", labels.pre_all),
         run.batches("train", "val", labels.pre_all),
-        cfg["pretrain"],
+        scratch_settings(cfg),
         run.runtime,
         **run.stage_args("scratch.pt"),
         metric_prefix="finetune",

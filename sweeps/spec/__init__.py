@@ -7,7 +7,8 @@ One job per module: `strict` (the base model's conventions), `factors` (what
 is crossed), `sections` (stage / search / resources / replicates / tracking
 settings), `uris` (accepted tracking URIs), `schema` (`Spec`, the whole sweep),
 `canonical` (canonical JSON and hashes), `errors` (`SpecError` and its text),
-`overrides` (dotted overrides), `load` (files and shipped specs -> `Spec`).
+`overrides` (dotted overrides), `load` (files and shipped specs -> `Spec`),
+`bounded_yaml` (YAML read within size, alias-expansion and depth limits).
 This package re-exports their public names: `from sweeps.spec import X`.
 
 Example:
@@ -34,6 +35,7 @@ from sweeps.spec.load import load_spec, parse_spec, resolve_spec_path, shipped_s
 from sweeps.spec.overrides import apply_overrides
 from sweeps.spec.schema import DEFAULT_TRAINABLE, MAX_TRIALS, Spec
 from sweeps.spec.sections import (
+    AnalysisSpec,
     FinetuneSpec,
     ReferenceCell,
     ReplicatesSpec,
@@ -52,6 +54,7 @@ __all__ = [
     "MAX_TRIALS",
     "SERVER_SCHEMES",
     "SQL_SCHEMES",
+    "AnalysisSpec",
     "ArmSpec",
     "BackboneSpec",
     "DatasetSpec",

@@ -36,7 +36,7 @@ def _path(loc: Iterable[Any]) -> str:
     return out or "(top level)"
 
 
-def _problems(err: ValidationError) -> list[str]:
+def validation_problems(err: ValidationError) -> list[str]:
     problems: dict[str, str] = {}
     for item in err.errors(include_url=False):
         path = _path(item["loc"])

@@ -6,27 +6,32 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from contracts import ARM_KINDS, arm
+from contracts import ARM_KINDS, FINETUNE_MODES, arm
 from sweeps.spec.canonical import canonical_json
-from sweeps.spec.strict import _repeats, _Strict
+from sweeps.spec.strict import StrictSection, repeated_values
 
 LEVEL_KEYWORDS = ("all", "finer", "target_and_finer")
+LevelItem = Union[int, str]  # noqa: UP007 (pydantic reads it at runtime)
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(StrictSection):
     """`create_dataset(name, **options)` of trainables."""
 
     name: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class ArmSpec(_Strict):
+class ArmSpec(StrictSection):
     """One hierarchy arm: where the pretraining labels come from.
 
     `manual` is the dataset's own taxonomy (or `path` to a hierarchy file);
     `random`, `cluster_within`, `cluster_global` and `perturbed` are derived from
     it; `scratch` is the no-pretraining baseline. `p` (perturbed only) is the
     fraction of leaves reassigned; a list gives one arm per value.
+    `leaf_level` (derived kinds): the level whose classes are shuffled, moved or
+    clustered whole, every finer level kept as the manual one's; default: the
+    dataset's coherent leaf level (`Dataset.leaf_level`; the leaves when it
+    declares none).
     """
 
     kind: Literal[ARM_KINDS]  # the arms table of contracts.py
@@ -35,6 +40,7 @@ class ArmSpec(_Strict):
     path: str | None = None
     format: str = "auto"
     embeddings: str | None = None
+    leaf_level: LevelItem | None = None
 
     @field_validator("p", mode="before")
     @classmethod
@@ -53,25 +59,27 @@ class ArmSpec(_Strict):
     def _kind_options(self) -> ArmSpec:
         if "p" in arm(self.kind).options and not self.p:
             raise ValueError(f"a {self.kind} arm needs p (a fraction in [0, 1] or a list of them)")
-        for option in ("p", "path", "embeddings"):
+        for option in ("p", "path", "embeddings", "leaf_level"):
             if getattr(self, option) is not None and option not in arm(self.kind).options:
                 owners = " or ".join(repr(a) for a in ARM_KINDS if option in arm(a).options)
                 raise ValueError(f"{option} applies only to kind {owners}, not {self.kind!r}")
         return self
 
 
-class BackboneSpec(_Strict):
+class BackboneSpec(StrictSection):
     """`create_backbone(name, num_classes, **options)` of trainables."""
 
     name: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-LevelItem = Union[int, str]  # noqa: UP007 (pydantic reads it at runtime)
+class FactorsSpec(StrictSection):
+    """What is crossed: arms x levels x data fractions x backbones (x seeds).
 
-
-class FactorsSpec(_Strict):
-    """What is crossed: arms x levels x data fractions x backbones (x seeds)."""
+    Optional further factors: `finetune_modes` (linear probe and / or full
+    finetuning from the same pretraining) and `dataset_options` (`{option:
+    [values]}`: each value its own data, e.g. `fold: [0, 1, 2]`).
+    """
 
     hierarchies: list[ArmSpec] = Field(
         default_factory=lambda: [ArmSpec(kind="manual")], min_length=1
@@ -87,7 +95,7 @@ class FactorsSpec(_Strict):
                     "levels is an empty list; give level names or indices, or one of "
                     + ", ".join(LEVEL_KEYWORDS)
                 )
-            repeated = _repeats(value)
+            repeated = repeated_values(value)
             if repeated:
                 raise ValueError(f"levels repeat: {repeated}")
         return value
@@ -96,6 +104,35 @@ class FactorsSpec(_Strict):
     backbones: list[BackboneSpec] = Field(
         default_factory=lambda: [BackboneSpec(name="twolayer")], min_length=1
     )
+
+    finetune_modes: list[Literal[FINETUNE_MODES]] | None = Field(default=None, min_length=1)
+    dataset_options: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("finetune_modes")
+    @classmethod
+    def _unique_modes(cls, value: list[str] | None) -> list[str] | None:
+        repeated = repeated_values(value or [])
+        if repeated:
+            raise ValueError(f"finetune_modes repeat: {repeated}")
+        return value
+
+    @field_validator("dataset_options", mode="before")
+    @classmethod
+    def _option_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
+
+    @field_validator("dataset_options")
+    @classmethod
+    def _option_values(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name, values in value.items():
+            if not values:
+                raise ValueError(f"dataset_options.{name} is an empty list; give its values")
+            repeated = repeated_values([canonical_json(v) for v in values])
+            if repeated:
+                raise ValueError(f"dataset_options.{name} repeats the value(s) {repeated}")
+        return value
 
     @field_validator("hierarchies", mode="before")
     @classmethod
@@ -134,7 +171,7 @@ class FactorsSpec(_Strict):
             if not 0.0 < f <= 1.0:
                 raise ValueError(f"data fraction {f} is outside (0, 1]")
         if len(set(value)) != len(value):
-            raise ValueError(f"data fractions repeat: {_repeats(value)}")
+            raise ValueError(f"data fractions repeat: {repeated_values(value)}")
         return value
 
     @field_validator("backbones")
@@ -150,7 +187,7 @@ class FactorsSpec(_Strict):
     @classmethod
     def _unique_arms(cls, value: list[ArmSpec]) -> list[ArmSpec]:
         labels = [label for arm in value for label in arm_labels(arm)]
-        repeated = _repeats(labels)
+        repeated = repeated_values(labels)
         if repeated:
             raise ValueError(
                 f"hierarchy arms repeat the label(s) {repeated}; give each a distinct `label`"

@@ -10,11 +10,12 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from contracts import CHECKPOINT_EVERY_S
+from contracts import CHECKPOINT_EVERY_S, SCRATCH_BUDGETS
 from sequential import Design
 from sweeps.spec.canonical import canonical_hash, canonical_json
 from sweeps.spec.factors import DatasetSpec, FactorsSpec, LevelItem
 from sweeps.spec.sections import (
+    AnalysisSpec,
     FinetuneSpec,
     ReplicatesSpec,
     ResourcesSpec,
@@ -22,7 +23,7 @@ from sweeps.spec.sections import (
     StageSpec,
     TrackingSpec,
 )
-from sweeps.spec.strict import _repeats, _Strict
+from sweeps.spec.strict import StrictSection, repeated_values
 
 # More trials than this are refused before the plan is expanded (a seed count
 # with a few zeros too many would take minutes to expand, then swamp MLflow);
@@ -31,7 +32,7 @@ MAX_TRIALS = 20_000
 DEFAULT_TRAINABLE = "trainables:train"
 
 
-class Spec(_Strict):
+class Spec(StrictSection):
     """A whole sweep. See sweeps/quickstart.yaml for an annotated example."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -60,6 +61,9 @@ class Spec(_Strict):
     smoke: dict[str, Any] = Field(default_factory=dict)
     # The most trials the plan may hold; a guard, not part of what the sweep computes.
     max_trials: int = Field(default=MAX_TRIALS, ge=1)
+    # `matched`: scratch trains for the pretraining plus the finetuning budget.
+    scratch_budget: Literal[SCRATCH_BUDGETS] = "pretrain"
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
     @field_validator("seeds")
     @classmethod
@@ -70,7 +74,7 @@ class Spec(_Strict):
             if not value:
                 raise ValueError("seeds is an empty list")
             if len(set(value)) != len(value):
-                raise ValueError(f"seeds repeat: {_repeats(value)}")
+                raise ValueError(f"seeds repeat: {repeated_values(value)}")
         return value
 
     @model_validator(mode="after")
@@ -81,6 +85,7 @@ class Spec(_Strict):
             (f"factors.backbones[{i}].options", b.options)
             for i, b in enumerate(self.factors.backbones)
         ]
+        sections.append(("factors.dataset_options", self.factors.dataset_options))
         sections.append(("smoke", self.smoke))
         for where, value in sections:
             try:
@@ -118,7 +123,51 @@ class Spec(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _crossed_factors(self) -> Spec:
+        """The new factors agree with the rest of the spec (one rule per line)."""
+        crossed = self.factors.dataset_options
+        problems = [
+            f"factors.dataset_options.{name}: also set in dataset.options; give it in one place"
+            for name in crossed
+            if name in self.dataset.options
+        ]
+        for field in ("size", "block"):
+            value = getattr(self.analysis, field)
+            if value is not None and value not in crossed:
+                problems.append(
+                    f"analysis.{field}: {value!r} is not a crossed dataset option; accepted: "
+                    f"{', '.join(sorted(crossed)) or 'none (factors.dataset_options is empty)'}"
+                )
+        if self.analysis.size is not None and self.analysis.size == self.analysis.block:
+            problems.append(f"analysis.block: {self.analysis.block!r} is the size axis too")
+        if self.factors.finetune_modes and "mode" in self.finetune.model_fields_set:
+            problems.append(
+                "finetune.mode: set together with factors.finetune_modes; give the modes in one "
+                "place"
+            )
+        if self.replicates is not None and self.variant_factors():
+            problems.append(
+                f"replicates: adaptive replicates compare cells of arm x level x fraction x "
+                f"backbone, which would pool the crossed {', '.join(self.variant_factors())}; "
+                "use fixed seeds"
+            )
+        units = (self.pretrain.budget[0], self.finetune.budget[0])
+        if self.scratch_budget == "matched" and units[0] != units[1]:
+            problems.append(
+                f"scratch_budget: matched adds the pretraining and finetuning budgets, but "
+                f"pretrain uses {units[0]} and finetune {units[1]}; give both in one unit"
+            )
+        if problems:
+            raise PydanticCustomError("spec_rule", "; ".join(problems))
+        return self
+
     # ---- derived views ----------------------------------------------------
+    def variant_factors(self) -> list[str]:
+        """The crossed factors beyond arm x level x fraction x backbone (finetune mode, options)."""
+        names = ["finetune_mode"] if self.factors.finetune_modes else []
+        return names + [f"dataset.{name}" for name in self.factors.dataset_options]
+
     def _listed_seeds(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 

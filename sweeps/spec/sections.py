@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from contracts import (
     FEATURE_NORMS,
@@ -12,24 +13,64 @@ from contracts import (
     FINETUNE_MODES,
     OPTIMIZERS,
     SCHEDULES,
+    SELECTIONS,
     STAGE_DEFAULTS,
 )
 from sequential import RULES, SPENDING
 from sweeps.spec.factors import LevelItem
-from sweeps.spec.strict import _Strict
+from sweeps.spec.strict import StrictSection
 from sweeps.spec.uris import uri_problem
 
 
-class StageSpec(_Strict):
-    """Optimisation settings of one stage (pretraining); defaults: contracts.STAGE_DEFAULTS."""
+class StageSpec(StrictSection):
+    """Optimisation settings of one stage (pretraining); defaults: contracts.STAGE_DEFAULTS.
+
+    The budget is `epochs` (passes over the training subset) or `steps` (SGD
+    steps, the same at every data size), not both. `selection: best_val` ends
+    the stage with the weights of its lowest validation error (where the trial
+    has a validation split), `last` with the final ones.
+    """
 
     epochs: int = Field(default=STAGE_DEFAULTS["epochs"], ge=0)
+    steps: int | None = Field(default=None, ge=1)
+    selection: Literal[SELECTIONS] = "last"
     lr: float = Field(default=STAGE_DEFAULTS["lr"], gt=0)
     batch_size: int = Field(default=STAGE_DEFAULTS["batch_size"], ge=1)
     weight_decay: float = Field(default=STAGE_DEFAULTS["weight_decay"], ge=0)
     optimizer: Literal[OPTIMIZERS] = STAGE_DEFAULTS["optimizer"]
     momentum: float = Field(default=STAGE_DEFAULTS["momentum"], ge=0, lt=1)
     schedule: Literal[SCHEDULES] = STAGE_DEFAULTS["schedule"]
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> StageSpec:
+        if self.steps is not None and "epochs" in self.model_fields_set:
+            raise PydanticCustomError(
+                "spec_rule",
+                "steps: {steps} given with epochs={epochs}; a stage's budget is epochs or "
+                "steps, not both",
+                {"steps": self.steps, "epochs": self.epochs},
+            )
+        return self
+
+    def trial_settings(self) -> dict[str, Any]:
+        """The stage's settings as a trial config holds them (keys of absent options left out).
+
+        `steps` and `selection` appear only when set, so a spec without them
+        keeps its trial keys; with `steps`, `epochs` is left out (unused).
+        """
+        out = self.model_dump()
+        if self.steps is None:
+            del out["steps"]
+        else:
+            del out["epochs"]
+        if self.selection == "last":
+            del out["selection"]
+        return out
+
+    @property
+    def budget(self) -> tuple[str, int]:
+        """("steps", n) or ("epochs", n)."""
+        return ("steps", self.steps) if self.steps is not None else ("epochs", self.epochs)
 
 
 class FinetuneSpec(StageSpec):
@@ -44,7 +85,7 @@ class FinetuneSpec(StageSpec):
     feature_norm: Literal[FEATURE_NORMS] = FINETUNE_DEFAULTS["feature_norm"]
 
 
-class SearchParam(_Strict):
+class SearchParam(StrictSection):
     """A continuous (or integer) range Optuna samples from."""
 
     low: float
@@ -61,7 +102,7 @@ class SearchParam(_Strict):
         return self
 
 
-class ReferenceCell(_Strict):
+class ReferenceCell(StrictSection):
     """The cell tuned when `scope` is `reference_cell`; unset fields take the first value."""
 
     hierarchy: str | None = None
@@ -70,7 +111,7 @@ class ReferenceCell(_Strict):
     backbone: str | None = None
 
 
-class SearchSpec(_Strict):
+class SearchSpec(StrictSection):
     """Optuna search for continuous settings on validation error."""
 
     parameters: dict[str, SearchParam] = Field(min_length=1)
@@ -90,16 +131,16 @@ class SearchSpec(_Strict):
             if (
                 fields is None
                 or key not in fields.model_fields
-                or key in ("optimizer", "mode", "schedule", "feature_norm")
+                or key in ("optimizer", "mode", "schedule", "feature_norm", "selection")
             ):
                 raise ValueError(
                     f"cannot tune {name!r}; tunable: pretrain.<x> or finetune.<x> for x in "
-                    "lr, weight_decay, momentum, epochs, batch_size"
+                    "lr, weight_decay, momentum, epochs, steps, batch_size"
                 )
         return value
 
 
-class ResourcesSpec(_Strict):
+class ResourcesSpec(StrictSection):
     """Per-trial resources; a fractional gpu packs several trials on one GPU.
 
     `workers` > 1: each trial runs data-parallel (DDP) on that many Ray Train
@@ -127,7 +168,7 @@ class ResourcesSpec(_Strict):
         return {"cpu": self.cpu * self.workers, "gpu": self.gpu * self.workers}
 
 
-class ReplicatesSpec(_Strict):
+class ReplicatesSpec(StrictSection):
     """Adaptive replicates (`sequential.Design`): rounds of seeds until the sweep's questions settle.
 
     Round 1 runs `initial` seeds of every cell; each later round adds `step`
@@ -160,7 +201,7 @@ class ReplicatesSpec(_Strict):
         return self
 
 
-class TrackingSpec(_Strict):
+class TrackingSpec(StrictSection):
     """Where MLflow lives. Relative sqlite paths are taken from the working directory."""
 
     uri: str = "sqlite:///mlflow.db"
@@ -173,3 +214,19 @@ class TrackingSpec(_Strict):
         if problem:
             raise ValueError(problem)
         return value
+
+
+class AnalysisSpec(StrictSection):
+    """How `granularity analyze` reads crossed dataset options (keys of `factors.dataset_options`).
+
+    `size`: the option that is the data-size axis (e.g. `renders_per_font`);
+    `block`: the option that is a blocking factor (e.g. `fold`), pooled as a
+    block and reported per block.
+    """
+
+    size: str | None = None
+    block: str | None = None
+
+    def config(self) -> dict[str, str]:
+        """The set entries, as the analysis config takes them (`{"size": ..., "block": ...}`)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}

@@ -1,7 +1,7 @@
 """The conventions every spec section follows: the strict base model and its helpers.
 
 Unknown keys are errors, numbers are finite, a YAML boolean is never a number;
-`_repeats` names the values a list repeats (for "x repeat: [...]" messages).
+`repeated_values` names the values a list repeats (for "x repeat: [...]" messages).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _admits_bool(annotation: Any) -> bool:
     return any(_admits_bool(arg) for arg in get_args(annotation) if get_origin(arg) is not list)
 
 
-class _Strict(BaseModel):
+class StrictSection(BaseModel):
     """A spec section: unknown keys are errors (reported with the accepted ones).
 
     Numbers are finite (no .nan / .inf) and a YAML boolean is never taken for a
@@ -51,7 +51,7 @@ class _Strict(BaseModel):
         return data
 
 
-def _repeats(values: Sequence[Any]) -> list[Any]:
+def repeated_values(values: Sequence[Any]) -> list[Any]:
     """The values that occur more than once, in first-seen order."""
     seen: list[Any] = []
     out: list[Any] = []

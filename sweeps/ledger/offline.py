@@ -8,58 +8,121 @@ raises ConnectionError, so the recorder keeps each trial "pending sync"
 while its result stays under `<storage>/results/`. At the end
 `reconnect(spec, ...)` tries the server once more and syncs; otherwise the
 next `granularity run` or `granularity sync` writes each pending result,
-once (sweeps/sync.py logs only what MLflow lacks).
+once (`Ledger.replay` logs only what MLflow lacks).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sweeps.ledger.ledger import replay_journal
+from sweeps.ledger.mlflow_store import RunState, Tracker, WholeTrial
 from sweeps.spec import SQL_SCHEMES, Spec, tracking_scheme
-from sweeps.tracking import RunState, Tracker
-
-# The Tracker methods a driver calls while it runs; offline, each one raises.
-_WRITES = (
-    "start_parent",
-    "end_parent",
-    "parent_run_id",
-    "log_parent_params",
-    "log_hierarchies",
-    "open_trial",
-    "logged_points",
-    "finish_trial",
-    "fail_trial",
-    "log_epochs",
-    "set_status",
-)
 
 
 class OfflineTracker:
-    """Stands in for `Tracker` while the tracking server is unreachable (see the module docstring)."""
+    """Stands in for `Tracker` while the tracking server is unreachable (see the module docstring).
 
-    offline = True
+    A `TrackingStore`: it sees no runs, and every other method raises ConnectionError.
+    """
+
+    online = False
 
     def __init__(self, uri: str, reason: str) -> None:
         self.uri = uri
         self.reason = reason
         self.parent_id: str | None = None
 
+    def _down(self) -> ConnectionError:
+        return ConnectionError(f"tracking server {self.uri} unreachable at start ({self.reason})")
+
     def trial_runs(self) -> dict[str, RunState]:
         return {}
 
-    def __getattr__(self, name: str) -> Any:
-        if name not in _WRITES:
-            raise AttributeError(name)
+    def parent_run_id(self) -> str | None:
+        raise self._down()
 
-        def down(*args: Any, **kwargs: Any) -> Any:
-            raise ConnectionError(
-                f"tracking server {self.uri} unreachable at start ({self.reason})"
-            )
+    def join_parent(self) -> str | None:
+        raise self._down()
 
-        return down
+    def parent_params(self) -> dict[str, str]:
+        raise self._down()
+
+    def logged_points(self, run_id: str) -> set[tuple[str, int]]:
+        raise self._down()
+
+    def start_parent(self, spec: Spec, spec_text: str) -> str:
+        raise self._down()
+
+    def end_parent(self, status: str) -> None:
+        raise self._down()
+
+    def log_parent_params(self, params: Mapping[str, Any]) -> None:
+        raise self._down()
+
+    def tag_parent(self, tags: Mapping[str, str]) -> None:
+        raise self._down()
+
+    def log_hierarchies(self, paths: Iterable[Path]) -> None:
+        raise self._down()
+
+    def open_trial(
+        self,
+        existing: RunState | None,
+        *,
+        key: str,
+        run_name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, str],
+        spec_hash: str,
+    ) -> str:
+        raise self._down()
+
+    def log_epochs(
+        self,
+        run_id: str,
+        epochs: Sequence[Sequence[Any]],
+        *,
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        raise self._down()
+
+    def finish_trial(
+        self,
+        run_id: str,
+        *,
+        result: Mapping[str, float],
+        config: Mapping[str, Any],
+        attempts: int,
+        params: Mapping[str, str] | None = None,
+        epochs: Sequence[Sequence[Any]] = (),
+        tags: Mapping[str, str] | None = None,
+        skip_logged: bool = False,
+    ) -> None:
+        raise self._down()
+
+    def fail_trial(
+        self,
+        run_id: str,
+        *,
+        reason: str,
+        attempts: int,
+        params: Mapping[str, str] | None = None,
+        epochs: Sequence[Sequence[Any]] = (),
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        raise self._down()
+
+    def set_status(self, run_id: str, status: str) -> None:
+        raise self._down()
+
+    def record_trials(self, trials: Sequence[WholeTrial], spec_hash: str) -> dict[str, str]:
+        raise self._down()
 
 
 def unreachable(uri: str, err: BaseException) -> bool:
@@ -129,13 +192,11 @@ def connect(spec: Spec, *, stream: Any = None) -> Tracker | OfflineTracker:
 
 def reconnect(spec: Spec, storage: Path, hierarchy_files: list[Path]) -> tuple[Tracker, int] | None:
     """After an offline run: (Tracker, trials synced) if the server answers now, else None."""
-    from sweeps.sync import sync_results
-
     try:
         tracker = Tracker(spec)
         tracker.start_parent(spec, json.dumps(spec.model_dump(mode="json"), indent=2))
         tracker.log_hierarchies(hierarchy_files)
-        return tracker, sync_results(tracker, storage, spec.spec_hash())
+        return tracker, replay_journal(tracker, storage, spec.spec_hash())
     except Exception as err:
         if unreachable(spec.tracking.uri, err):
             return None

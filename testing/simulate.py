@@ -1,7 +1,9 @@
 """Sweep tables with a known truth, and writing them to an MLflow store as the contract says.
 
 Used by the tests (does the analysis find what was planted?) and by
-bench/bench_analysis.py (10,000 runs). Nothing here trains a model.
+bench/bench_analysis.py (10,000 runs). Nothing here trains a model. The bulk
+writer goes through the driver's own (`sweeps.ledger.mlflow_sql.insert_runs`),
+so a simulated store has the rows a real one has.
 """
 
 from __future__ import annotations
@@ -166,6 +168,16 @@ def _trial_tags(row: Mapping[str, object], parent_id: str, spec_hash: str) -> di
     return tags
 
 
+def _metric_values(row: Mapping[str, object], columns: Sequence[str]) -> dict[str, float]:
+    """A row's metrics to log; a missing value is left out, and so is a NaN alignment metric."""
+    return {
+        m: float(row[m])
+        for m in columns
+        if row[m] is not None
+        and not (isinstance(row[m], float) and math.isnan(row[m]) and m.startswith("align/"))
+    }
+
+
 def _param_str(value: object) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
@@ -218,69 +230,37 @@ def write_sweep(
             run = client.create_run(experiment_id, tags=_trial_tags(r, parent_id, spec_hash))
             client.log_batch(
                 run.info.run_id,
-                metrics=[
-                    Metric(m, float(r[m]), now, 0)
-                    for m in metric_cols
-                    if r[m] is not None
-                    and not (
-                        isinstance(r[m], float) and math.isnan(r[m]) and m.startswith("align/")
-                    )
-                ],
+                metrics=[Metric(m, v, now, 0) for m, v in _metric_values(r, metric_cols).items()],
                 params=[Param(p, _param_str(r[p])) for p in params],
             )
             client.set_terminated(run.info.run_id, status=r.get("status", "FINISHED"))
         client.set_terminated(parent_id)
         return parent_id
 
-    import sqlalchemy
-    from mlflow.store.tracking.dbmodels import models
+    from sweeps.ledger.mlflow_sql import NewRun, insert_runs, sql_store
 
+    store = sql_store(client)
+    if store is None:
+        raise ValueError(f"bulk=True needs a SQL tracking store, not {tracking_uri!r}")
     artifact_root = client.get_experiment(experiment_id).artifact_location
-    runs, tags, params_rows, metrics = [], [], [], []
+    runs = []
     for i, r in enumerate(records):
         rid = uuid.uuid4().hex
         runs.append(
-            {
-                "run_uuid": rid,
-                "name": f"trial-{i}",
-                "source_type": "LOCAL",
-                "source_name": "",
-                "entry_point_name": "",
-                "user_id": "bench",
-                "status": r.get("status", "FINISHED"),
-                "start_time": now + i,
-                "end_time": now + i + 1,
-                "source_version": "",
-                "lifecycle_stage": "active",
-                "artifact_uri": f"{artifact_root}/{rid}/artifacts",
-                "experiment_id": int(experiment_id),
-            }
-        )
-        t = _trial_tags(r, parent_id, spec_hash)
-        tags.extend({"key": k, "value": v, "run_uuid": rid} for k, v in t.items())
-        params_rows.extend({"key": p, "value": _param_str(r[p]), "run_uuid": rid} for p in params)
-        for m in metric_cols:
-            v = r[m]
-            if v is None or (isinstance(v, float) and math.isnan(v) and m.startswith("align/")):
-                continue
-            is_nan = isinstance(v, float) and math.isnan(v)
-            metrics.append(
-                {
-                    "key": m,
-                    "value": 0.0 if is_nan else float(v),
-                    "timestamp": now,
-                    "step": 0,
-                    "is_nan": is_nan,
-                    "run_uuid": rid,
-                }
+            NewRun(
+                run_id=rid,
+                experiment_id=experiment_id,
+                name=f"trial-{i}",
+                status=r.get("status", "FINISHED"),
+                start_time=now + i,
+                end_time=now + i + 1,
+                artifact_uri=f"{artifact_root}/{rid}/artifacts",
+                tags=_trial_tags(r, parent_id, spec_hash),
+                params={p: _param_str(r[p]) for p in params},
+                points=[(m, 0, v) for m, v in _metric_values(r, metric_cols).items()],
+                user_id="bench",
             )
-    engine = sqlalchemy.create_engine(tracking_uri)
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.insert(models.SqlRun.__table__), runs)
-        conn.execute(sqlalchemy.insert(models.SqlTag.__table__), tags)
-        conn.execute(sqlalchemy.insert(models.SqlParam.__table__), params_rows)
-        conn.execute(sqlalchemy.insert(models.SqlMetric.__table__), metrics)
-        conn.execute(sqlalchemy.insert(models.SqlLatestMetric.__table__), metrics)
-    engine.dispose()
+        )
+    insert_runs(store, runs)
     client.set_terminated(parent_id)
     return parent_id

@@ -1,19 +1,16 @@
-"""MLflow, the contract of docs/ARCHITECTURE.md: one parent run per sweep, one child per trial.
+"""The driver's MLflow store for one sweep (`Tracker`): one parent run per sweep, one child per trial.
 
 Only the driver writes (trial processes never touch MLflow); the `Tracker`
-creates the store and the experiment before any trial starts, a fresh SQLite
-store all or nothing (`create_sqlite_store`). A
-trial's run is found by its tag `granularity.trial_key`; a retried, resumed or
-re-synced trial continues that run, never a second one. Writes that may be
-repeated after an outage (`finish_trial(..., skip_logged=True)`, `open_trial`
-on an existing run, epochs filtered by `logged_points`) log only what the run
-lacks, so a re-sync never duplicates a metric point. A
-trial's params, epochs and final metrics go in one `log_batch` where they
-arrive together (a short trial: four MLflow calls in all).
-
-Over ~350 lines on purpose: every MLflow write of the contract is a `Tracker`
-method in this one module (the driver is the single writer), with the store's
-creation and the writer thread it needs; names come from contracts.py.
+creates the store and the experiment before any trial starts. A trial's run
+is found by its tag `granularity.trial_key`; a retried, resumed or re-synced
+trial continues that run, never a second one. Writes that may be repeated
+after an outage (`finish_trial(..., skip_logged=True)`, `open_trial` on an
+existing run, epochs filtered by `logged_points`) log only what the run
+lacks, so a re-sync never duplicates a metric point. A trial's params, epochs
+and final metrics go in one `log_batch` where they arrive together (a short
+trial: four MLflow calls in all); trials that ended before any write go in
+bulk through `mlflow_sql.insert_runs`. It implements `store.TrackingStore`.
+Names come from contracts.py.
 """
 
 from __future__ import annotations
@@ -21,14 +18,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import queue
-import re
-import shutil
-import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,13 +37,15 @@ from contracts import (
     ROLE,
     ROLE_SWEEP,
     ROLE_TRIAL,
+    RUN_NAME,
     SPEC_HASH,
     SPECS_ARTIFACTS,
     SWEEP,
     TAG_PREFIX,
     TRIAL_KEY,
-    cache_root,
 )
+from sweeps.ledger.mlflow_sql import NewRun, create_sqlite_store, insert_runs, sql_store
+from sweeps.ledger.tracking_uri import default_artifact_location, normalise_uri, sqlite_path
 from sweeps.spec import Spec
 
 _BATCH = 900  # MLflow takes at most 1000 entities per log_batch
@@ -75,128 +69,10 @@ class RunState:
     params: dict[str, str]
 
 
-def sqlite_path(uri: str) -> Path | None:
-    """A `sqlite:///` URI's database file, relative ones against the working directory.
-
-    None for other stores.
-    """
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = Path(uri[len("sqlite:///") :])
-    return path if path.is_absolute() else (Path.cwd() / path).resolve()
-
-
-def default_artifact_location(uri: str, experiment: str) -> str | None:
-    """For a sqlite store, artifacts go beside the database file: `<dir>/mlartifacts/<name>`."""
-    path = sqlite_path(uri)
-    if path is None:
-        return None
-    return (path.resolve().parent / "mlartifacts" / experiment).as_uri()
-
-
-def normalise_uri(uri: str) -> str:
-    """Relative sqlite paths are made absolute (against the working directory)."""
-    path = sqlite_path(uri)
-    return uri if path is None else f"sqlite:///{path}"
-
-
-def create_sqlite_store(uri: str) -> None:
-    """Give a SQLite store that does not exist yet MLflow's schema, all or nothing.
-
-    MLflow builds a fresh SQLite store by running its migrations one DDL
-    statement at a time (~3 s). A driver killed meanwhile, or a second process
-    creating the same store ("duplicate column name"), leaves a file that no
-    later process can open ("table ... already exists"). So the schema is built
-    in a private file beside the store and linked into place once complete; a
-    process that loses the race drops its copy. Other URIs are left alone.
-    """
-    path = sqlite_path(uri)
-    if path is None or "?" in uri or path.exists():  # URIs with options: left to MLflow
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_copies(path)
-    private = path.with_name(f".{path.name}.creating-{socket.gethostname()}-{os.getpid()}")
-    private.unlink(missing_ok=True)
-    empty = _empty_store()
-    if empty is not None:
-        shutil.copyfile(empty, private)
-    else:
-        _build_schema(private)
-    _publish(private, path)
-
-
-def _build_schema(path: Path) -> None:
-    """Run MLflow's migrations on a new SQLite file (~3 s)."""
-    import sqlalchemy
-    from mlflow.store.db.utils import _initialize_tables
-
-    engine = sqlalchemy.create_engine(f"sqlite:///{path}")
-    try:
-        _initialize_tables(engine)
-    finally:
-        engine.dispose()
-
-
-def _empty_store() -> Path | None:
-    """A freshly migrated, empty SQLite store for this MLflow version, made once and cached.
-
-    Every new sweep store starts as a copy of it instead of running the
-    migrations again (2.4-4 s of a sweep's start-up). The cache is keyed by
-    MLflow's version (its schema comes with it); an unwritable cache folder
-    means no cache (None), not an error.
-    """
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        mlflow_version = version("mlflow")
-    except PackageNotFoundError:
-        mlflow_version = version("mlflow-skinny")
-    cached = cache_root() / "mlflow" / f"empty-{mlflow_version}.db"
-    if cached.is_file():
-        return cached
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_copies(cached)
-        private = cached.with_name(f".{cached.name}.creating-{socket.gethostname()}-{os.getpid()}")
-        private.unlink(missing_ok=True)
-        _build_schema(private)
-        _publish(private, cached)
-    except OSError:
-        return None
-    return cached
-
-
-def _publish(private: Path, path: Path) -> None:
-    """Link a complete private file into place; the first process to publish wins."""
-    try:
-        os.link(private, path)  # fails if another process published first: keep theirs
-    except FileExistsError:
-        pass
-    except OSError:  # a file system without hard links: rename, unless one appeared
-        if not path.exists():
-            os.replace(private, path)
-    private.unlink(missing_ok=True)
-
-
-def _remove_abandoned_copies(path: Path) -> None:
-    """Delete private copies (and their SQLite journals) left by killed creators on this host."""
-    copy = re.compile(
-        rf"\.{re.escape(path.name)}\.creating-{re.escape(socket.gethostname())}-(\d+)(-journal)?"
-    )
-    for leftover in path.parent.glob(f".{path.name}.creating-*"):
-        match = copy.fullmatch(leftover.name)
-        if match is None:  # another host's, on a shared file system: not ours to judge
-            continue
-        try:
-            os.kill(int(match.group(1)), 0)
-        except ProcessLookupError:
-            leftover.unlink(missing_ok=True)
-        except PermissionError:  # alive, another user's
-            pass
-
-
 class Tracker:
-    """The driver's MLflow writer for one sweep (experiment = the sweep's name)."""
+    """The driver's MLflow store for one sweep (experiment = the sweep's name): a TrackingStore."""
+
+    online = True
 
     def __init__(self, spec: Spec, *, create: bool = True) -> None:
         import sqlalchemy.exc
@@ -204,6 +80,7 @@ class Tracker:
 
         self.uri = normalise_uri(spec.tracking.uri)
         self._artifact_root: str | None = None
+        self.parent_id: str | None = None  # set by start_parent or join_parent
         create_sqlite_store(self.uri)  # MlflowClient would create it too, but not atomically
         self.name = spec.name
         try:
@@ -274,6 +151,11 @@ class Tracker:
         runs = list(self._search(f"tags.`{ROLE}` = '{ROLE_SWEEP}'"))
         runs.sort(key=lambda r: r.info.start_time or 0)
         return runs[0].info.run_id if runs else None
+
+    def join_parent(self) -> str | None:
+        """Write to the sweep's existing parent run (without marking it RUNNING); its id, or None."""
+        self.parent_id = self.parent_run_id()
+        return self.parent_id
 
     def parent_params(self) -> dict[str, str]:
         run_id = self.parent_run_id()
@@ -356,9 +238,10 @@ class Tracker:
         epochs: Sequence[Sequence[Any]],
         *,
         params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Per-epoch metrics `[[step, {name: value}], ...]` (and `params`), in one batch."""
-        self._log(run_id, metrics=_epoch_metrics(epochs), params=params)
+        """Per-epoch metrics `[[step, {name: value}], ...]` (and `params`, `tags`), in one batch."""
+        self._log(run_id, metrics=_epoch_metrics(epochs), params=params, tags=tags)
 
     def logged_points(self, run_id: str) -> set[tuple[str, int]]:
         """(metric, step) pairs a run already holds."""
@@ -376,6 +259,7 @@ class Tracker:
         attempts: int,
         params: Mapping[str, str] | None = None,
         epochs: Sequence[Sequence[Any]] = (),
+        tags: Mapping[str, str] | None = None,
         skip_logged: bool = False,
     ) -> None:
         """Final metrics (with `params` and not yet logged `epochs`), the config artifact, FINISHED.
@@ -397,7 +281,7 @@ class Tracker:
             run_id,
             metrics=_epoch_metrics(epochs) + metrics,
             params=extra,
-            tags={**outputs, ATTEMPTS: str(attempts)},
+            tags={**(tags or {}), **outputs, ATTEMPTS: str(attempts)},
         )
         config_text = json.dumps(config, indent=2, sort_keys=True)
         self.client.log_text(run_id, config_text, CONFIG_ARTIFACT)
@@ -411,13 +295,14 @@ class Tracker:
         attempts: int,
         params: Mapping[str, str] | None = None,
         epochs: Sequence[Sequence[Any]] = (),
+        tags: Mapping[str, str] | None = None,
     ) -> None:
-        """The failure (tag), with `params` and not yet logged `epochs`; FAILED."""
+        """The failure (tag), with `params`, `tags` and not yet logged `epochs`; FAILED."""
         self._log(
             run_id,
             metrics=_epoch_metrics(epochs),
             params=params,
-            tags={FAILURE: reason[:4000], ATTEMPTS: str(attempts)},
+            tags={**(tags or {}), FAILURE: reason[:4000], ATTEMPTS: str(attempts)},
         )
         self.client.set_terminated(run_id, status="FAILED")
 
@@ -444,7 +329,7 @@ class Tracker:
         four to five transactions each, ~60 ms on SQLite). Other stores (an http
         server) get the per-trial calls.
         """
-        store = self._sql_store()
+        store = sql_store(self.client)
         if store is None:
             out = {}
             for t in trials:
@@ -477,117 +362,52 @@ class Tracker:
             return out
         return self._insert_trials(store, trials, spec_hash)
 
-    def _sql_store(self) -> Any:
-        """MLflow's SQLAlchemy store behind the client, or None (another store, or a wrapped client)."""
-        from mlflow.tracking import MlflowClient
-
-        if type(self.client) is not MlflowClient:
-            return None
-        try:
-            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-            store = self.client._tracking_client.store  # private: checked by its type
-        except (ImportError, AttributeError):
-            return None
-        return store if isinstance(store, SqlAlchemyStore) else None
-
     def _insert_trials(
         self, store: Any, trials: Sequence[WholeTrial], spec_hash: str
     ) -> dict[str, str]:
-        """The rows `create_run`, `log_batch`, `log_text` and `set_terminated` would write, in one go.
+        """The runs of `trials`, through `mlflow_sql.insert_runs` in one transaction.
 
-        MLflow's tables through its SQLAlchemy models (a private API, as
-        analysis/simulate.py's bulk writer; tests/test_sweeps_tracking.py checks
-        the runs read back as the per-trial calls write them). The config
-        artifacts are written first, so a FINISHED run always has its config.
+        The config artifacts are written first, so a FINISHED run always has its config.
         """
-        import sqlalchemy
-        from mlflow.store.tracking.dbmodels import models
-
         if self._artifact_root is None:
             self._artifact_root = self.client.get_experiment(self.experiment_id).artifact_location
         root = self._artifact_root
         now = int(time.time() * 1000)
-        runs, tags, params, metrics, latest = [], [], [], [], []
-        out = {}
+        runs, out = [], {}
         for t in trials:
             run_id = uuid.uuid4().hex
             out[t.key] = run_id
             artifact_uri = f"{root.rstrip('/')}/{run_id}/artifacts"
-            status = "FINISHED" if t.reason is None else "FAILED"
-            start = now - int(1000 * (t.wall_s or 0.0))
-            runs.append(
-                {
-                    "run_uuid": run_id,
-                    "name": t.run_name,
-                    "source_type": "UNKNOWN",
-                    "source_name": "",
-                    "entry_point_name": "",
-                    "user_id": "unknown",
-                    "status": status,
-                    "start_time": start,
-                    "end_time": now,
-                    "deleted_time": None,
-                    "source_version": "",
-                    "lifecycle_stage": "active",
-                    "artifact_uri": artifact_uri,
-                    "experiment_id": int(self.experiment_id),
-                }
-            )
-            run_tags = {
+            tags = {
                 **self._trial_tags(t.key, t.tags, spec_hash),
-                "mlflow.runName": t.run_name,
+                RUN_NAME: t.run_name,
                 ATTEMPTS: str(t.attempts),
             }
             if t.reason is None:
-                run_tags.update(
-                    {TAG_PREFIX + k: v for k, v in t.result.items() if isinstance(v, str)}
-                )
-                run_params = _final_params(t.result, t.params)
+                tags.update({TAG_PREFIX + k: v for k, v in t.result.items() if isinstance(v, str)})
+                params = _final_params(t.result, t.params)
                 points = _epoch_points(t.epochs) + [
                     (k, 0, v) for k, v in t.result.items() if not isinstance(v, str)
                 ]
-            else:
-                run_tags[FAILURE] = t.reason[:4000]
-                run_params = dict(t.params)
-                points = _epoch_points(t.epochs)
-            tags.extend(
-                {"key": k, "value": str(v), "run_uuid": run_id} for k, v in run_tags.items()
-            )
-            params.extend(
-                {"key": k, "value": str(v), "run_uuid": run_id} for k, v in run_params.items()
-            )
-            last: dict[tuple[str, int], float] = {}
-            for name, step, value in points:  # one point per (metric, step), the last reported
-                last[(name, step)] = float(value)
-            newest: dict[str, dict[str, Any]] = {}
-            for (name, step), value in last.items():
-                is_nan, stored = store.sanitize_metric_value(value)
-                row = {
-                    "key": name,
-                    "value": stored,
-                    "timestamp": now,
-                    "step": step,
-                    "is_nan": is_nan,
-                    "run_uuid": run_id,
-                }
-                metrics.append(row)
-                best = newest.get(name)
-                if best is None or (step, stored) > (best["step"], best["value"]):
-                    newest[name] = row
-            latest.extend(newest.values())
-            if t.reason is None:
                 self._write_config(run_id, artifact_uri, t.config)
-        with store.ManagedSessionMaker(read_only=False) as session:
-            for model, rows in (
-                (models.SqlRun, runs),
-                (models.SqlTag, tags),
-                (models.SqlParam, params),
-                (models.SqlMetric, metrics),
-                (models.SqlLatestMetric, latest),
-            ):
-                if rows:
-                    session.execute(sqlalchemy.insert(model.__table__), rows)
+            else:
+                tags[FAILURE] = t.reason[:4000]
+                params, points = dict(t.params), _epoch_points(t.epochs)
+            runs.append(
+                NewRun(
+                    run_id=run_id,
+                    experiment_id=self.experiment_id,
+                    name=t.run_name,
+                    status="FINISHED" if t.reason is None else "FAILED",
+                    start_time=now - int(1000 * (t.wall_s or 0.0)),
+                    end_time=now,
+                    artifact_uri=artifact_uri,
+                    tags=tags,
+                    params=params,
+                    points=points,
+                )
+            )
+        insert_runs(store, runs)
         return out
 
     def _write_config(self, run_id: str, artifact_uri: str, config: Mapping[str, Any]) -> None:
@@ -623,41 +443,6 @@ class Tracker:
             room = _BATCH - len(p) - len(t)
             m, metrics = metrics[:room], metrics[room:]
             self.client.log_batch(run_id, metrics=m, params=p, tags=t)
-
-
-class WriteQueue:
-    """Runs the driver's MLflow writes in order on one background thread.
-
-    Ray Tune's function trainables block in `tune.report` until the driver's
-    Tune loop has handled the result, so a write made inside the loop stalls
-    the worker that reported: with SQLite, the quickstart's workers spent
-    ~30 s of its ~60 s waiting on MLflow. The loop hands its writes here and
-    goes on; `close` waits for every write handed over.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[Callable[[], Any] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="granularity-mlflow", daemon=True)
-        self._thread.start()
-
-    def submit(self, write: Callable[[], Any]) -> None:
-        """Queue `write` (it handles its own errors: one that raises is dropped)."""
-        self._queue.put(write)
-
-    def _loop(self) -> None:
-        while True:
-            write = self._queue.get()
-            if write is None:
-                return
-            try:
-                write()
-            except Exception:  # noqa: BLE001 (callers record failures themselves)
-                pass
-
-    def close(self) -> None:
-        """Wait for every queued write, then stop the thread."""
-        self._queue.put(None)
-        self._thread.join()
 
 
 def _epoch_metrics(epochs: Sequence[Sequence[Any]]) -> list[Any]:
