@@ -38,9 +38,13 @@ def test_report_writes_markdown_and_plots_and_logs_them_to_the_parent(tmp_path, 
     for name in ("report.md", *(f"{f}.png" for f in figures)):
         assert (tmp_path / "report" / name).stat().st_size > 0, name
     assert "## Verdicts" in text and "## The three open questions" in text
-    assert "manual beats random at matched class counts | **supported**" in text
-    assert "U-shaped error over granularity (two-lines test) | **supported**" in text
-    assert "coarser with less data | **supported**" in text
+    assert (
+        "manual beats random at matched class counts finer than the target | **supported**" in text
+    )
+    assert (
+        "at or finer than the target (two-lines test), and where it bottoms | **supported**" in text
+    )
+    assert "(the optimum moves finer) | **supported**" in text
     logged = {a.path for a in MlflowClient(uri).list_artifacts(parent, "analysis")}
     assert {"analysis/report.md", "analysis/ucurves.png"} <= logged
 
