@@ -10,7 +10,6 @@ import sys
 
 import pandas as pd
 import pytest
-from analysis.simulate import simulate_sweep, u_curve, write_sweep
 from mlflow.tracking import MlflowClient
 
 from analysis import cli
