@@ -14,7 +14,13 @@ import pytest
 import torch
 import trainables_fixtures as fixtures
 
-from trainables import create_dataset
+from trainables import (
+    create_dataset,
+    glyph_fonts,
+    glyph_render,
+    glyph_unihan,
+    validate_dataset_options,
+)
 from trainables import glyphs as g
 from trainables.fashion_mnist import CATEGORY_OF_CLASS, FASHION_MNIST_ROOT
 
@@ -73,8 +79,9 @@ def test_tiny_render_has_the_levels_and_the_font_split(tiny):
     for c, char in enumerate(chars):
         same = [chars[i] for i in np.flatnonzero(radical_of_char == radical_of_char[c])]
         assert len(same) == 3 and {entries[x].radical for x in same} == {entries[char].radical}
-    # 12 characters x 2 training fonts x 2 renders; the test font once each.
-    assert len(tiny.train) == 48 and len(tiny.test) == 12
+    # 12 characters x 2 training fonts x 2 renders; 1 validation render of a quarter of
+    # the training glyphs in a split of its own; the test font once each.
+    assert len(tiny.train) == 48 and len(tiny.test) == 12 and 0 < len(tiny.val) < 24
     assert tiny.train.inputs.shape == (48, 1, 24, 24) and tiny.train.inputs.dtype == torch.uint8
     assert (tiny.train.inputs.flatten(1).amax(1) > 0).all()  # no empty glyph
     assert (tiny.test.inputs.flatten(1).amax(1) > 0).all()
@@ -109,7 +116,7 @@ def test_renders_are_cached_by_their_settings(tmp_path, monkeypatch):
     def no_render(*args, **kwargs):
         raise AssertionError("rendered although the cache holds these settings")
 
-    monkeypatch.setattr(g, "render_glyphs", no_render)
+    monkeypatch.setattr(glyph_render, "render_glyphs", no_render)
     again = create_dataset("glyphs", cache_dir=cache, **TINY)
     assert torch.equal(first.train.inputs, again.train.inputs)
     with pytest.raises(AssertionError, match="rendered although"):
@@ -123,14 +130,14 @@ def test_renders_are_seeded_shifts_of_the_glyph(tiny):
 
 
 def test_missing_font_names_the_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(g, "FONT_DIR", tmp_path / "no-fonts")
+    monkeypatch.setattr(glyph_fonts, "FONT_DIR", tmp_path / "no-fonts")
     with pytest.raises(FileNotFoundError, match=r"apt-get install fonts-arphic-ukai"):
         create_dataset("glyphs", cache_dir=str(tmp_path), **TINY)
 
 
 def test_missing_unicode_data_names_the_package(tmp_path, monkeypatch):
     _need_glyph_packages()
-    monkeypatch.setattr(g, "UNICODE_DIR", tmp_path / "no-unicode")
+    monkeypatch.setattr(glyph_unihan, "UNICODE_DIR", tmp_path / "no-unicode")
     with pytest.raises(FileNotFoundError, match=r"apt-get install unicode-data"):
         create_dataset("glyphs", cache_dir=str(tmp_path / "fresh"), **TINY)
 
@@ -167,6 +174,164 @@ def test_heldout_embedding_never_sees_a_sweep_radical(tmp_path, monkeypatch):
     monkeypatch.setattr(ge, "heldout_cnn_embeddings", lambda *a, **k: 1 / 0)
     again = create_dataset("glyphs", cache_dir=str(tmp_path), **options).class_embeddings()
     assert np.array_equal(emb, again)
+
+
+# ---- font folds (pure: no font file is read) --------------------------------------------
+SHIPPED_POOL = [*g.DEFAULT_TRAIN_FONTS, *g.DEFAULT_TEST_FONTS]
+EXTENDED_POOL = [*SHIPPED_POOL, *g.EXTRA_TRAIN_FONTS, "noto-sans-bold", "kouzan-gyosho"]
+
+
+@pytest.mark.parametrize(("pool", "folds"), [(SHIPPED_POOL, 2), (EXTENDED_POOL, 3)])
+def test_folds_keep_siblings_together_and_test_fonts_unseen(pool, folds):
+    assert g.max_folds(pool) == folds
+    tested = []
+    for k in range(folds):
+        split = g.font_fold(pool, folds, k)
+        assert [g.FONTS[f].style for f in split.test] == ["sans", "ming", "kai"]
+        assert not set(split.test) & set(split.train)  # every test font unseen
+        # No family on both sides: a test font's siblings are dropped, never trained on.
+        assert not {g.family(f) for f in split.test} & {g.family(f) for f in split.train}
+        assert set(split.train) | set(split.test) | set(split.dropped) == set(pool)
+        tested += split.test
+    assert len(tested) == len(set(tested))  # the folds' test sets are disjoint
+    # The two WenQuanYi faces: the test one's sibling is left out of training.
+    first = g.font_fold(pool, folds, 0)
+    assert first.test == g.DEFAULT_TEST_FONTS and first.dropped[:1] == ("wqy-microhei",)
+    if "noto-sans" in first.train:
+        assert "noto-sans-bold" in first.train
+    noto_fold = [
+        g.font_fold(pool, folds, k)
+        for k in range(folds)
+        if "noto-sans" in g.font_fold(pool, folds, k).test
+    ]
+    for split in noto_fold:
+        assert "noto-sans-bold" in split.dropped
+
+
+def test_fold_errors_name_the_option_and_the_accepted_values():
+    with pytest.raises(ValueError, match=r"folds=3 needs 3 kai fonts .* add one of: kouzan"):
+        g.font_fold(SHIPPED_POOL, 3, 0)
+    with pytest.raises(ValueError, match=r"fold=2 is out of range: accepted 0 \.\. 1"):
+        g.font_fold(SHIPPED_POOL, 2, 2)
+
+
+# ---- options checked without building anything ----------------------------------------
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"renders_per_font": -1}, r"renders_per_font=-1 is out of range: accepted in \[1, 16\]"),
+        ({"renders_per_font": 17}, r"renders_per_font=17 is out of range"),
+        ({"radicals": 0}, r"radicals=0 is out of range: accepted >= 1"),
+        ({"val_renders_per_font": -2}, r"val_renders_per_font=-2 is out of range: accepted in"),
+        ({"chars_per_radical": 2.5}, r"chars_per_radical=2.5 must be an integer"),
+        ({"image_size": True}, r"image_size=True must be an integer"),
+        ({"stroke": -0.1}, r"stroke=-0.1 must be a number in \[0.0, 2.0\]"),
+        ({"jitter": "big"}, r"jitter='big' must be a number in \[0.0, 0.5\)"),
+        ({"folds": 2, "fold": 2}, r"fold=2 is out of range: accepted 0 \.\. 1"),
+        ({"folds": 2, "fold": -1}, r"fold=-1 is out of range: accepted >= 0"),
+        ({"fold": 1}, r"fold=1 needs folds"),
+        ({"folds": 3}, r"folds=3 needs 3 kai fonts"),
+        ({"font": ["ukai"]}, r"unknown glyphs option 'font'; accepted: cache_dir, chars_per"),
+        ({"fonts": "ukai"}, r"fonts='ukai' must be a non-empty list of font names"),
+        ({"test_fonts": ["ukai", "comic"]}, r"unknown glyph font 'comic'; known: hanazono"),
+        ({"test_fonts": ["ukai"]}, r"overlap in \['ukai'\]"),
+        ({"embedding": "clip"}, r"unknown glyph embedding 'clip'; known: heldout, pixels"),
+    ],
+)
+def test_options_are_checked_without_touching_the_disk(tmp_path, monkeypatch, options, named):
+    monkeypatch.setattr(glyph_fonts, "FONT_DIR", tmp_path / "no-fonts")  # nothing may be read
+    with pytest.raises(ValueError, match=named):
+        validate_dataset_options("glyphs", options)
+    assert list(tmp_path.iterdir()) == []
+    validate_dataset_options("glyphs", {"folds": 2, "fold": 1, "renders_per_font": 16})
+
+
+def test_every_dataset_has_the_options_check():
+    validate_dataset_options("synthetic", {"train_per_leaf": 8})
+    with pytest.raises(ValueError, match=r"unknown synthetic option 'train_per_class'; accepted"):
+        validate_dataset_options("synthetic", {"train_per_class": 8})
+    with pytest.raises(RuntimeError, match="Unknown dataset"):
+        validate_dataset_options("no-such-data", {})
+
+
+# ---- renders: nested, stroke width, validation, folds, 48 px ---------------------------
+def test_renders_are_nested_and_stroke_changes_are_seeded():
+    _need_glyph_packages(fonts=("uming",))
+    cps = [ord(c) for c in "海話"]
+    kw = {"image_size": 24, "jitter": 0.08, "seed": 3, "stroke": 0.5}
+    many = g.render_glyphs(cps, "uming", renders=16, **kw)
+    few = g.render_glyphs(cps, "uming", renders=4, **kw)
+    for c in range(2):  # the first 4 of 16 are the 4-render set
+        assert np.array_equal(many[c * 16 : c * 16 + 4], few[c * 4 : c * 4 + 4])
+    assert np.array_equal(g.render_glyphs(cps, "uming", renders=16, **kw), many)  # seeded
+    # The same supersampled renders with no stroke change (a change of 1e-9 px rounds to 0).
+    plain = g.render_glyphs(cps, "uming", renders=16, **{**kw, "stroke": 1e-9})
+    ink = many.reshape(32, -1).astype(float).sum(1) / plain.reshape(32, -1).astype(float).sum(1)
+    changes = [
+        g.render_params("uming", cps[i // 16], i % 16, jitter=0.08, stroke=0.5, seed=3)
+        for i in range(32)
+    ]
+    thicker = [r for r, p in zip(ink, changes, strict=True) if p.stroke > 0.2]
+    thinner = [r for r, p in zip(ink, changes, strict=True) if p.stroke < -0.2]
+    assert thicker and thinner and min(thicker) > 1.1 and max(thinner) < 0.97
+    assert min(ink) >= glyph_render.ERODE_KEEP  # erosion never wipes strokes out
+
+
+def test_validation_renders_are_held_out_renders_of_the_training_glyphs(tiny, tmp_path):
+    every = create_dataset("glyphs", cache_dir=str(tmp_path), **{**TINY, "val_glyphs": 1.0})
+    assert torch.equal(every.train.inputs, tiny.train.inputs)  # training data unchanged
+    # val_glyphs=1: every training glyph has a validation render, none a training render.
+    assert sorted(every.val.leaf.tolist()) == sorted(set(every.train.leaf.tolist()))
+    for i, leaf in enumerate(every.val.leaf):
+        renders = every.train.inputs[every.train.leaf == leaf]
+        assert not any(torch.equal(every.val.inputs[i], r) for r in renders)
+    # The default quarter is a subset of those renders (the same images).
+    assert set(tiny.val.leaf) < set(every.val.leaf)
+    for i, leaf in enumerate(tiny.val.leaf):
+        assert torch.equal(tiny.val.inputs[i], every.val.inputs[every.val.leaf == leaf][0])
+    # The trial validates on that split and trains on the whole train split.
+    from trainables.trial import _data_split
+
+    data = _data_split({"seed": 0, "val_fraction": 0.1, "data_fraction": 1.0}, every)
+    assert len(data.val_idx) == len(every.val) and len(data.train_idx) == len(every.train)
+    none = create_dataset("glyphs", cache_dir=str(tmp_path), **{**TINY, "val_renders_per_font": 0})
+    assert none.val is None  # then the trial carves val_fraction from the train split
+
+
+def test_folds_build_datasets_whose_test_fonts_are_unseen(tmp_path):
+    fonts = ("ukai", "uming", "wqy-microhei", "wqy-zenhei", "ipa-gothic", "hanazono", "tw-kai")
+    _need_glyph_packages(fonts=fonts)
+    options = {**TINY, "fonts": list(fonts), "test_fonts": [], "renders_per_font": 1}
+    options["test_fonts"] = [options["fonts"].pop()]  # tw-kai
+    seen = []
+    for k in range(2):
+        ds = create_dataset("glyphs", cache_dir=str(tmp_path), folds=2, fold=k, **options)
+        assert not set(ds.meta["test_fonts"]) & set(ds.meta["fonts"])
+        assert len(ds.test) == 12 * 3 and len(ds.train) == 12 * len(ds.meta["fonts"])
+        seen.append(ds.meta["characters"])
+    assert seen[0] == seen[1]  # the same characters in every fold
+    first = create_dataset("glyphs", cache_dir=str(tmp_path), folds=2, fold=0, **options)
+    assert first.meta["dropped_fonts"] == ["wqy-microhei"]
+
+
+def test_48_px_stroke_and_16_renders_are_cached_by_every_setting(tmp_path, monkeypatch):
+    _need_glyph_packages()
+    options = {**TINY, "image_size": 48, "renders_per_font": 16, "stroke": 0.35}
+    ds = create_dataset("glyphs", cache_dir=str(tmp_path), **options)
+    assert ds.input_shape == (1, 48, 48) and len(ds.train) == 12 * 2 * 16
+    small = create_dataset("glyphs", cache_dir=str(tmp_path), **{**options, "renders_per_font": 4})
+    for font in range(2):  # nested at the dataset level too: per glyph, the first 4 of 16
+        big = ds.train.inputs[font * 12 * 16 : (font + 1) * 12 * 16].reshape(12, 16, 48, 48)
+        part = small.train.inputs[font * 12 * 4 : (font + 1) * 12 * 4].reshape(12, 4, 48, 48)
+        assert torch.equal(big[:, :4], part)
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("rendered although the cache holds these settings")
+
+    monkeypatch.setattr(glyph_render, "render_glyphs", no_render)
+    create_dataset("glyphs", cache_dir=str(tmp_path), **options)
+    with pytest.raises(AssertionError, match="rendered although"):
+        create_dataset("glyphs", cache_dir=str(tmp_path), **{**options, "stroke": 0.25})
 
 
 # ---- Fashion-MNIST ---------------------------------------------------------------------

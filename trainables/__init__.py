@@ -21,6 +21,7 @@ from trainables.data import (
     register_dataset,
     subset_indices,
     train_val_indices,
+    validate_dataset_options,
 )
 from trainables.errors import TrialError
 from trainables.trial import train
@@ -42,4 +43,5 @@ __all__ = [
     "train",
     "train_val_indices",
     "validate_backbone_options",
+    "validate_dataset_options",
 ]

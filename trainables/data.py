@@ -15,9 +15,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,7 +131,7 @@ def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     """The array saved at `path`, else `compute()` saved there atomically (a damaged file is redone)."""
     import io
 
-    from hierarchies.core import write_atomic
+    from fileio import write_atomic
 
     if path.exists():
         try:
@@ -186,6 +187,42 @@ def dataset_options(name: str) -> list[str] | None:
         return None
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return sorted(p.name for p in parameters if p.kind in kinds)
+
+
+# Per dataset, a check of its options that builds nothing (types, ranges, names);
+# `validate_dataset_options` falls back to the builder's signature.
+OptionCheck = Callable[[Mapping[str, Any]], None]
+_OPTION_CHECKS: dict[str, OptionCheck] = {}
+
+
+def register_option_check(name: str) -> Callable[[OptionCheck], OptionCheck]:
+    """Decorator: `fn(options)` checks dataset `name`'s options, raising ValueError."""
+
+    def decorate(fn: OptionCheck) -> OptionCheck:
+        _OPTION_CHECKS[name] = fn
+        return fn
+
+    return decorate
+
+
+def validate_dataset_options(name: str, options: Mapping[str, Any]) -> None:
+    """Check dataset `name`'s options without building it (no file is read or written).
+
+    Every dataset: an option its builder does not take is a ValueError naming
+    it and the accepted ones (`dataset_options`). A dataset with a registered
+    check (glyphs) also gets its types and ranges checked, in one line naming
+    the option and the accepted values. Unknown `name`: RuntimeError as `create_dataset`.
+    """
+    accepted = dataset_options(name)
+    check = _OPTION_CHECKS.get(name)
+    if check is not None:
+        check(options)
+        return
+    unknown = sorted(set(options) - set(accepted or options))
+    if unknown:
+        raise ValueError(
+            f"unknown {name} option {unknown[0]!r}; accepted: {', '.join(accepted or [])}"
+        )
 
 
 def create_dataset(name: str, **options) -> Dataset:
