@@ -6,7 +6,9 @@ data fraction, backbone) is the unit a sweep's claims are about, so
 (tag `granularity.role=cell`): params `hierarchy`, `level_name`,
 `num_classes`, `data_fraction`, `backbone`, and metrics `<metric>_mean`,
 `<metric>_ci_low`, `<metric>_ci_high` (95% t interval over seeds), `n_seeds`,
-`num_classes`, and the same for `target_error_easy` / `_hard` where present.
+`num_classes`, `log2_num_classes`, `<metric>_mean_f<fraction>` (the mean again, under a name
+only the cells of that data fraction have: a chart of it shows one fraction), and the same
+for `target_error_easy` / `_hard` where present.
 A second analysis updates the same runs (found by the tag
 `granularity.cell_key`); it never creates a second run for a cell. Each cell
 run carries MLflow's run colour tag, one colour per hierarchy arm, so a chart
@@ -19,8 +21,9 @@ view*: an experiment tag `mlflow.sharedViewState.<key>` holding the page state
 as JSON, applied when the address carries `viewStateShareKey=<key>` (what its
 "Share" button writes). `write_views` stores two: `granularity-trials` (the
 trial runs with the factor and error columns) and `granularity-cells` (the cell
-runs, charted: target_error_mean against num_classes, one colour per
-hierarchy; MLflow's scatter chart has no error bars, so the interval is in the
+runs, charted: one chart per data fraction of target_error_mean against
+log2(num_classes), one colour per hierarchy; MLflow's scatter chart has neither a log axis
+nor error bars, so the axis is the logged `log2_num_classes` and the interval is in the
 cells' `_ci_low` / `_ci_high` columns beside it). `view_address` gives the
 address of each.
 """
@@ -29,14 +32,24 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from analysis import stats
-from contracts import CELL_KEY, PARENT, ROLE, ROLE_CELL, ROLE_TRIAL, TARGET_ERROR
+from contracts import (
+    CELL_COLUMNS,
+    CELL_KEY,
+    CELL_TABLE_COLUMNS,
+    PARENT,
+    ROLE,
+    ROLE_CELL,
+    ROLE_TRIAL,
+    TARGET_ERROR,
+    Cell,
+)
 
-CELL_COLUMNS = ("hierarchy", "level_name", "num_classes", "data_fraction", "backbone")
 EXTRA_METRICS = ("target_error_easy", "target_error_hard")
 RUN_COLOR = "mlflow.runColor"  # MLflow's tag for a run's colour in its charts
 SHARED_VIEW = "mlflow.sharedViewState."  # MLflow's experiment-tag prefix of a shared view
@@ -50,7 +63,7 @@ PALETTE = (
 
 def cell_table(df: pd.DataFrame, metric: str, *, alpha: float = 0.05) -> pd.DataFrame:
     """One row per cell: its keys, and mean / CI / n of `metric` (and easy / hard) over seeds."""
-    keys = [c for c in CELL_COLUMNS if c in df]
+    keys = [c for c in CELL_TABLE_COLUMNS if c in df]
     rows = []
     for values, group in df.groupby(keys, dropna=False, sort=True):
         row = dict(zip(keys, values, strict=True))
@@ -67,15 +80,22 @@ def cell_table(df: pd.DataFrame, metric: str, *, alpha: float = 0.05) -> pd.Data
             )
             if name == metric:
                 row["n_seeds"] = ci.n
+                if "data_fraction" in row:
+                    row[fraction_metric(metric, row["data_fraction"])] = ci.mean
+        if "num_classes" in row:
+            row["log2_num_classes"] = float(np.log2(float(row["num_classes"])))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def fraction_metric(metric: str, data_fraction: float) -> str:
+    """The name under which a cell of ``data_fraction`` logs its mean ``metric`` a second time."""
+    return f"{metric}_mean_f{float(data_fraction):g}"
+
+
 def cell_key(row: pd.Series | dict) -> str:
     """`<hierarchy>/<level_name>/f<fraction>/<backbone>`: a trial's run name without the seed."""
-    return (
-        f"{row['hierarchy']}/{row['level_name']}/f{float(row['data_fraction']):g}/{row['backbone']}"
-    )
+    return Cell.of(row).key
 
 
 def log_cell_runs(
@@ -104,13 +124,13 @@ def log_cell_runs(
                 run_name=f"cell/{key}",
                 tags={ROLE: ROLE_CELL, PARENT: parent_run_id, CELL_KEY: key, RUN_COLOR: color},
             )
-            params = [Param(c, str(row[c])) for c in CELL_COLUMNS if c in row]
+            params = [Param(c, str(row[c])) for c in CELL_TABLE_COLUMNS if c in row]
         else:
             params = []  # params are written once; the cell's keys do not change
         metrics = [
             Metric(name, float(value), now, 0)
             for name, value in row.items()
-            if name not in ("hierarchy", "level_name", "data_fraction", "backbone")
+            if name not in CELL_COLUMNS
             and isinstance(value, int | float | np.floating | np.integer)
             and np.isfinite(value)
         ]
@@ -133,14 +153,15 @@ def _columns(params: tuple[str, ...], metrics: tuple[str, ...]) -> list[str]:
     return [f"params.`{p}`" for p in params] + [f"metrics.`{m}`" for m in metrics]
 
 
-def view_states(metric: str = TARGET_ERROR) -> dict[str, dict]:
+def view_states(metric: str = TARGET_ERROR, fractions: Sequence[float] = ()) -> dict[str, dict]:
     """The two shared views' page states, as MLflow 3.17's runs page persists them.
 
     The fields are MLflow's (`EXPERIMENT_PAGE_UI_STATE_FIELDS` plus the search
     facets); a field left out takes MLflow's default. A shared view cannot
     expand the parent run (MLflow drops `runsExpanded` from it), so the runs
     are sorted by name: any order but creation time lists child runs flat, as
-    rows and chart points. Every run is shown, not MLflow's default first ten.
+    rows and chart points. Every run is shown, not MLflow's default first ten. The cells view
+    has one chart per data fraction in ``fractions`` (one over all cells when none are given).
     """
     common = {
         "orderByKey": "tags.`mlflow.runName`",
@@ -154,31 +175,28 @@ def view_states(metric: str = TARGET_ERROR) -> dict[str, dict]:
         **common,
         "searchFilter": f"tags.`{ROLE}` = '{ROLE_TRIAL}'",
         "selectedColumns": _columns(
-            ("hierarchy", "level_name", "num_classes", "data_fraction", "backbone", "seed"),
+            (*CELL_TABLE_COLUMNS, "seed"),
             (metric, *split),
         ),
     }
     stats_of = lambda name: (f"{name}_mean", f"{name}_ci_low", f"{name}_ci_high")  # noqa: E731
     section = "granularity-cells-section"
-    chart = {
-        "uuid": "granularity-cells-chart",
-        "type": "SCATTER",
-        "displayName": f"{metric}_mean against num_classes, one colour per hierarchy",
-        "xaxis": {"key": "num_classes", "type": "METRIC"},
-        "yaxis": {"key": f"{metric}_mean", "type": "METRIC"},
-        "runsCountToCompare": 1000,
-        "metricSectionId": section,
-        "deleted": False,
-        "isGenerated": False,
-    }
+    charts = [
+        _cells_chart(section, f"{metric}_mean", "all cells")
+        if fraction is None
+        else _cells_chart(
+            section, fraction_metric(metric, fraction), f"data fraction {float(fraction):g}"
+        )
+        for fraction in (sorted(fractions) or [None])
+    ]
     cells = {
         **common,
         "searchFilter": f"tags.`{ROLE}` = '{ROLE_CELL}'",
         "selectedColumns": _columns(
-            ("hierarchy", "level_name", "data_fraction", "backbone"),
+            CELL_COLUMNS,
             ("num_classes", *stats_of(metric), "n_seeds"),
         ),
-        "compareRunCharts": [chart],
+        "compareRunCharts": charts,
         "compareRunSections": [
             {
                 "uuid": section,
@@ -187,7 +205,7 @@ def view_states(metric: str = TARGET_ERROR) -> dict[str, dict]:
                 "isReordered": False,
                 "deleted": False,
                 "isGenerated": False,
-                "columns": 1,  # one chart across the section's width
+                "columns": min(len(charts), 2),  # fractions side by side
                 "cardHeight": 520,
             }
         ],
@@ -197,12 +215,33 @@ def view_states(metric: str = TARGET_ERROR) -> dict[str, dict]:
     return {TRIALS_VIEW: trials, CELLS_VIEW: cells}
 
 
-def write_views(*, tracking_uri: str, experiment_id: str, metric: str = TARGET_ERROR) -> list[str]:
+def _cells_chart(section: str, y_key: str, title: str) -> dict:
+    """A scatter chart of the cell runs' ``y_key`` against log2(classes), one colour per arm."""
+    return {
+        "uuid": f"granularity-cells-chart-{y_key}",
+        "type": "SCATTER",
+        "displayName": f"{title}: {y_key} against log2(num_classes), one colour per hierarchy",
+        "xaxis": {"key": "log2_num_classes", "type": "METRIC"},
+        "yaxis": {"key": y_key, "type": "METRIC"},
+        "runsCountToCompare": 1000,
+        "metricSectionId": section,
+        "deleted": False,
+        "isGenerated": False,
+    }
+
+
+def write_views(
+    *,
+    tracking_uri: str,
+    experiment_id: str,
+    metric: str = TARGET_ERROR,
+    fractions: Sequence[float] = (),
+) -> list[str]:
     """Store the shared views as experiment tags (replacing older ones); returns their keys."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    states = view_states(metric)
+    states = view_states(metric, fractions)
     for key, state in states.items():
         client.set_experiment_tag(experiment_id, SHARED_VIEW + key, json.dumps(state))
     return list(states)

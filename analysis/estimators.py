@@ -44,7 +44,7 @@ def _require(df: pd.DataFrame, columns: Sequence[str]) -> None:
         )
 
 
-def _prepare(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> tuple[pd.DataFrame, int]:
+def prepare_trials(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> tuple[pd.DataFrame, int]:
     """Copy with the metric present, missing optional key columns filled, NaN rows dropped."""
     _require(df, ["hierarchy", "seed", metric])
     out = df.copy()
@@ -103,7 +103,9 @@ def examples_per_class_table(df: pd.DataFrame) -> pd.DataFrame:
     return d.groupby(keys, dropna=False).agg(**agg).reset_index()
 
 
-def _summarise(per_seed: pd.DataFrame, keys: list[str], col: str, alpha: float) -> pd.DataFrame:
+def summarise_seeds(
+    per_seed: pd.DataFrame, keys: list[str], col: str, alpha: float
+) -> pd.DataFrame:
     """Per group of ``keys``: n, mean, sd, t interval, one-sample t p-value and d_z of ``col``.
 
     ``per_seed`` holds one value per seed (a paired difference); NaNs are ignored.
@@ -133,27 +135,96 @@ def _summarise(per_seed: pd.DataFrame, keys: list[str], col: str, alpha: float) 
     return out.reset_index()
 
 
+def adjust_table(
+    table: pd.DataFrame,
+    family: Sequence[str],
+    alpha: float,
+    method: str = "holm",
+    value: str = "mean",
+) -> pd.DataFrame:
+    """``table`` (from ``summarise_seeds``) with adjusted p-values and the intervals agreeing with them.
+
+    Within each family (rows sharing the ``family`` columns; all rows when empty):
+    ``p_adj`` (``method`` over the family's p-values, statsmodels), ``ci_low`` /
+    ``ci_high`` replaced by t intervals at the level ``stats.interval_levels`` gives
+    (so an interval excludes 0 exactly when ``p_adj < alpha``), the unadjusted
+    interval kept as ``ci_low_unadjusted`` / ``ci_high_unadjusted``, ``ci_label``
+    naming the interval and ``family_size``.
+    """
+    out = table.copy()
+    out["ci_low_unadjusted"], out["ci_high_unadjusted"] = out["ci_low"], out["ci_high"]
+    out["p_adj"] = np.nan
+    out["family_size"] = 0
+    level = np.full(len(out), alpha)
+    groups = (
+        out.groupby(list(family), dropna=False).indices if family else {(): np.arange(len(out))}
+    )
+    for rows in groups.values():
+        p = out["pvalue"].to_numpy(dtype=float)[rows]
+        out.iloc[rows, out.columns.get_loc("p_adj")] = stats.adjust_pvalues(p, method)
+        out.iloc[rows, out.columns.get_loc("family_size")] = int(np.isfinite(p).sum())
+        level[rows] = stats.interval_levels(p, alpha, method)
+    out["ci_low"], out["ci_high"] = stats.t_intervals(out[value], out["sd"], out["n"], level)
+    out["ci_label"] = stats.interval_label(method, alpha)
+    return out
+
+
+def target_classes(df: pd.DataFrame, reference_kind: str = "manual") -> tuple[float, str]:
+    """The target level's class count and how it was found (NaN and a reason when it is not).
+
+    The target level is BaselineGain's: the ``reference_kind`` level named by the
+    ``target`` param, else the level with the scratch arm's class count.
+    """
+    rows, how = BaselineGain(reference_kind=reference_kind).target_level_rows(df)
+    if rows.empty:
+        return math.nan, how
+    return float(rows["num_classes"].median()), how
+
+
+def finer_domain(grid: pd.DataFrame, target_k: float) -> tuple[np.ndarray, str]:
+    """Mask of grid levels at or finer than the target, and a phrase naming the domain."""
+    if not np.isfinite(target_k):
+        return np.ones(len(grid), dtype=bool), "all levels (target level unknown)"
+    return (grid["num_classes"] >= target_k).to_numpy(), f"levels >= target ({target_k:g} classes)"
+
+
 class UCurve:
-    """Error versus log(number of classes) per group, its optimum with a seed-bootstrap CI, and a U test.
+    """Error versus log(number of classes) per group: the best level, the optimum, and a U test.
+
+    Everything but ``curve_`` runs over the levels at or finer than the target
+    (the paper's question; the coarse-to-target part is ``analysis.claim``'s own row).
 
     Parameters:
         metric: the error column (lower is better).
         group_by: one curve per combination of these columns.
         exclude: hierarchy kinds that are not curves (the scratch baseline).
         n_boot: bootstrap resamples of seeds.
-        alpha: 1 - confidence level, and the two-lines test's significance level.
+        alpha: 1 - confidence level, and the tests' significance level.
         random_state: seed of the bootstrap.
 
     Attributes after ``fit``:
-        curve_: one row per (group, level): ``num_classes``, ``n`` seeds, ``mean``,
-            ``sd``, ``ci_low``/``ci_high`` (t interval over seeds), ``examples_per_class``.
-        results_: one row per group: ``optimum`` (number of classes at the fitted
-            minimum: grid argmin refined by a three-point parabola in log classes),
-            ``optimum_ci_low``/``optimum_ci_high`` (percentile bootstrap over seeds,
-            seeds resampled whole so levels stay paired), ``optimum_level``, the
-            two-lines test (``break_classes``, ``slope_low``, ``slope_high``,
-            ``p_low``, ``p_high``, ``is_u``) and a ``note``.
+        curve_: one row per (group, level), every level: ``num_classes``, ``n`` seeds,
+            ``mean``, ``sd``, ``ci_low``/``ci_high`` (t interval over seeds),
+            ``examples_per_class``.
+        argmin_: one row per (group, level in the domain): ``num_classes``,
+            ``p_argmin`` (share of seed-bootstrap resamples whose lowest mean is at
+            this level) and ``in_best_set`` (the level is in the 1 - alpha confidence
+            set for the best level: not significantly worse than any other level,
+            paired one-sided t, Bonferroni over its comparisons).
+        results_: one row per group: ``domain`` (which levels), ``optimum_level`` /
+            ``argmin_classes`` / ``optimum_error`` (grid argmin), ``p_argmin`` (its
+            bootstrap probability), ``best_set`` (class counts in the confidence set,
+            "; "-joined), ``best_set_low``/``best_set_high`` (its extreme class counts);
+            ``optimum`` (classes: the vertex of the three-point parabola around the
+            argmin when ``interpolated``, else the argmin), ``interpolated``,
+            ``curvature_p`` (one-sided paired test that the parabola is convex: the fit
+            check), ``optimum_ci_low``/``optimum_ci_high`` (the hull of the vertex's
+            expanded-percentile bootstrap interval and the best set, so it never
+            leaves out a level that may be best); the two-lines test over the domain
+            (``break_classes``, ``slope_low``, ``slope_high``, ``p_low``, ``p_high``,
+            ``is_u``) and a ``note``.
         optimum_, optimum_ci_, is_u_, slopes_, pvalues_: the same keyed by group tuple.
+        target_classes_: the target level's class count (NaN when unknown).
         n_dropped_: rows dropped for a NaN metric.
     """
 
@@ -175,51 +246,42 @@ class UCurve:
         self.random_state = random_state
 
     def fit(self, df: pd.DataFrame) -> UCurve:
-        """Fit every group's curve, optimum, bootstrap CI and two-lines test."""
+        """Fit every group's curve, best level, optimum, bootstrap CI and two-lines test."""
         _require(df, ["level", "num_classes"])
-        data, self.n_dropped_ = _prepare(df, self.metric, self.group_by)
+        data, self.n_dropped_ = prepare_trials(df, self.metric, self.group_by)
+        self.target_classes_, _ = target_classes(data)
         data = data[~data["hierarchy"].isin(self.exclude)]
         rng = np.random.default_rng(self.random_state)
-        curves, rows = [], []
+        curves, rows, argmins = [], [], []
         for key, g in data.groupby(list(self.group_by), dropna=False, sort=True):
             key = key if isinstance(key, tuple) else (key,)
+            named = dict(zip(self.group_by, key, strict=True))
             grid = _level_grid(g)
             seeds = sorted(g["seed"].dropna().unique())
             Y = _matrix(g, self.metric, grid["level"], seeds)
-            curve = self._curve(g, grid, Y)
-            for i, (col, val) in enumerate(zip(self.group_by, key, strict=True)):
-                curve.insert(i, col, val)
-            curves.append(curve)
-            rows.append(
-                {
-                    **dict(zip(self.group_by, key, strict=True)),
-                    **self._fit_group(g, grid, seeds, Y, rng),
-                }
-            )
-        cols = [
-            *self.group_by,
-            "level",
-            "level_name",
-            "num_classes",
-            "n",
-            "mean",
-            "sd",
-            "ci_low",
-            "ci_high",
-            "examples_per_class",
-        ]
-        self.curve_ = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=cols)
+            curves.append(self._curve(g, grid, Y).assign(**named))
+            in_domain, domain = finer_domain(grid, self.target_classes_)
+            row, argmin = self._fit_group(g, grid[in_domain], seeds, Y[:, in_domain], rng)
+            rows.append({**named, "domain": domain, **row})
+            argmins.append(argmin.assign(**named))
+        cols = [*self.group_by, "level", "level_name", "num_classes", "n", "mean", "sd"]
+        cols += ["ci_low", "ci_high", "examples_per_class"]
+        curve = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+        self.curve_ = curve.reindex(columns=cols)
+        self.argmin_ = pd.concat(argmins, ignore_index=True) if argmins else pd.DataFrame()
+        if argmins:
+            order = [*self.group_by, "level", "level_name", "num_classes", "p_argmin"]
+            self.argmin_ = self.argmin_[[c for c in [*order, "in_best_set"] if c in self.argmin_]]
         self.results_ = pd.DataFrame(rows)
         keys = [tuple(r[c] for c in self.group_by) for r in rows]
-        self.optimum_ = {k: r["optimum"] for k, r in zip(keys, rows, strict=True)}
+        by_key = dict(zip(keys, rows, strict=True))
+        self.optimum_ = {k: r["optimum"] for k, r in by_key.items()}
         self.optimum_ci_ = {
-            k: (r["optimum_ci_low"], r["optimum_ci_high"]) for k, r in zip(keys, rows, strict=True)
+            k: (r["optimum_ci_low"], r["optimum_ci_high"]) for k, r in by_key.items()
         }
-        self.is_u_ = {k: r["is_u"] for k, r in zip(keys, rows, strict=True)}
-        self.slopes_ = {
-            k: (r["slope_low"], r["slope_high"]) for k, r in zip(keys, rows, strict=True)
-        }
-        self.pvalues_ = {k: (r["p_low"], r["p_high"]) for k, r in zip(keys, rows, strict=True)}
+        self.is_u_ = {k: r["is_u"] for k, r in by_key.items()}
+        self.slopes_ = {k: (r["slope_low"], r["slope_high"]) for k, r in by_key.items()}
+        self.pvalues_ = {k: (r["p_low"], r["p_high"]) for k, r in by_key.items()}
         return self
 
     def _curve(self, g: pd.DataFrame, grid: pd.DataFrame, Y: np.ndarray) -> pd.DataFrame:
@@ -241,32 +303,17 @@ class UCurve:
         seeds: list,
         Y: np.ndarray,
         rng: np.random.Generator,
-    ) -> dict:
-        x = grid["x"].to_numpy()
-        means = stats.nanmean(Y, axis=0)
-        opt = float(stats.optimum_log(means, x)) if len(x) else math.nan
-        row: dict = {"n_seeds": len(seeds), "n_levels": len(x)}
-        row["optimum"] = math.exp(opt) if np.isfinite(opt) else math.nan
-        j = int(np.nanargmin(np.where(np.isfinite(means), means, np.inf))) if len(x) else -1
-        row["optimum_level"] = grid["level"].iloc[j] if j >= 0 else math.nan
-        row["optimum_error"] = float(means[j]) if j >= 0 else math.nan
-        notes = []
-        if len(seeds) >= 2 and len(x) >= 1:
-            idx = stats.bootstrap_indices(len(seeds), self.n_boot, rng)
-            boot = stats.optimum_log(stats.bootstrap_means(Y, idx), x)
-            low, high = stats.percentile_ci(boot, self.alpha, n=len(seeds))
-            row["optimum_ci_low"], row["optimum_ci_high"] = math.exp(low), math.exp(high)
-            if len(seeds) < FEW_SEEDS:
-                # Simulated coverage of the nominal 95% interval: ~83% at 3 seeds, >= 90% from 5.
-                notes.append(f"{len(seeds)} seeds: the optimum's CI tends to be too narrow")
-        else:
-            row["optimum_ci_low"] = row["optimum_ci_high"] = math.nan
-            notes.append(SINGLE_SEED_NOTE)
+    ) -> tuple[dict, pd.DataFrame]:
+        fit = fit_optimum(Y, grid, self.alpha, self.n_boot, rng)
         obs = g[g["level"].isin(grid["level"])]
-        xobs = obs["level"].map(dict(zip(grid["level"], x, strict=True))).to_numpy(dtype=float)
+        xobs = obs["level"].map(dict(zip(grid["level"], grid["x"], strict=True)))
         test = stats.two_lines_test(
-            xobs, obs[self.metric].to_numpy(float), obs["seed"].to_numpy(), alpha=self.alpha
+            xobs.to_numpy(dtype=float),
+            obs[self.metric].to_numpy(float),
+            obs["seed"].to_numpy(),
+            alpha=self.alpha,
         )
+        row = {"n_seeds": len(seeds), "n_levels": len(grid), **fit.row}
         row.update(
             break_classes=math.exp(test.break_x) if np.isfinite(test.break_x) else math.nan,
             slope_low=test.slope_low,
@@ -275,9 +322,89 @@ class UCurve:
             p_high=test.p_high,
             is_u=test.is_u,
         )
-        notes.append(test.note)
-        row["note"] = "; ".join(notes)
-        return row
+        row["note"] = "; ".join([*fit.notes, test.note])
+        return row, fit.argmin
+
+
+class OptimumFit:
+    """The best level and the interpolated optimum of one curve (see ``fit_optimum``)."""
+
+    def __init__(self, row: dict, argmin: pd.DataFrame, notes: list[str]) -> None:
+        self.row, self.argmin, self.notes = row, argmin, notes
+
+
+def fit_optimum(
+    Y: np.ndarray, grid: pd.DataFrame, alpha: float, n_boot: int, rng: np.random.Generator
+) -> OptimumFit:
+    """Grid argmin, P(argmin = level), the best-level set and the checked 3-point optimum of ``Y``.
+
+    ``Y`` is ``[seeds, levels]`` paired errors over ``grid``'s levels (``x`` = log classes).
+    """
+    nan = math.nan
+    x = grid["x"].to_numpy(dtype=float)
+    L = len(x)
+    argmin = grid[[c for c in ("level", "level_name", "num_classes") if c in grid]].copy()
+    row = {
+        "optimum_level": nan,
+        "argmin_classes": nan,
+        "optimum_error": nan,
+        "p_argmin": nan,
+        "best_set": "",
+        "best_set_low": nan,
+        "best_set_high": nan,
+        "optimum": nan,
+        "interpolated": False,
+        "curvature_p": nan,
+        "optimum_ci_low": nan,
+        "optimum_ci_high": nan,
+    }
+    if L == 0:
+        argmin["p_argmin"], argmin["in_best_set"] = [], []
+        return OptimumFit(row, argmin, ["no levels in the domain"])
+    means = stats.nanmean(Y, axis=0)
+    j = int(stats.grid_argmin(means))
+    k = np.exp(x)
+    row.update(optimum_level=grid["level"].iloc[j], argmin_classes=k[j], optimum_error=means[j])
+    notes = []
+    n = Y.shape[0]
+    p_arg = np.full(L, nan)
+    in_set = np.ones(L, dtype=bool)
+    vertex_ci = (nan, nan)
+    if n >= 2:
+        idx = stats.bootstrap_indices(n, n_boot, rng)
+        boot = stats.bootstrap_means(Y, idx)
+        p_arg = stats.argmin_probability(boot)
+        in_set = stats.best_level_set(Y, alpha)
+        row["curvature_p"], convex = stats.curvature_test(Y, x, j, alpha)
+        if convex:
+            vertices = stats.optimum_log(boot, x)
+            vertex_ci = stats.percentile_ci(vertices, alpha, n=n)
+        if n < FEW_SEEDS:
+            notes.append(f"{n} seeds: bootstrap probabilities are coarse")
+    else:
+        notes.append(SINGLE_SEED_NOTE)
+        convex = False
+    row["p_argmin"] = p_arg[j]
+    kept = k[in_set]
+    row["best_set"] = "; ".join(f"{v:g}" for v in kept)
+    row["best_set_low"], row["best_set_high"] = float(kept.min()), float(kept.max())
+    if convex:
+        row["optimum"] = float(np.exp(stats.optimum_log(means, x)))
+        row["interpolated"] = True
+        low = min(float(np.exp(vertex_ci[0])), row["best_set_low"])
+        high = max(float(np.exp(vertex_ci[1])), row["best_set_high"])
+        row["optimum_ci_low"], row["optimum_ci_high"] = low, high
+    else:
+        row["optimum"] = k[j]
+        if n >= 2:
+            row["optimum_ci_low"], row["optimum_ci_high"] = (
+                row["best_set_low"],
+                row["best_set_high"],
+            )
+        why = "argmin at an end of the domain" if j in (0, L - 1) else "curvature not significant"
+        notes.append(f"not interpolated ({why}): optimum is the grid argmin, CI the best-level set")
+    argmin["p_argmin"], argmin["in_best_set"] = p_arg, in_set
+    return OptimumFit(row, argmin.reset_index(drop=True), notes)
 
 
 class SizeGranularity:
@@ -299,6 +426,17 @@ class SizeGranularity:
         heatmap_: mean error with rows (hierarchy, level, num_classes) and one
             column per data fraction.
         examples_per_class_: the same layout, examples per class.
+        slopes_: the size x granularity answer, one row per (hierarchy, backbone,
+            level) other than the target level: per seed, the gain over the target
+            level (same seed and fraction) regressed on log(data fraction); ``slope``
+            (mean over seeds: the seed is the unit) with ``ci_low``/``ci_high`` (Holm-
+            consistent over the levels of one kind, ``ci_label``), ``pvalue``, ``p_adj``,
+            ``gain_low``/``gain_high`` (mean gain at the smallest / largest fraction),
+            ``crossover_fraction`` (where the fitted gain is 0) and ``crossover``
+            (that fraction, "beyond the range" or "no slope"), ``n_fractions``, ``note``
+            (with two sizes: the slope is the difference of two points).
+        argmin_: P(argmin = level) and the best-level set per (hierarchy, data
+            fraction, backbone), as ``UCurve.argmin_``.
     """
 
     def __init__(
@@ -321,7 +459,7 @@ class SizeGranularity:
     def fit(self, df: pd.DataFrame) -> SizeGranularity:
         """Estimate optima per size, their trend with size, and the heatmap tables."""
         _require(df, ["level", "num_classes", "data_fraction"])
-        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone",))
+        data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone",))
         data = data[~data["hierarchy"].isin(self.exclude)]
         if self.hierarchies is not None:
             data = data[data["hierarchy"].isin(self.hierarchies)]
@@ -383,7 +521,71 @@ class SizeGranularity:
         self.examples_per_class_ = cells.pivot_table(
             index=keys, columns="data_fraction", values="examples_per_class", aggfunc="mean"
         )
+        self.slopes_ = self._gain_slopes(df)
+        self.argmin_ = (
+            UCurve(
+                metric=self.metric,
+                exclude=self.exclude,
+                n_boot=self.n_boot,
+                alpha=self.alpha,
+                random_state=self.random_state,
+            )
+            .fit(df if self.hierarchies is None else df[df["hierarchy"].isin(self.hierarchies)])
+            .argmin_
+        )
         return self
+
+    def _gain_slopes(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Per level, the per-seed slope of the gain over the target level on log size."""
+        gain = BaselineGain(metric=self.metric, alpha=self.alpha)
+        data, _ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
+        target, _ = gain.target_level_rows(data)
+        if target.empty or data["data_fraction"].nunique() < 2:
+            return pd.DataFrame()
+        pair = ["data_fraction", "backbone", "seed"]
+        base = target.groupby(pair)[self.metric].mean().rename("target_err")
+        arms = data[~data["hierarchy"].isin(self.exclude)]
+        if self.hierarchies is not None:
+            arms = arms[arms["hierarchy"].isin(self.hierarchies)]
+        arms = arms[~arms.index.isin(target.index)]
+        level = ["hierarchy", "backbone", "level", "num_classes"]
+        cells = arms.groupby([*level, "data_fraction", "seed"])[self.metric].mean()
+        cells = cells.rename("err").reset_index().join(base, on=pair, how="inner")
+        cells["gain"] = cells["target_err"] - cells["err"]
+        cells["lf"] = np.log(cells["data_fraction"].astype(float))
+        # Per seed OLS slope of gain on log fraction (needs two fractions in that seed).
+        per_seed = cells.groupby([*level, "seed"]).apply(_ols_slope, include_groups=False)
+        per_seed = per_seed.dropna().rename("slope").reset_index()
+        if per_seed.empty:
+            return pd.DataFrame()
+        table = summarise_seeds(per_seed, level, "slope", self.alpha).rename(
+            columns={"mean": "slope"}
+        )
+        table = adjust_table(table, ["hierarchy", "backbone"], self.alpha, "holm", value="slope")
+        ends = cells.groupby(level)["data_fraction"].agg(["min", "max", "nunique"])
+        means = cells.groupby([*level, "data_fraction"])["gain"].mean()
+        lf_mean = cells.groupby(level)["lf"].mean()
+        rows = []
+        for r in table.itertuples(index=False):
+            key = tuple(getattr(r, c) for c in level)
+            lo, hi, n_f = ends.loc[key]
+            g_lo, g_hi = means.loc[(*key, lo)], means.loc[(*key, hi)]
+            mean_gain = cells.set_index(level).loc[key, "gain"].mean()
+            crossing, where = _crossover(mean_gain, r.slope, lf_mean.loc[key], lo, hi)
+            note = "two sizes: the slope is the difference of two points; a slope needs three"
+            rows.append(
+                {
+                    "gain_low": g_lo,
+                    "gain_high": g_hi,
+                    "crossover_fraction": crossing,
+                    "crossover": where,
+                    "n_fractions": int(n_f),
+                    "note": note if n_f == 2 else r.note,
+                }
+            )
+        extra = pd.DataFrame(rows, index=table.index)
+        cols = [*level, "n", "slope", "ci_low", "ci_high", "ci_label", "pvalue", "p_adj"]
+        return pd.concat([table[cols], extra], axis=1)
 
     def _trend(
         self, fractions: list, point: np.ndarray, boot: np.ndarray | None, n_seeds: int
@@ -427,6 +629,77 @@ class SizeGranularity:
         else:
             out["note"] = "no detectable move of the optimum with data size (shift CI covers 0)"
         return out
+
+
+def _ols_slope(g: pd.DataFrame) -> float:
+    """OLS slope of ``gain`` on ``lf`` within one seed (NaN with fewer than two sizes)."""
+    lf = g["lf"].to_numpy(float)
+    if np.unique(lf).size < 2:
+        return math.nan
+    lc = lf - lf.mean()
+    return float((lc * g["gain"].to_numpy(float)).sum() / (lc * lc).sum())
+
+
+def _crossover(mean_gain: float, slope: float, lf_mean: float, lo: float, hi: float):
+    """The data fraction where the line ``mean_gain + slope * (lf - lf_mean)`` crosses 0."""
+    if not np.isfinite(slope) or slope == 0:
+        return math.nan, "no slope"
+    log_fraction = lf_mean - mean_gain / slope
+    if math.log(lo) <= log_fraction <= math.log(hi):
+        return math.exp(log_fraction), f"at fraction {math.exp(log_fraction):.3g}"
+    return (math.exp(log_fraction) if abs(log_fraction) < 700 else math.nan), "beyond the range"
+
+
+def stats_norm_ppf(q: np.ndarray) -> np.ndarray:
+    """Standard normal quantiles (the Wald intervals of the mixed models)."""
+    from scipy import stats as sps
+
+    return sps.norm.ppf(q)
+
+
+def _mixed_slope(g: pd.DataFrame, metric: str) -> dict:
+    """MixedLM ``gain ~ metric + log_classes`` with seed and cell random intercepts (crossed).
+
+    Falls back to a seed-only random intercept when the crossed model does not
+    converge, and says so in ``model``.
+    """
+    import warnings
+
+    import statsmodels.formula.api as smf
+
+    nan = math.nan
+    out = {"n_obs": len(g), "n_seeds": g["seed"].nunique(), "n_cells": g["cell"].nunique()}
+    out.update(slope=nan, se=nan, pvalue=nan, model="", note="")
+    if out["n_seeds"] < 2 or g[metric].nunique() < 3 or out["n_obs"] < 6:
+        out["note"] = f"too few seeds or {metric} values for a model"
+        return out
+    d = g.assign(a=g[metric].astype(float), unit=g["seed"].astype(str), one=1)
+    covariates = "a + log_classes" if d["log_classes"].nunique() >= 2 else "a"
+    attempts = [
+        (
+            "seed + (kind, level) random intercepts",
+            "one",
+            {"seed": "0 + C(unit)", "cell": "0 + C(cell)"},
+        ),
+        ("seed random intercept", "unit", None),
+    ]
+    for name, groups, vc in attempts:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                res = smf.mixedlm(f"gain ~ {covariates}", d, groups=d[groups], vc_formula=vc).fit(
+                    reml=True
+                )
+            except (ValueError, np.linalg.LinAlgError):
+                continue
+        if res.converged and np.isfinite(res.bse["a"]):
+            out.update(slope=float(res.params["a"]), se=float(res.bse["a"]))
+            out.update(pvalue=float(res.pvalues["a"]), model=name)
+            if covariates == "a":
+                out["note"] = "one class count: not adjusted for log classes"
+            return out
+    out["note"] = "mixed model did not converge"
+    return out
 
 
 def _cell_means(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> pd.Series:
@@ -493,7 +766,7 @@ class BaselineGain:
 
     def fit(self, df: pd.DataFrame) -> BaselineGain:
         """Compute paired gains of every arm over scratch and over the target level."""
-        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         keys = [c for c in PAIR_KEYS if c in data]
         baselines = {"scratch": data[data["hierarchy"] == self.baseline_kind]}
         baselines["target_level"], self.target_level_ = self.target_level_rows(data)
@@ -510,7 +783,7 @@ class BaselineGain:
             per_seed = merged.groupby([*cell_keys, "seed"], dropna=False)[
                 ["gain", "baseline", "num_classes"]
             ].mean()
-            table = _summarise(per_seed.reset_index(), cell_keys, "gain", self.alpha)
+            table = summarise_seeds(per_seed.reset_index(), cell_keys, "gain", self.alpha)
             extra = per_seed.groupby(cell_keys, dropna=False)[["baseline", "num_classes"]].mean()
             table = table.join(extra, on=cell_keys).rename(
                 columns={"mean": "gain", "baseline": "baseline_error"}
@@ -526,6 +799,7 @@ class BaselineGain:
             "num_classes",
             "n",
             "gain",
+            "sd",
             "ci_low",
             "ci_high",
             "pvalue",
@@ -540,22 +814,36 @@ class BaselineGain:
 
 
 class HierarchyComparison:
-    """Paired differences between hierarchy kinds at matched class counts, Holm-corrected.
+    """Paired differences between hierarchy kinds at matched class counts, with adjusted intervals.
 
     For a pair (a, b) and each (data fraction, backbone, num_classes) where both
     kinds have trials, ``advantage = error_b - error_a`` per seed (positive: a is
     better). Cells where both arms used the same label function (the same
     partition, e.g. every kind's leaf level) are skipped: their difference is 0
     by construction. Pooled: per seed, the mean advantage over the matched class
-    counts, then tested across seeds; this is the headline "does structure
-    matter at the same number of classes".
+    counts **finer than the target** (the paper's question; at or below the
+    target one kind may be the target's own labels), then tested across seeds.
+    Pooling can cancel effects of opposite sign, so the cells decide "mixed" and
+    a kind x level interaction test says whether the advantage depends on the level.
 
     Attributes after ``fit``:
-        cells_: one row per (a, b, data_fraction, backbone, num_classes): ``n``,
-            ``advantage`` with CI, ``effect_size`` (Cohen's d_z), ``pvalue`` and
-            ``p_holm`` (Holm over all cells).
-        pooled_: one row per (a, b, data_fraction, backbone): the same over
-            seeds of the pooled advantage; ``p_holm`` over the pooled tests.
+        cells_: one row per (a, b, data_fraction, backbone, num_classes): ``finer``
+            (more classes than the target), ``n``, ``advantage``, ``ci_low``/``ci_high``
+            (the interval agreeing with ``p_adj``; ``ci_label``), the unadjusted
+            interval, ``effect_size`` (Cohen's d_z), ``pvalue``, ``p_adj`` (``adjust``
+            within each pair (a, b)), ``p_holm`` (the same when adjust is holm).
+        pooled_: one row per (a, b, data_fraction, backbone) with finer matched
+            counts: the same columns over seeds of the pooled advantage,
+            ``n_class_counts``; ``p_adj`` over the whole table.
+        interaction_: one row per (a, b, data_fraction, backbone) with two or more
+            matched counts: ``n_class_counts``, ``n_seeds``, ``f_stat``, ``df_num``,
+            ``df_den``, ``pvalue`` of the F test that the advantage is the same at every
+            matched count (OLS of the per-seed advantage on count and seed fixed
+            effects, statsmodels), ``p_adj`` over the table.
+        target_classes_: the target's class count (NaN: unknown, then every count pools).
+
+    With ``test="wilcoxon"`` the p-values are Wilcoxon's and the intervals stay t
+    intervals, so they can disagree near the threshold; the default t test agrees.
     """
 
     def __init__(
@@ -565,85 +853,104 @@ class HierarchyComparison:
         pairs: Sequence[tuple[str, str]] | None = None,
         test: str = "t",
         exclude: Sequence[str] = ("scratch",),
+        adjust: str = "holm",
         alpha: float = 0.05,
     ) -> None:
         self.metric = metric
         self.pairs = pairs
         self.test = test
         self.exclude = tuple(exclude)
+        self.adjust = adjust
         self.alpha = alpha
 
     def fit(self, df: pd.DataFrame) -> HierarchyComparison:
-        """Compare every pair of kinds cell by cell and pooled, with Holm-adjusted p-values."""
+        """Compare every pair of kinds per count, pooled over finer counts, and by interaction."""
         if self.test not in ("t", "wilcoxon"):
             raise ValueError(f"Unknown paired test ({self.test}); accepted: t, wilcoxon")
-        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         _require(data, ["num_classes"])
+        self.target_classes_, _ = target_classes(data)
         data = data[~data["hierarchy"].isin(self.exclude)]
         kinds = kind_order(list(data["hierarchy"].unique()))
         pairs = (
             list(self.pairs) if self.pairs is not None else list(itertools.combinations(kinds, 2))
         )
         keys = ["data_fraction", "backbone", "num_classes", "seed"]
-        cells, pooled = [], []
+        cells, pooled, interactions = [], [], []
         for a, b in pairs:
-            ea = _cell_means(data[data["hierarchy"] == a], self.metric, keys).rename("a")
-            eb = _cell_means(data[data["hierarchy"] == b], self.metric, keys).rename("b")
-            both = pd.concat([ea, eb], axis=1, join="inner").reset_index()
+            both = self._matched(data, a, b, keys)
             if both.empty:
                 continue
-            both["advantage"] = both["b"] - both["a"]
-            if "label_fn" in data and data["label_fn"].notna().any():
-                la = data[data["hierarchy"] == a].groupby(keys)["label_fn"].first().rename("la")
-                lb = data[data["hierarchy"] == b].groupby(keys)["label_fn"].first().rename("lb")
-                both = both.join(la, on=keys).join(lb, on=keys)
-                same = (
-                    (both["la"] == both["lb"]).groupby([both[k] for k in keys[:3]]).transform("all")
-                )
-                both = both[~same.to_numpy(bool)]
-            if both.empty:
+            cells.append(self._summary(both, keys[:3]).assign(a=a, b=b))
+            interactions += self._interaction(both, a, b)
+            finer = both[~(both["num_classes"] <= self.target_classes_)]
+            if finer.empty:
                 continue
-            cell = self._summary(both, keys[:3])
-            cells.append(cell.assign(a=a, b=b))
-            per_seed = (
-                both.groupby(["data_fraction", "backbone", "seed"])["advantage"]
-                .mean()
-                .reset_index()
-            )
-            pool = self._summary(per_seed, ["data_fraction", "backbone"])
+            per_seed = finer.groupby(["data_fraction", "backbone", "seed"])["advantage"].mean()
+            pool = self._summary(per_seed.reset_index(), ["data_fraction", "backbone"])
             n_counts = (
-                both.groupby(["data_fraction", "backbone"])["num_classes"]
+                finer.groupby(["data_fraction", "backbone"])["num_classes"]
                 .nunique()
                 .rename("n_class_counts")
             )
             pooled.append(pool.join(n_counts, on=["data_fraction", "backbone"]).assign(a=a, b=b))
-        self.cells_ = self._holm(self._order(cells, ["num_classes"]))
-        self.pooled_ = self._holm(self._order(pooled, ["n_class_counts"]))
+        cells_table = self._order(cells, ["num_classes"])
+        if len(cells_table):
+            cells_table.insert(5, "finer", ~(cells_table["num_classes"] <= self.target_classes_))
+        self.cells_ = self._adjusted(cells_table, ["a", "b"])
+        self.pooled_ = self._adjusted(self._order(pooled, ["n_class_counts"]), [])
+        self.interaction_ = pd.DataFrame(interactions)
+        if len(self.interaction_):
+            self.interaction_["p_adj"] = stats.adjust_pvalues(
+                self.interaction_["pvalue"].to_numpy(), self.adjust
+            )
         return self
 
-    @staticmethod
-    def _order(parts: list[pd.DataFrame], extra: list[str]) -> pd.DataFrame:
-        cols = [
-            "a",
-            "b",
-            "data_fraction",
-            "backbone",
-            *extra,
-            "n",
-            "advantage",
-            "ci_low",
-            "ci_high",
-            "effect_size",
-            "pvalue",
-            "note",
-        ]
+    def _matched(self, data: pd.DataFrame, a: str, b: str, keys: list[str]) -> pd.DataFrame:
+        """Per seed and matched count: both kinds' errors, ``advantage``; shared labels left out."""
+        ea = _cell_means(data[data["hierarchy"] == a], self.metric, keys).rename("a")
+        eb = _cell_means(data[data["hierarchy"] == b], self.metric, keys).rename("b")
+        both = pd.concat([ea, eb], axis=1, join="inner").reset_index()
+        if both.empty:
+            return both
+        both["advantage"] = both["b"] - both["a"]
+        if "label_fn" in data and data["label_fn"].notna().any():
+            la = data[data["hierarchy"] == a].groupby(keys)["label_fn"].first().rename("la")
+            lb = data[data["hierarchy"] == b].groupby(keys)["label_fn"].first().rename("lb")
+            both = both.join(la, on=keys).join(lb, on=keys)
+            same = (both["la"] == both["lb"]).groupby([both[k] for k in keys[:3]]).transform("all")
+            both = both[~same.to_numpy(bool)]
+        return both
+
+    def _interaction(self, both: pd.DataFrame, a: str, b: str) -> list[dict]:
+        """F test of count x (a vs b): does the paired advantage differ between matched counts?"""
+        import statsmodels.formula.api as smf
+
+        rows = []
+        for (frac, backbone), g in both.groupby(["data_fraction", "backbone"], sort=True):
+            g = g.assign(count=g["num_classes"].astype(str), unit=g["seed"].astype(str))
+            n_counts, n_seeds = g["count"].nunique(), g["unit"].nunique()
+            row = {"a": a, "b": b, "data_fraction": frac, "backbone": backbone}
+            row.update(n_class_counts=n_counts, n_seeds=n_seeds)
+            row.update(f_stat=math.nan, df_num=math.nan, df_den=math.nan, pvalue=math.nan)
+            if n_counts >= 2 and n_seeds >= 2 and len(g) > n_counts + n_seeds:
+                full = smf.ols("advantage ~ C(count) + C(unit)", data=g).fit()
+                reduced = smf.ols("advantage ~ C(unit)", data=g).fit()
+                f, p, df_num = full.compare_f_test(reduced)
+                row.update(f_stat=f, df_num=df_num, df_den=full.df_resid, pvalue=p)
+            rows.append(row)
+        return rows
+
+    def _order(self, parts: list[pd.DataFrame], extra: list[str]) -> pd.DataFrame:
+        cols = ["a", "b", "data_fraction", "backbone", *extra, "n", "advantage", "sd"]
+        cols += ["ci_low", "ci_high", "effect_size", "pvalue", "note"]
         if not parts:
             return pd.DataFrame(columns=cols)
         table = pd.concat(parts, ignore_index=True).rename(columns={"mean": "advantage"})
         return table[cols]
 
     def _summary(self, per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-        out = _summarise(per_seed, keys, "advantage", self.alpha)
+        out = summarise_seeds(per_seed, keys, "advantage", self.alpha)
         if self.test == "wilcoxon":
             p = per_seed.groupby(keys, sort=True)["advantage"].apply(
                 lambda d: stats.paired_test(d.to_numpy(), "wilcoxon")
@@ -651,11 +958,14 @@ class HierarchyComparison:
             out["pvalue"] = p.to_numpy()
         return out
 
-    @staticmethod
-    def _holm(table: pd.DataFrame) -> pd.DataFrame:
-        if not table.empty:
-            table["p_holm"] = stats.holm(table["pvalue"].to_numpy())
-        return table
+    def _adjusted(self, table: pd.DataFrame, family: list[str]) -> pd.DataFrame:
+        if table.empty:
+            return table.assign(p_adj=[], p_holm=[], ci_label=[])
+        out = adjust_table(table, family, self.alpha, self.adjust, value="advantage")
+        # p_holm: the historical column (what the report shows next to the pooled advantage).
+        holm = out if self.adjust == "holm" else adjust_table(table, family, self.alpha, "holm")
+        out["p_holm"] = holm["p_adj"]
+        return out
 
 
 class AlignmentStudy:
@@ -676,6 +986,16 @@ class AlignmentStudy:
             ``n``, ``rho`` + CI + ``pvalue``, ``partial_rho`` + CI + ``partial_pvalue``,
             ``detected`` (the rho CI excludes 0 and p < alpha) and a note.
         outcome_: "gain over scratch" or "negative error" (no scratch arm).
+        seed_model_: the analysis to quote (the correlations above treat label
+            functions as independent: pseudo-replicated). One row per (data_fraction,
+            backbone, alignment metric): a linear mixed model (statsmodels MixedLM)
+            of the per-seed gain over the target-level arm (same seed, fraction,
+            backbone: the same protocol) on the metric and log(classes), with
+            random intercepts for the seed and for the (kind, level) cell, so near-
+            copies of one cell count once. ``n_obs``, ``n_seeds``, ``n_cells``,
+            ``slope`` (gain per unit of the metric at fixed log classes),
+            ``ci_low``/``ci_high`` (Wald, Bonferroni over the metrics of one
+            fraction: ``ci_label``), ``pvalue``, ``p_adj``, ``model`` and ``note``.
     """
 
     def __init__(
@@ -699,7 +1019,7 @@ class AlignmentStudy:
 
     def fit(self, df: pd.DataFrame) -> AlignmentStudy:
         """Aggregate units, then correlate each alignment metric with the gain."""
-        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         present = [m for m in self.alignment_metrics if m in data and data[m].notna().any()]
         base = data[data["hierarchy"] == self.baseline_kind]
         arms = data[data["hierarchy"] != self.baseline_kind].copy()
@@ -746,7 +1066,42 @@ class AlignmentStudy:
                     )
         self.results_ = pd.DataFrame(rows)
         self.metrics_ = present
+        self.seed_model_ = self._seed_model(data, present)
         return self
+
+    def _seed_model(self, data: pd.DataFrame, present: list[str]) -> pd.DataFrame:
+        """Mixed models of gain over the target level on each metric, seed and cell as units."""
+        target, _ = BaselineGain(metric=self.metric).target_level_rows(data)
+        if target.empty or not present:
+            return pd.DataFrame()
+        pair = ["data_fraction", "backbone", "seed"]
+        base = target.groupby(pair)[self.metric].mean().rename("target_err")
+        arms = data[data["hierarchy"] != self.baseline_kind].join(base, on=pair, how="inner")
+        arms = arms.assign(
+            gain=arms["target_err"] - arms[self.metric],
+            log_classes=np.log(arms["num_classes"].astype(float)),
+            cell=arms["hierarchy"].astype(str) + ":" + arms["level"].astype(str),
+        )
+        rows = []
+        for (frac, backbone), g in arms.groupby(["data_fraction", "backbone"], sort=True):
+            for m in present:
+                fit = _mixed_slope(g.dropna(subset=[m, "gain"]), m)
+                rows.append({"data_fraction": frac, "backbone": backbone, "metric": m, **fit})
+        table = pd.DataFrame(rows)
+        table["family_size"] = table.groupby(["data_fraction", "backbone"])["pvalue"].transform(
+            lambda p: int(p.notna().sum())
+        )
+        level = self.alpha / table["family_size"].clip(lower=1)
+        z = stats_norm_ppf(1 - level / 2)
+        table["ci_low"] = table["slope"] - z * table["se"]
+        table["ci_high"] = table["slope"] + z * table["se"]
+        table["p_adj"] = table.groupby(["data_fraction", "backbone"])["pvalue"].transform(
+            lambda p: stats.adjust_pvalues(p.to_numpy(), "bonferroni")
+        )
+        table["ci_label"] = stats.interval_label("bonferroni", self.alpha)
+        cols = ["data_fraction", "backbone", "metric", "n_obs", "n_seeds", "n_cells", "slope"]
+        cols += ["ci_low", "ci_high", "ci_label", "pvalue", "p_adj", "model", "note"]
+        return table[cols]
 
     def _correlate(self, g: pd.DataFrame, m: str, rng: np.random.Generator) -> dict:
         ok = g[[m, "gain", "num_classes"]].dropna()
@@ -794,13 +1149,15 @@ def hard_example_verdict(
     metric: str = "target_error_hard",
     reference_kind: str = "manual",
     alpha: float = 0.05,
+    adjust: str = "holm",
 ) -> pd.DataFrame:
     """Finer-than-target levels versus the target level on hard examples (the theory's claim).
 
     For each level of ``reference_kind`` with more classes than the target level:
-    paired advantage ``error(target level) - error(level)`` on ``metric`` with a t
-    interval and Holm-adjusted p-values over those levels. Empty when the metric
-    or the target level is absent.
+    paired advantage ``error(target level) - error(level)`` on ``metric``, ``p_adj``
+    (``adjust`` over those levels x sizes; also ``p_holm``) and the interval that agrees
+    with it (``ci_label``; the unadjusted one in ``ci_low_unadjusted`` / ``ci_high_unadjusted``).
+    Empty when the metric or the target level is absent.
     """
     if metric not in df or df[metric].notna().sum() == 0:
         return pd.DataFrame()
@@ -810,6 +1167,9 @@ def hard_example_verdict(
         return pd.DataFrame()
     t = t[(t["baseline"] == "target_level") & (t["hierarchy"] == reference_kind)]
     target_k = gain.target_level_rows(df)[0]["num_classes"].median()
-    t = t[t["num_classes"] > target_k].copy()
-    t["p_holm"] = stats.holm(t["pvalue"].to_numpy()) if len(t) else []
-    return t.reset_index(drop=True)
+    t = t[t["num_classes"] > target_k].reset_index(drop=True)
+    if t.empty:
+        return t
+    t = adjust_table(t, [], alpha, adjust, value="gain")
+    t["p_holm"] = t["p_adj"] if adjust == "holm" else stats.holm(t["pvalue"].to_numpy())
+    return t

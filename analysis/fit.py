@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import estimators as est
+from analysis.claim import PaperClaim
+from analysis.diagnostics import pretraining_table
 from analysis.hard_examples import HardMode, derive_hard_examples, easy_hard_table
 from sequential import Design
 
@@ -30,6 +32,34 @@ class Analysis:
     hard_note: str = ""  # how hard examples are defined (analysis.hard_examples)
     easy_hard: pd.DataFrame | None = None  # every arm's easy / hard error
     design: Design | None = None  # adaptive replicates (the parent run's `granularity.replicates`)
+    pretraining: pd.DataFrame | None = None  # train / validation error at the end of pretraining
+    claim: PaperClaim | None = None  # the paper's claim as stated (analysis.claim)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Every table of the report by name, as DataFrames (for a notebook)."""
+        found = {
+            "ucurve": self.ucurve.results_,
+            "levels": self.ucurve.curve_,
+            "argmin": self.ucurve.argmin_,
+            "gain": self.gain.table_,
+            "size_optima": self.size.optima_,
+            "size_trend": self.size.trend_,
+            "size_heatmap": self.size.heatmap_,
+            "size_slopes": self.size.slopes_,
+            "size_argmin": self.size.argmin_,
+            "kinds_pooled": self.comparison.pooled_,
+            "kinds_cells": self.comparison.cells_,
+            "kinds_interaction": self.comparison.interaction_,
+            "alignment": self.alignment.results_,
+            "alignment_points": self.alignment.points_,
+            "alignment_seed_model": self.alignment.seed_model_,
+            "claim": self.claim.results_ if self.claim is not None else None,
+            "claim_contrasts": self.claim.contrasts_ if self.claim is not None else None,
+            "hard": self.hard,
+            "easy_hard": self.easy_hard,
+            "pretraining": self.pretraining,
+        }
+        return {name: table for name, table in found.items() if table is not None}
 
 
 def analyze(
@@ -45,8 +75,9 @@ def analyze(
     """Fit all estimators on a trial table (finished trials).
 
     `hard_examples`: where `target_error_hard` comes from ("dataset": the
-    trial's own hard split; "target_level": the mistakes of the other seeds'
-    target-level models, analysis.hard_examples; "auto": the first available).
+    trial's own hard split; "reference": the other seeds' scratch models'
+    hardest 20%, analysis.hard_examples; "target_level": the biased old
+    definition, on request only; "auto": dataset, else reference).
     """
     if df.empty:
         raise ValueError(
@@ -73,4 +104,6 @@ def analyze(
         failures=failures if failures is not None else pd.Series(dtype=int),
         hard_note=hard_note,
         easy_hard=easy_hard_table(df),
+        pretraining=pretraining_table(df, alpha=ALPHA),
+        claim=PaperClaim(**kw).fit(df),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -24,7 +25,7 @@ import pandas as pd
 
 # The contract's names (contracts.py): numeric params, trial tags as column names
 # without the `granularity.` prefix (`failure` and `attempts` are written by
-# sweeps/tracking.py for failed and retried trials).
+# sweeps/ledger/mlflow_store.py for failed and retried trials).
 from contracts import NUMERIC_PARAMS, ROLE_SWEEP, ROLE_TRIAL, TAG_PREFIX, TRIAL_TAGS
 from contracts import PARENT as PARENT_TAG
 from contracts import ROLE as ROLE_TAG
@@ -34,6 +35,24 @@ SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 TAG_COLUMNS = {TAG_PREFIX + name: name for name in TRIAL_TAGS} | {PARENT_TAG: "parent_run_id"}
 
 LoadMethod = Literal["auto", "sql", "search"]
+ALL_STATUSES = ("FINISHED", "FAILED", "RUNNING", "KILLED", "SCHEDULED")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a report is made from: a sweep's trial runs of every status and its parent run's tags.
+
+    Read from MLflow (``load_sweep``) or from an export file (analysis.export.read_export); the
+    report is the same either way.
+    """
+
+    experiment: str
+    runs: pd.DataFrame  # one row per trial run of any status (load_runs' columns)
+    sweep_tags: dict[str, str] = field(default_factory=dict)  # the parent run's granularity.* tags
+
+    def finished(self) -> pd.DataFrame:
+        """The finished trials: what the estimators fit."""
+        return self.runs[self.runs["status"] == "FINISHED"].reset_index(drop=True)
 
 
 class ExperimentNotFoundError(LookupError):
@@ -113,7 +132,7 @@ def find_sweep_run(experiment: str, tracking_uri: str = "sqlite:///mlflow.db") -
     """Run id of the sweep's parent run (tag ``granularity.role=sweep``).
 
     Should there be several, the first created wins: it is the one the sweep
-    driver (sweeps/tracking.py) keeps reusing.
+    driver (sweeps/ledger/mlflow_store.py) keeps reusing.
 
     Returns None when the experiment has no parent run. Raises
     ``ExperimentNotFoundError`` for an unknown experiment.
@@ -353,10 +372,7 @@ def load_runs(
         >>> df = load_runs("quickstart", "sqlite:///mlflow.db")  # doctest: +SKIP
         >>> df.groupby(["hierarchy", "level"]).target_error.mean()  # doctest: +SKIP
     """
-    allowed = {"FINISHED", "FAILED", "RUNNING", "KILLED", "SCHEDULED"}
-    bad = [s for s in statuses if s not in allowed]
-    if bad or not statuses:
-        raise ValueError(f"Unknown run status ({bad}); accepted: {sorted(allowed)}")
+    check_statuses(statuses)
     if method not in ("auto", "sql", "search"):
         raise ValueError(f"Unknown load method ({method}); accepted: auto, sql, search")
     if method == "sql" and not _is_sql_uri(tracking_uri):
@@ -369,3 +385,28 @@ def load_runs(
     if use_sql:
         return _load_sql(tracking_uri, experiment_id, tuple(statuses))
     return _load_search(tracking_uri, experiment_id, tuple(statuses))
+
+
+def check_statuses(statuses: Sequence[str]) -> None:
+    """Raise ValueError naming any status that is not an MLflow run status."""
+    bad = [s for s in statuses if s not in ALL_STATUSES]
+    if bad or not statuses:
+        raise ValueError(f"Unknown run status ({bad}); accepted: {sorted(ALL_STATUSES)}")
+
+
+def load_sweep(experiment: str, tracking_uri: str = "sqlite:///mlflow.db") -> Sweep:
+    """The experiment's trial runs of every status and its parent run's ``granularity.*`` tags.
+
+    Example:
+        >>> sweep = load_sweep("quickstart", "sqlite:///mlflow.db")  # doctest: +SKIP
+        >>> sweep.runs["status"].value_counts()  # doctest: +SKIP
+    """
+    runs = load_runs(experiment, tracking_uri, statuses=ALL_STATUSES)
+    parent_id = find_sweep_run(experiment, tracking_uri)
+    tags: dict[str, str] = {}
+    if parent_id is not None:
+        from mlflow.tracking import MlflowClient
+
+        every = MlflowClient(tracking_uri).get_run(parent_id).data.tags
+        tags = {k: v for k, v in sorted(every.items()) if k.startswith(TAG_PREFIX)}
+    return Sweep(experiment=experiment, runs=runs, sweep_tags=tags)

@@ -32,4 +32,7 @@ def publish(
         experiment_id=experiment_id,
         parent_run_id=parent_run_id,
     )
-    write_views(tracking_uri=tracking_uri, experiment_id=experiment_id, metric=metric)
+    fractions = sorted(float(f) for f in df["data_fraction"].dropna().unique())
+    write_views(
+        tracking_uri=tracking_uri, experiment_id=experiment_id, metric=metric, fractions=fractions
+    )

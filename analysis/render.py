@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 
 import pandas as pd
@@ -31,13 +30,21 @@ def markdown_table(df: pd.DataFrame, columns: list[str] | None = None, max_rows:
     return "\n".join(lines) + "\n"
 
 
+GAIN_FIGURES = (
+    ("gain_over_target", "gain over the target level against classes"),
+    ("gain_vs_size", "gain over the target level against data size"),
+)
+
+
 def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str:
     """The report's Markdown text: one section after another, top to bottom."""
     out = _section_sweep(a, experiment)
-    out += _section_verdicts(a)
+    out += _section_verdicts(a, plots)
     out += _section_questions(a)
+    out += _section_claim(a)
     out += _section_ucurves(a, plots)
-    out += _section_gain(a)
+    out += _section_gain(a, plots)
+    out += _section_pretraining(a)
     out += _section_size(a, plots)
     out += _section_kinds(a)
     out += _section_alignment(a, plots)
@@ -53,7 +60,7 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(a.status_counts.items()))
     out = [
         f"# Granularity sweep report: {experiment}\n",
-        f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} from MLflow. "
+        # No date or source here: the same runs give the same report, from MLflow or an export.
         f"Metric: `{a.metric}` (lower is better).\n",
         "## Sweep\n",
         f"- trial runs: {counts}; analysed: {len(df)} finished "
@@ -79,10 +86,12 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
     return out
 
 
-def _section_verdicts(a: Analysis) -> list[str]:
-    """One line per claim: the verdict and its evidence."""
+def _section_verdicts(a: Analysis, plots: dict[str, bool]) -> list[str]:
+    """One line per claim: the verdict and its evidence; the forest plot of its contrasts."""
     out = ["## Verdicts\n", "| claim | verdict and evidence |", "|---|---|"]
     out += [f"| {name} | {text} |" for name, text in verdicts(a)]
+    if plots.get("forest"):
+        out += ["", "![forest plot of the verdicts' contrasts](forest.png)"]
     return out
 
 
@@ -97,27 +106,73 @@ def _section_questions(a: Analysis) -> list[str]:
     return out
 
 
+def _section_claim(a: Analysis) -> list[str]:
+    """The paper's claim per curve: its result rows and every contrast with the interval the
+    verdict quotes (adjusted; ``ci_label``) beside the unadjusted one."""
+    if a.claim is None or a.claim.results_.empty:
+        return []
+    return [
+        "## The paper's claim, per curve\n",
+        f"Target level: {a.claim.target_level_}. gain = reference error - level error "
+        "(positive: the level is better), paired by seed; `ci_low`/`ci_high` is the adjusted "
+        "interval the verdicts quote (`ci_label`), agreeing with `p_adj`.\n",
+        markdown_table(a.claim.results_),
+        "Contrasts:\n",
+        markdown_table(
+            a.claim.contrasts_,
+            [
+                "hierarchy",
+                "data_fraction",
+                "backbone",
+                "role",
+                "reference_classes",
+                "level_name",
+                "num_classes",
+                "n",
+                "gain",
+                "ci_low",
+                "ci_high",
+                "ci_label",
+                "ci_low_unadjusted",
+                "ci_high_unadjusted",
+                "p_adj",
+                "significant",
+            ],
+        ),
+    ]
+
+
 def _section_ucurves(a: Analysis, plots: dict[str, bool]) -> list[str]:
-    """U-curve optima and tests, and the mean error per level."""
+    """The best level, the optimum and the U test over levels at or finer than the target, and
+    the mean error per level."""
     out: list[str] = ["## U-curves\n"]
     if plots.get("ucurves"):
         out.append("![U-curves](ucurves.png)\n")
     out += [
-        "Optimum: grid minimum refined by a local parabola in log(classes); 95% CI: expanded-percentile "
-        "bootstrap over seeds (whole seeds resampled, so levels stay paired). U test: Simonsohn's (2018) "
-        "two-lines test with seed fixed effects (both slopes significant with opposite signs).\n",
+        "Over the levels at or finer than the target (`domain`): the best level is the grid "
+        "argmin, with its seed-bootstrap probability P(argmin) and the 95% confidence set of "
+        "levels that may be best (`best_set`); the optimum is the vertex of the three-point "
+        "parabola around the argmin when it is convex (`interpolated`, `curvature_p`), its "
+        "interval the hull of the vertex's bootstrap interval and the best set. U test: "
+        "Simonsohn's (2018) two-lines test with seed fixed effects (both slopes significant "
+        "with opposite signs).\n",
         markdown_table(
             a.ucurve.results_,
             [
                 "hierarchy",
                 "data_fraction",
                 "backbone",
+                "domain",
                 "n_seeds",
                 "n_levels",
+                "argmin_classes",
+                "p_argmin",
+                "best_set",
                 "optimum",
+                "interpolated",
+                "curvature_p",
                 "optimum_ci_low",
                 "optimum_ci_high",
-                "break_classes",
                 "slope_low",
                 "p_low",
                 "slope_high",
@@ -126,7 +181,10 @@ def _section_ucurves(a: Analysis, plots: dict[str, bool]) -> list[str]:
                 "note",
             ],
         ),
-        "### Mean error per level (95% t interval over seeds; examples per class is the known confound)\n",
+        "### P(argmin) per level (seed bootstrap) and the 95% best-level set\n",
+        markdown_table(getattr(a.ucurve, "argmin_", None)),
+        "### Mean error per level (95% t interval over seeds; examples per class is the known "
+        "confound)\n",
         markdown_table(
             a.ucurve.curve_,
             [
@@ -147,12 +205,14 @@ def _section_ucurves(a: Analysis, plots: dict[str, bool]) -> list[str]:
     return out
 
 
-def _section_gain(a: Analysis) -> list[str]:
+def _section_gain(a: Analysis, plots: dict[str, bool]) -> list[str]:
     """Paired gains over scratch and the target level; hard examples where logged."""
-    out: list[str] = [
-        "## Gain over the baselines\n",
-        "gain = baseline error - arm error, paired by seed (positive: the pretraining helps); 95% t "
-        f"interval, paired t test. Target level: {a.gain.target_level_}.\n",
+    out: list[str] = ["## Gain over the baselines\n"]
+    out += [f"![{alt}]({name}.png)\n" for name, alt in GAIN_FIGURES if plots.get(name)]
+    out += [
+        "gain = baseline error - arm error, paired by seed (positive: the pretraining helps); "
+        "unadjusted 95% t interval and paired t test, descriptive (the verdicts quote the "
+        f"adjusted intervals above). Target level: {a.gain.target_level_}.\n",
         markdown_table(
             a.gain.table_,
             [
@@ -187,12 +247,15 @@ def _section_gain(a: Analysis) -> list[str]:
                     "gain",
                     "ci_low",
                     "ci_high",
+                    "ci_label",
                     "pvalue",
-                    "p_holm",
+                    "p_adj",
                 ],
             ),
         ]
     if a.easy_hard is not None and not a.easy_hard.empty:
+        if plots.get("easy_hard"):
+            out.append("![easy and hard error per level](easy_hard.png)\n")
         out += [
             "### Every arm on easy and hard examples (mean over seeds)\n",
             markdown_table(a.easy_hard),
@@ -200,18 +263,48 @@ def _section_gain(a: Analysis) -> list[str]:
     return out
 
 
+def _section_pretraining(a: Analysis) -> list[str]:
+    """Train and validation error at the end of pretraining, per level: converged or not."""
+    t = a.pretraining
+    if t is None or t.empty:
+        return [
+            "## Pretraining diagnostics\n",
+            "_(the trials logged no `pretrain/error`: not available)_\n",
+        ]
+    return [
+        "## Pretraining diagnostics\n",
+        "Error on the pretraining labels at the end of pretraining (last epoch; mean over seeds, "
+        "95% t interval): `train` on the training batches while training, `val` on the "
+        "held-out validation split (– when the dataset has none). A level whose train error "
+        "stays high did not converge in the budget; one with low train and high val error "
+        "memorised its labels.\n",
+        markdown_table(t),
+    ]
+
+
 def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:
-    """Size x granularity: optima per data fraction, their trend, heatmaps."""
+    """Size x granularity: per level the slope of its gain over the target on log size, the best
+    level per size, the older optimum-per-size tables, heatmaps."""
     out: list[str] = ["## Size x granularity\n"]
     if plots.get("heatmap"):
         out.append("![size x level heatmap](heatmap.png)\n")
+    slopes = getattr(a.size, "slopes_", None)
+    if slopes is not None and not slopes.empty:
+        out += [
+            "Per level: the gain over the target level regressed on log(data fraction), paired "
+            "by seed; `ci_low`/`ci_high` is the adjusted interval (`ci_label`) that agrees with "
+            "`p_adj`; `crossover`: the size where the gain is 0, or beyond the range. With two "
+            "sizes a slope is the difference of two points.\n",
+            markdown_table(slopes),
+        ]
+    argmin = getattr(a.size, "argmin_", None)
+    if argmin is not None and not argmin.empty:
+        out += ["P(argmin) per level and size (seed bootstrap) and the 95% best-level set:\n"]
+        out.append(markdown_table(argmin))
     out += [
-        "Optimum per data fraction (joint seed bootstrap across fractions: a seed's nested subsets stay "
-        "together):\n",
+        "Optimum per data fraction (joint seed bootstrap across fractions: a seed's nested "
+        "subsets stay together):\n",
         markdown_table(a.size.optima_),
-        "Trend (slope of log optimum on log fraction; log_shift = log optimum at the largest minus the "
-        "smallest fraction):\n",
-        markdown_table(a.size.trend_),
         "Mean error over (level, data fraction):\n",
         markdown_table(a.size.heatmap_),
         "Examples per pretraining class over (level, data fraction):\n",
@@ -221,28 +314,48 @@ def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:
 
 
 def _section_kinds(a: Analysis) -> list[str]:
-    """Hierarchy kinds compared at matched class counts."""
+    """Hierarchy kinds compared at matched class counts, and whether the advantage depends on
+    the level."""
     out: list[str] = [
         "## Hierarchy kinds at matched class counts\n",
-        "advantage = error(b) - error(a) paired by seed (positive: a is better); cells where both kinds "
-        "have the same label function are skipped. Effect size: Cohen's d_z. p-values: paired t, Holm-"
-        "corrected within each table.\n",
-        "Pooled over matched class counts:\n",
+        "advantage = error(b) - error(a) paired by seed (positive: a is better); cells where both "
+        "kinds have the same label function are skipped. Effect size: Cohen's d_z. `p_adj`: "
+        "paired t, adjusted within each pair (a, b); `ci_low`/`ci_high` is the interval that "
+        "agrees with it (`ci_label`), the unadjusted one beside it.\n",
+        "Pooled over the matched class counts finer than the target:\n",
         markdown_table(a.comparison.pooled_),
-        "Per class count:\n",
+        "Per class count (`finer`: finer than the target):\n",
         markdown_table(a.comparison.cells_),
     ]
+    interaction = getattr(a.comparison, "interaction_", None)
+    if interaction is not None and not interaction.empty:
+        out += [
+            "Kind x level interaction (does the advantage change with the level? F test of the "
+            "interaction in a seed-blocked linear model, adjusted over pairs):\n",
+            markdown_table(interaction),
+        ]
     return out
 
 
 def _section_alignment(a: Analysis, plots: dict[str, bool]) -> list[str]:
-    """Alignment vs transfer: rank correlations and their points."""
+    """Alignment vs transfer: the seed-unit mixed model the verdicts quote, then the rank
+    correlations over label functions (pseudo-replicated, descriptive) and their points."""
     out: list[str] = ["## Alignment vs transfer\n"]
     if plots.get("alignment"):
         out.append("![alignment](alignment.png)\n")
+    seed_model = getattr(a.alignment, "seed_model_", None)
+    if seed_model is not None and not seed_model.empty:
+        out += [
+            "The analysis the answer quotes, one per data fraction: a linear mixed model of the "
+            "gain over the target level on the alignment metric and log classes, with seed and "
+            "(kind, level) random intercepts; the interval agrees with `p_adj` (`ci_label`).\n",
+            markdown_table(seed_model),
+        ]
     out += [
-        f"Outcome: {a.alignment.outcome_} per label function (mean over seeds). Spearman rho with an "
-        "expanded-percentile bootstrap CI over label functions; partial rho controls for log(classes).\n",
+        f"Descriptive: {a.alignment.outcome_} per label function (mean over seeds); Spearman rho "
+        "with an expanded-percentile bootstrap CI over label functions, partial rho controlling "
+        "for log(classes). Label functions of one kind are near-copies, so these intervals "
+        "are too narrow; the verdicts do not read them.\n",
         markdown_table(a.alignment.results_),
         "Points:\n",
         markdown_table(a.alignment.points_),

@@ -1,7 +1,9 @@
-"""Statistical building blocks: vectorised bootstraps, paired tests, Holm, two-lines, rank correlations.
+"""Statistical building blocks on arrays: bootstraps, paired tests, multiplicity, optima, two-lines.
 
-Everything here is plain numpy/scipy on arrays; the estimators in
-``analysis.estimators`` turn MLflow tables into these arrays.
+Everything here is numpy/scipy/statsmodels on arrays; the estimators in
+``analysis.estimators`` and ``analysis.claim`` turn trial tables into these arrays.
+Multiple-testing corrections come from statsmodels (``multipletests``); what is
+hand-written says why in its docstring.
 """
 
 from __future__ import annotations
@@ -123,21 +125,103 @@ def paired_test(diffs: np.ndarray, test: str = "t") -> float:
     raise ValueError(f"Unknown paired test ({test}); accepted: t, wilcoxon")
 
 
-def holm(pvalues: np.ndarray) -> np.ndarray:
-    """Holm step-down adjusted p-values (NaNs stay NaN and do not count as tests)."""
+ADJUSTMENTS = ("holm", "bonferroni", "none")
+
+
+def adjust_pvalues(pvalues: np.ndarray, method: str = "holm") -> np.ndarray:
+    """Multiplicity-adjusted p-values (NaNs stay NaN and do not count as tests).
+
+    Bonferroni comes from statsmodels' ``multipletests``. Holm is the same
+    step-down formula written out (tests/test_analysis_estimators.py checks it
+    against statsmodels): ``multipletests(method="holm")`` runs ``gc.collect()``
+    on every call, about 0.1 s with pandas loaded, which made the calibration
+    bench (thousands of families) 50 times slower.
+    """
+    if method not in ADJUSTMENTS:
+        raise ValueError(f"Unknown adjustment ({method}); accepted: {', '.join(ADJUSTMENTS)}")
     p = np.asarray(pvalues, dtype=float)
     out = np.full_like(p, np.nan)
     ok = np.isfinite(p)
     m = int(ok.sum())
     if m == 0:
         return out
-    sub = p[ok]
-    order = np.argsort(sub)
-    adj = np.maximum.accumulate((m - np.arange(m)) * sub[order])
-    res = np.empty(m)
-    res[order] = np.minimum(adj, 1.0)
-    out[ok] = res
+    if method == "none":
+        out[ok] = p[ok]
+    elif method == "bonferroni":
+        from statsmodels.stats.multitest import multipletests
+
+        out[ok] = multipletests(p[ok], method="bonferroni")[1]
+    else:
+        sub = p[ok]
+        order = np.argsort(sub)
+        adj = np.maximum.accumulate((m - np.arange(m)) * sub[order])
+        res = np.empty(m)
+        res[order] = np.minimum(adj, 1.0)
+        out[ok] = res
     return out
+
+
+def holm(pvalues: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (NaNs stay NaN and do not count as tests)."""
+    return adjust_pvalues(pvalues, "holm")
+
+
+def interval_levels(pvalues: np.ndarray, alpha: float, method: str = "holm") -> np.ndarray:
+    """Per hypothesis, the two-sided error rate of the t interval agreeing with the adjusted test.
+
+    A t interval at level ``1 - a`` excludes 0 exactly when the t test's p < a,
+    so choosing ``a`` per hypothesis makes the shown interval and the verdict agree:
+    - ``bonferroni``: ``alpha / m`` for every hypothesis (simultaneous intervals);
+    - ``holm``: the level of the step at which Holm judged the hypothesis:
+      ``alpha / (m - r)`` for the r-th smallest p (0-based) when rejected, and the
+      level of the first step that failed for every hypothesis not rejected
+      (hand-written: statsmodels has Holm p-values but no intervals; each interval
+      covers at least 1 - alpha, the family is not simultaneous);
+    - ``none``: ``alpha``.
+    NaN p-values get ``alpha / m``.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    ok = np.isfinite(p)
+    m = max(int(ok.sum()), 1)
+    if method == "none":
+        return np.full(p.shape, alpha)
+    out = np.full(p.shape, alpha / m)
+    if method == "bonferroni" or not ok.any():
+        return out
+    if method != "holm":
+        raise ValueError(f"Unknown adjustment ({method}); accepted: {', '.join(ADJUSTMENTS)}")
+    idx = np.flatnonzero(ok)
+    order = idx[np.argsort(p[idx], kind="stable")]
+    steps = alpha / (m - np.arange(m))
+    failed = np.flatnonzero(p[order] >= steps)
+    stop = int(failed[0]) if failed.size else m
+    out[order[:stop]] = steps[:stop]
+    if stop < m:
+        out[order[stop:]] = steps[stop]
+    return out
+
+
+INTERVAL_LABELS = {  # Holm-consistent: each interval at the level of its Holm step
+    "holm": "Holm-consistent 95%",
+    "bonferroni": "Bonferroni simultaneous 95%",
+    "none": "unadjusted 95%",
+}
+
+
+def interval_label(method: str, alpha: float) -> str:
+    """How an interval of ``interval_levels(method)`` is labelled in tables."""
+    return INTERVAL_LABELS[method].replace("95", f"{100 * (1 - alpha):g}")
+
+
+def t_intervals(
+    mean: np.ndarray, sd: np.ndarray, n: np.ndarray, level_alpha: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided t intervals ``mean -+ t_{n-1, 1 - a/2} sd / sqrt(n)`` per row (NaN when n < 2)."""
+    mean, sd, n = (np.asarray(v, dtype=float) for v in (mean, sd, n))
+    with np.errstate(all="ignore"):
+        half = stats.t.ppf(1 - np.asarray(level_alpha, float) / 2, n - 1) * sd / np.sqrt(n)
+    half = np.where(n >= 2, half, np.nan)
+    return mean - half, mean + half
 
 
 def cohens_dz(diffs: np.ndarray) -> float:
@@ -153,14 +237,20 @@ def cohens_dz(diffs: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- optimum of a curve
-def optimum_log(means: np.ndarray, x: np.ndarray, half_window: int = 2) -> np.ndarray:
-    """Location (on the ``x`` axis) of the minimum of mean curves ``[..., L]``.
+def grid_argmin(means: np.ndarray) -> np.ndarray:
+    """Index of the lowest mean of curves ``[..., L]`` (NaN cells never win; all-NaN gives 0)."""
+    return np.argmin(np.where(np.isfinite(means), means, np.inf), axis=-1)
 
-    The grid argmin, refined by the vertex of a least-squares parabola over the
-    ``2 * half_window + 1`` grid points around it (shifted inwards at the ends of
-    the grid) and clipped to the argmin's two neighbours. An argmin at either
-    end of the grid stays there (no interior optimum). NaN cells are left out of
-    the parabola and never win; an all-NaN curve gives NaN.
+
+def optimum_log(means: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Location on the ``x`` axis of the minimum of mean curves ``[..., L]``.
+
+    The grid argmin, refined by the vertex of the parabola through the argmin and
+    its two grid neighbours (three points, so the parabola is local whatever the
+    grid's length: a far, catastrophic level cannot pull it). An argmin at either
+    end of the grid, or next to a missing cell, stays on the grid point. The
+    vertex of a parabola through a lowest middle point lies between the
+    midpoints to its neighbours. NaN cells never win; an all-NaN curve gives NaN.
     """
     m = np.where(np.isfinite(means), means, np.inf)
     L = m.shape[-1]
@@ -168,26 +258,75 @@ def optimum_log(means: np.ndarray, x: np.ndarray, half_window: int = 2) -> np.nd
     allnan = ~np.isfinite(m).any(axis=-1)
     best = x[j]
     if L >= 3:
-        w = min(2 * half_window + 1, L)
-        start = np.clip(j - half_window, 0, L - w)
-        window = start[..., None] + np.arange(w)
-        xw = x[window]
-        yw = np.take_along_axis(m, window, -1)
-        present = np.isfinite(yw)
-        weights = present.astype(float)
-        yw = np.where(present, yw, 0.0)
-        X = np.stack([np.ones_like(xw), xw, xw**2], -1)
-        xtx = np.einsum("...wi,...w,...wj->...ij", X, weights, X)
-        xty = np.einsum("...wi,...w,...w->...i", X, weights, yw)
+        jl, jr = np.clip(j - 1, 0, L - 1), np.clip(j + 1, 0, L - 1)
+        x0, x1, x2 = x[jl], x[j], x[jr]
+        y0, y1, y2 = (np.take_along_axis(m, i[..., None], -1)[..., 0] for i in (jl, j, jr))
         with np.errstate(all="ignore"):
-            solvable = np.abs(np.linalg.det(xtx)) > 1e-12
-            xtx = np.where(solvable[..., None, None], xtx, np.eye(3))
-            coef = np.linalg.solve(xtx, xty[..., None])[..., 0]
-            a, b = coef[..., 2], coef[..., 1]
-            vertex = np.clip(-b / (2 * a), x[np.clip(j - 1, 0, L - 1)], x[np.clip(j + 1, 0, L - 1)])
-        ok = (j > 0) & (j < L - 1) & solvable & (a > 0) & (present.sum(-1) >= 3)
+            num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
+            den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+            vertex = x1 - 0.5 * num / den
+        ok = (j > 0) & (j < L - 1) & np.isfinite(y0) & np.isfinite(y2) & (den != 0)
         best = np.where(ok, vertex, best)
     return np.where(allnan, np.nan, best)
+
+
+def curvature_test(Y: np.ndarray, x: np.ndarray, j: int, alpha: float) -> tuple[float, bool]:
+    """Is the three-point parabola around interior level ``j`` convex beyond noise? (p, passes).
+
+    ``Y`` is ``[seeds, L]`` paired errors. Per seed, the parabola's second
+    coefficient through levels j-1, j, j+1 (a second divided difference in x);
+    a one-sided paired t test that it is > 0. A parabola through three points fits
+    them exactly, so this is the check that the fit identifies a minimum at all:
+    a flat bottom gives a vertex that is noise, and is then not interpolated.
+    """
+    if j <= 0 or j >= Y.shape[1] - 1:
+        return math.nan, False
+    x0, x1, x2 = x[j - 1], x[j], x[j + 1]
+    y0, y1, y2 = Y[:, j - 1], Y[:, j], Y[:, j + 1]
+    a = ((y2 - y1) / (x2 - x1) - (y1 - y0) / (x1 - x0)) / (x2 - x0)
+    ci = mean_ci(a)
+    if not np.isfinite(ci.pvalue):
+        return math.nan, False
+    p = ci.pvalue / 2 if ci.mean > 0 else 1 - ci.pvalue / 2
+    return float(p), bool(p < alpha)
+
+
+def argmin_probability(boot_means: np.ndarray) -> np.ndarray:
+    """P(argmin = level) over bootstrap curves ``[B, ..., L]``: ``[..., L]``, rows summing to 1."""
+    j = grid_argmin(boot_means)
+    L = boot_means.shape[-1]
+    return (j[..., None] == np.arange(L)).mean(axis=0)
+
+
+def best_level_set(Y: np.ndarray, alpha: float) -> np.ndarray:
+    """Levels not significantly worse than another level: a 1 - alpha confidence set for the best.
+
+    ``Y`` is ``[seeds, L]`` paired errors (NaN: missing cell). Level l leaves the
+    set when, for some other level m, a one-sided paired t test says l's error is
+    higher than m's at ``alpha / (L - 1)`` (Bonferroni over the L - 1 comparisons
+    of one level). The truly best level is excluded only if one of its own L - 1
+    true nulls is rejected, so the set contains it with probability >= 1 - alpha
+    (Gupta's subset selection / Hsu's comparisons with the best, paired).
+    Hand-written: no maintained Python library offers paired subset selection.
+    A level that is significantly better than every other stays in by construction.
+    """
+    L = Y.shape[1]
+    keep = np.isfinite(Y).sum(axis=0) >= 1
+    if L < 2:
+        return keep
+    level = alpha / (L - 1)
+    for l_ in range(L):
+        for m_ in range(L):
+            if l_ == m_ or not keep[l_]:
+                continue
+            d = Y[:, l_] - Y[:, m_]
+            d = d[np.isfinite(d)]
+            if d.size < 2:
+                continue
+            ci = mean_ci(d)
+            if ci.mean > 0 and np.isfinite(ci.pvalue) and ci.pvalue / 2 < level:
+                keep[l_] = False
+    return keep
 
 
 # ---------------------------------------------------------------- two-lines test

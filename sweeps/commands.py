@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="Ray's own progress table and worker logs instead of the compact line",
     )
+    run.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="keep done trials made by other code (another code version: edited training "
+        "code or trainable module, other torch/timm, other data files) instead of rerunning them",
+    )
     run.set_defaults(func=cmd_run)
 
     validate = subparsers.add_parser(
@@ -113,13 +119,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _spec(args: argparse.Namespace) -> Spec:
-    """The validated spec, its tracking store checked (it must open) before anything is written."""
-    from sweeps.ledger.tracking_uri import check_store
+def _spec(args: argparse.Namespace, *, writes: bool = True) -> Spec:
+    """The validated spec, its store and storage checked (as `run` checks them), nothing written.
+
+    `writes=False` (status, which only reads): the storage folder need not be writable.
+    """
+    from sweeps.ledger.tracking_uri import check_locations, check_store
 
     cap = [f"max_trials={args.max_trials}"] if args.max_trials else []
     spec = load_spec(args.spec, [*args.overrides, *cap], smoke=args.smoke)
-    check_store(spec.tracking.uri)
+    if writes:
+        check_locations(spec)
+    else:
+        check_store(spec.tracking.uri)
     return spec
 
 
@@ -147,7 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweeps.runner import run_sweep
 
     spec = _spec(args)
-    summary, plan = run_sweep(spec, address=args.address, verbose=args.verbose)
+    summary, plan = run_sweep(
+        spec, address=args.address, verbose=args.verbose, reuse_stale=args.reuse_stale
+    )
     print(summary.text(plan))
     if summary.tuned:
         print(f"search chose: {summary.tuned}")
@@ -217,10 +231,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"  adaptive replicates: looks at {design.looks()} seeds per cell; round 1 runs "
             f"{first} trials, at most {summary['trials']} in all ({design.method()})"
         )
+    if plan.trials:
+        print(f"  code version: {plan.trials[0].config['code_version']}")
     print(f"  MLflow: {spec.tracking.uri}, experiment {spec.name!r}")
     print(f"  storage: {plan.storage}")
     for note in plan.notes:
         print(f"  note: {note}")
+    _print_stale(plan, "  ")
     if getattr(args, "estimate", False):
         from sweeps.estimate import estimate
 
@@ -229,10 +246,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_stale(plan: Any, indent: str) -> None:
+    """The plan's done trials made by other code, if any (sweeps/code_version.py)."""
+    from sweeps.code_version import stale_line, stale_trials
+
+    stale = stale_trials(plan, plan.storage)
+    if stale:
+        line = stale_line(stale, plan.trials[0].config["code_version"], reuse=False)
+        print(f"{indent}stale: {line}")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from sweeps.status import plan_factors, trial_states
 
-    spec = _spec(args)
+    spec = _spec(args, writes=False)
     with _tracking_errors(spec):
         plan = _plan_with_tuning(spec)
         states = trial_states(spec, plan)
@@ -256,6 +283,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("  " + "".ljust(width) + "".join(c.rjust(9) for c in columns))
         for value, counts in table.items():
             print("  " + value.ljust(width) + "".join(str(counts[c]).rjust(9) for c in columns))
+    _print_stale(plan, "")
     reasons = Counter(reason or "unknown" for state, reason in states.values() if state == "failed")
     if reasons:
         print("\nfailure reasons:")

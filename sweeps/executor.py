@@ -71,6 +71,9 @@ class Executor:
     ray: Any = None  # a ray_backend.BackgroundSession (started early, or on first need)
     _resources: dict[str, float] | None = None
     ledgers: list[Ledger] = field(default_factory=list)
+    # Trials to run again although MLflow has them FINISHED (made by other code:
+    # sweeps/code_version.py); each gets a new run, newer than the stale one.
+    rerun: set[str] = field(default_factory=set)
 
     @property
     def slots(self) -> int:
@@ -115,7 +118,9 @@ class Executor:
         """Run `trials` not FINISHED yet; the returned Ledger holds results old and new."""
         from sweeps import ray_backend
 
-        runs = self.tracker.trial_runs()
+        rerun = self.rerun & {t.trial_key for t in trials}
+        self.rerun -= rerun  # once: a later round's call finds the new run FINISHED
+        runs = {k: v for k, v in self.tracker.trial_runs().items() if k not in rerun}
         stored = read_results(self.storage)
         items = {t.trial_key: {"config": t.config, "meta": metas[t.trial_key]} for t in trials}
         todo = [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 from contracts import SCRATCH, arm
 from sweeps.arms import ArmHierarchies, HierarchyBuilder, HierarchyFiles
+from sweeps.code_version import code_version
 from sweeps.spec import Spec, SpecError, arm_labels
 from sweeps.trials import Plan, Trial, pretrain_key_of, trial_key_of
 
@@ -57,7 +59,7 @@ def load_dataset(spec: Spec, crossed: Mapping[str, Any] | None = None) -> Any:
 
 
 def check_backbones(spec: Spec) -> None:
-    """Unknown backbone names are a spec error, found before anything runs.
+    """Unknown backbone names and bad backbone options are spec errors, found before anything runs.
 
     Only for the project's own trainable (a custom trainable has its own names).
     """
@@ -65,28 +67,56 @@ def check_backbones(spec: Spec) -> None:
 
     if spec.trainable != DEFAULT_TRAINABLE:
         return
-    from trainables import list_backbones
+    from trainables import list_backbones, validate_backbone_options
 
     known = set(list_backbones())
     problems = []
     for i, backbone in enumerate(spec.factors.backbones):
-        if backbone.name in known:
-            continue
-        import timm
+        if backbone.name not in known:
+            import timm
 
-        if not timm.is_model(backbone.name):
-            problems.append(
-                f"factors.backbones[{i}].name: unknown backbone {backbone.name!r}; known: "
-                f"{', '.join(sorted(known))} or any timm model name"
-            )
+            if not timm.is_model(backbone.name):
+                problems.append(
+                    f"factors.backbones[{i}].name: unknown backbone {backbone.name!r}; known: "
+                    f"{', '.join(sorted(known))} or any timm model name"
+                )
+                continue
+        try:  # types and ranges, before anything is built
+            validate_backbone_options(backbone.name, backbone.options)
+        except ValueError as err:
+            problems.append(f"factors.backbones[{i}].options: {err}")
     if problems:
         raise SpecError(problems)
 
 
 def check_dataset_options(spec: Spec) -> None:
-    """A crossed dataset option the dataset does not take is a spec error, before anything runs."""
+    """Dataset options the dataset does not take, or of a bad type or range: spec errors.
+
+    Found before anything is built or runs: every combination of the crossed
+    options goes through the dataset's own check (`validate_dataset_options`).
+    """
+    if ":" in spec.dataset.name:
+        return
+    _check_crossed_names(spec)
+    from trainables import validate_dataset_options
+
     crossed = spec.factors.dataset_options
-    if not crossed or ":" in spec.dataset.name:
+    for combo in option_combinations(spec):
+        try:
+            validate_dataset_options(spec.dataset.name, {**spec.dataset.options, **combo})
+        except ValueError as err:
+            # Name the field the bad option was given in (crossed, or fixed).
+            named = [k for k in crossed if re.search(rf"\b{re.escape(k)}\b", str(err))]
+            where = f"factors.dataset_options.{named[0]}" if named else "dataset.options"
+            raise SpecError([f"{where}: {err}"]) from None
+        except RuntimeError as err:
+            raise SpecError([f"dataset.name: {err}"]) from None
+
+
+def _check_crossed_names(spec: Spec) -> None:
+    """A crossed dataset option the dataset does not take is a spec error."""
+    crossed = spec.factors.dataset_options
+    if not crossed:
         return
     from trainables.data import dataset_options
 
@@ -275,6 +305,8 @@ def _expand(
         "finetune": spec.finetune.trial_settings(),
         "device": spec.device,
         "checkpoint_every_s": spec.checkpoint_every_s,
+        # Not in the trial key, but in the pretrain key (sweeps/code_version.py).
+        "code_version": code_version(spec),
     }
     option_labels = tuple((f"dataset.{k}", v) for k, v in crossed.items())
     modes: list[str | None] = list(spec.factors.finetune_modes or [None])

@@ -23,12 +23,13 @@ MLflow writes during the sweep never stop it: a write that fails (the
 tracking server unreachable) is skipped for that trial, which is then
 "pending sync"; its result (or failure) is on disk under `<storage>/results/`
 and is written to MLflow at the end of the run if the server is back, else
-by the next `run` or `granularity sync` (never twice: see sweeps/tracking.py).
+by the next `run` or `granularity sync` (never twice: see sweeps/ledger/mlflow_store.py).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import time
 import uuid
@@ -37,13 +38,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from contracts import ANALYSIS_CONFIG, REPLICATES
+from sweeps.code_version import retire, stale_line, stale_trials
 from sweeps.executor import Executor, start_ray
 from sweeps.interrupt import interruptible
 from sweeps.ledger.ledger import replay_journal
 from sweeps.ledger.offline import connect, reconnect
 from sweeps.ledger.records import result_path
 from sweeps.ledger.store import TrackingStore
-from sweeps.ledger.tracking_uri import check_store
+from sweeps.ledger.tracking_uri import check_locations
 from sweeps.lock import claim_sweep, driver_lock, wait_for_workers
 from sweeps.packs import Trainable
 from sweeps.plan import build_plan
@@ -60,9 +62,30 @@ def resolve_trainable(spec: Spec, trainable: Trainable | None = None) -> Trainab
     module_name, _, attr = spec.trainable.partition(":")
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        fn = getattr(module, attr)
     except (ImportError, AttributeError) as err:
         raise SpecError([f"trainable: {spec.trainable!r} cannot be imported: {err}"]) from None
+    problem = trainable_problem(fn)
+    if problem:
+        raise SpecError(
+            [f"trainable: {spec.trainable!r} {problem}; expected a function train(config, report)"]
+        )
+    return fn
+
+
+def trainable_problem(fn: Any) -> str | None:
+    """Why `fn` cannot be called as `fn(config, report)`, or None."""
+    if not callable(fn):
+        return f"is a {type(fn).__name__}, not callable"
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # a builtin without a signature: left to the call
+    try:
+        signature.bind({}, None)
+    except TypeError as err:
+        return f"has the signature {signature}, which cannot take (config, report): {err}"
+    return None
 
 
 def run_sweep(
@@ -73,15 +96,18 @@ def run_sweep(
     verbose: bool = False,
     stream: TextIO | None = None,
     dataset: Any | None = None,
+    reuse_stale: bool = False,
 ) -> tuple[RunSummary, Plan]:
     """Run (or resume, or extend) a sweep; returns its summary and plan.
 
     `trainable(config, report) -> dict` defaults to the spec's (`trainables:train`).
+    Done trials made by other code (sweeps/code_version.py) run again unless
+    `reuse_stale`.
     """
     started = time.monotonic()
     fn = resolve_trainable(spec, trainable)
     storage = spec.resolved_storage_path()
-    check_store(spec.tracking.uri)  # a store that cannot open is refused before anything is made
+    check_locations(spec)  # a store or storage that cannot be made: refused before anything is
     early = _EarlyRay(spec, storage, address, verbose)
     try:
         # validates first; Ray starts once the cheap checks pass, while kMeans builds hierarchies
@@ -95,10 +121,34 @@ def run_sweep(
             claim_sweep(storage, invocation)  # a killed driver's workers stop at their next trial
             ray = early.take()  # _run_locked owns it from here
             return _run_locked(
-                spec, plan, fn, storage, address, verbose, stream, dataset, started, invocation, ray
+                spec,
+                plan,
+                fn,
+                storage,
+                address,
+                verbose,
+                stream,
+                dataset,
+                started,
+                invocation,
+                ray,
+                reuse_stale,
             )
     finally:
         early.close()  # only when nothing took it: a refused spec or a second driver
+
+
+def _stale(plan: Plan, storage: Path, stream: TextIO | None, *, reuse: bool) -> set[str]:
+    """Keys of the done trials made by other code, set aside to rerun (none if `reuse`); says so."""
+    stale = stale_trials(plan, storage)
+    if not stale:
+        return set()
+    current = plan.trials[0].config["code_version"]
+    print(stale_line(stale, current, reuse=reuse), file=stream or sys.stdout, flush=True)
+    if reuse:
+        return set()
+    retire(storage, [t for t in plan.trials if t.trial_key in stale])
+    return set(stale)
 
 
 class _EarlyRay:
@@ -159,6 +209,7 @@ def _run_locked(
     started: float,
     invocation: str,
     ray: Any,
+    reuse_stale: bool = False,
 ) -> tuple[RunSummary, Plan]:
     try:
         spec_hash = spec.spec_hash()
@@ -191,6 +242,7 @@ def _run_locked(
                     tracker.tag_parent({ANALYSIS_CONFIG: canonical_json(spec.analysis.config())})
             wait_for_workers(storage, stream=stream)  # a killed driver's last results land first
             synced = 0 if offline else replay_journal(tracker, storage, spec_hash)
+            executor.rerun = _stale(plan, storage, stream, reuse=reuse_stale)
             tuned: dict[Any, Any] = {}
             if spec.search is not None:
                 from sweeps.search import run_search

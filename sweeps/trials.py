@@ -7,7 +7,7 @@ Two keys identify a trial:
   same key: a rerun finds it done, an extended spec keeps the old keys.
 - `pretrain_key`: a hash of what pretraining depends on (label-function hash,
   dataset + options, data fraction, backbone + options, seed, pretrain
-  settings). Arms whose level induces the same partition of the leaves (every
+  settings, code version). Arms whose level induces the same partition of the leaves (every
   arm's leaf level, say) share one pretraining.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import (
+    CODE_VERSION,
     HIERARCHY_HASH,
     HIERARCHY_P,
     LABEL_FN,
@@ -29,7 +30,7 @@ from contracts import (
     SCRATCH,
     SCRATCH_LEVEL,
     STAGES,
-    run_name,
+    Cell,
 )
 from sweeps.spec import Spec, canonical_hash
 
@@ -42,6 +43,9 @@ _NOT_IN_KEY = (
     "pretrain_key",
     "device",
     "checkpoint_every_s",
+    # The code that ran a trial is not the experiment: a stale result is rerun
+    # under the same key (sweeps/code_version.py).
+    "code_version",
 )
 
 
@@ -71,10 +75,9 @@ class Trial:
         return self.config["hierarchy"] == SCRATCH
 
     @property
-    def cell(self) -> tuple[str, str, float, str]:
+    def cell(self) -> Cell:
         """(hierarchy arm, level name, data fraction, backbone): the replicates' cell."""
-        c = self.config
-        return (c["hierarchy"], c["level_name"] or "scratch", c["data_fraction"], c["backbone"])
+        return Cell.of(self.config)
 
     @property
     def full_cell(self) -> tuple[Any, ...]:
@@ -95,17 +98,16 @@ class Trial:
 
     @property
     def run_name(self) -> str:
-        """The trial's MLflow run name (contracts.run_name), then the crossed factors' values."""
-        c = self.config
-        name = run_name(
-            c["hierarchy"], c["level_name"], c["data_fraction"], c["backbone"], c["seed"]
-        )
+        """The trial's MLflow run name (`Cell.run_name`), then the crossed factors' values."""
+        name = self.cell.run_name(self.config["seed"])
         extra = [f"{k.removeprefix('dataset.')}={v}" for k, v in self.variant]
         return "/".join([name, *extra])
 
     def meta(self, role: str = ROLE_TRIAL, extra_tags: Mapping[str, str] | None = None) -> dict:
         """What the driver needs to log the trial's run, carried with it (and into its result file)."""
         tags = {PRETRAIN_KEY: self.pretrain_key, LABEL_FN: self.label_fn, **(extra_tags or {})}
+        if self.config.get("code_version"):
+            tags[CODE_VERSION] = self.config["code_version"]
         if self.hierarchy_hash:
             tags[HIERARCHY_HASH] = self.hierarchy_hash
         return {"role": role, "run_name": self.run_name, "params": self.params(), "tags": tags}
@@ -163,7 +165,7 @@ class Plan:
         """Distinct pretrainings the plan needs (scratch trials need none)."""
         return len({t.pretrain_key for t in self.trials if not t.is_scratch})
 
-    def cells(self) -> list[tuple[str, str, float, str]]:
+    def cells(self) -> list[Cell]:
         return list(dict.fromkeys(t.cell for t in self.trials))
 
     def summary(self) -> dict[str, Any]:
@@ -201,5 +203,7 @@ def pretrain_key_of(config: Mapping[str, Any], label_fn: str) -> str:
         "backbone_options": config["backbone_options"],
         "seed": config["seed"],
         "pretrain": config["pretrain"] if label_fn != SCRATCH else None,
+        # Pretrainings made by other code are not reused (sweeps/code_version.py).
+        "code_version": config.get("code_version"),
     }
     return canonical_hash(payload, length=32)

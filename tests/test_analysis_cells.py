@@ -20,7 +20,11 @@ def test_cell_runs_hold_each_cells_mean_and_interval_are_updated_in_place_and_ch
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     df = simulate_sweep(
-        curve=u_curve(), kinds={"manual": 0.0, "random": 0.02}, seeds=4, random_state=0
+        curve=u_curve(),
+        kinds={"manual": 0.0, "random": 0.02},
+        data_fractions=(0.25, 1.0),
+        seeds=4,
+        random_state=0,
     )
     parent = write_sweep(df, "sweep", uri, bulk=True, artifact_location=str(tmp_path / "art"))
     write_report("sweep", uri, tmp_path / "report", n_boot=100)
@@ -29,13 +33,19 @@ def test_cell_runs_hold_each_cells_mean_and_interval_are_updated_in_place_and_ch
     cells = client.search_runs([experiment], "tags.`granularity.role` = 'cell'")
     trials = load_runs("sweep", uri)
     expected = cell_table(trials, "target_error")
-    assert len(cells) == len(expected) == trials.groupby(["hierarchy", "level_name"]).ngroups
+    assert (
+        len(cells)
+        == len(expected)
+        == trials.groupby(["hierarchy", "level_name", "data_fraction"]).ngroups
+    )
     for run in cells:
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parent
         m, p = run.data.metrics, run.data.params
         group = trials[
-            (trials["hierarchy"] == p["hierarchy"]) & (trials["level_name"] == p["level_name"])
+            (trials["hierarchy"] == p["hierarchy"])
+            & (trials["level_name"] == p["level_name"])
+            & (trials["data_fraction"] == float(p["data_fraction"]))
         ]["target_error"]
         assert np.isclose(m["target_error_mean"], group.mean())
         assert m["target_error_ci_low"] < m["target_error_mean"] < m["target_error_ci_high"]
@@ -63,10 +73,19 @@ def test_cell_runs_hold_each_cells_mean_and_interval_are_updated_in_place_and_ch
     assert "params.`level_name`" in views[TRIALS_VIEW]["selectedColumns"]
     cells_view = views[CELLS_VIEW]
     assert cells_view["searchFilter"] == "tags.`granularity.role` = 'cell'"
-    (chart,) = cells_view["compareRunCharts"]
-    assert chart["type"] == "SCATTER"
-    assert (chart["xaxis"]["key"], chart["yaxis"]["key"]) == ("num_classes", "target_error_mean")
-    assert chart["metricSectionId"] == cells_view["compareRunSections"][0]["uuid"]
+    # One chart per data fraction, each of a metric only that fraction's cells hold, on log2 x.
+    charts = cells_view["compareRunCharts"]
+    fractions = sorted(trials["data_fraction"].unique())
+    assert [c["yaxis"]["key"] for c in charts] == [f"target_error_mean_f{f:g}" for f in fractions]
+    for chart, fraction in zip(charts, fractions, strict=True):
+        assert chart["type"] == "SCATTER" and chart["xaxis"]["key"] == "log2_num_classes"
+        assert chart["metricSectionId"] == cells_view["compareRunSections"][0]["uuid"]
+        holders = [r for r in cells if chart["yaxis"]["key"] in r.data.metrics]
+        assert holders and all(float(r.data.params["data_fraction"]) == fraction for r in holders)
+    run = cells[0]
+    assert np.isclose(
+        run.data.metrics["log2_num_classes"], np.log2(run.data.metrics["num_classes"])
+    )
     assert all(len(json.dumps(v)) < 5000 for v in views.values())  # MLflow's tag-value limit
     lines = "\n".join(view_lines("sweep", uri))
     assert f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning" in lines

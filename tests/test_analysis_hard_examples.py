@@ -1,4 +1,4 @@
-"""Hard examples on real data: defined by the other seeds' target-level models, cross-fitted."""
+"""Hard examples on real data: a reference family (scratch) defines them; the old target level."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from analysis import estimators as est
-from analysis.hard_examples import decode_correct, derive_hard_examples, easy_hard_table
+from analysis.hard_examples import (
+    decode_correct,
+    derive_hard_examples,
+    easy_hard_table,
+    reference_hard_examples,
+)
 from analysis.report import analyze, render_markdown
 from trainables.trial import MAX_CORRECT_EXAMPLES, encode_correct
 
@@ -99,12 +104,79 @@ def test_a_single_seed_says_why_hard_examples_are_missing():
     assert "fewer than 2 seeds" in note and "target_error_hard" not in out
 
 
+def _family(
+    seeds: int, hierarchy: str, level: tuple, wrong: np.ndarray, fractions: tuple, rng
+) -> list[dict]:
+    """Rows of one family that misses ``wrong`` (plus 5% noise) at every fraction."""
+    rows = []
+    lvl, name, k = level
+    for seed in range(seeds):
+        for f in fractions:
+            correct = rng.random(N_TEST) > 0.05
+            correct[wrong] = False
+            rows.append(
+                {
+                    "hierarchy": hierarchy,
+                    "level": lvl,
+                    "level_name": name,
+                    "num_classes": k,
+                    "data_fraction": f,
+                    "backbone": "cnn",
+                    "seed": seed,
+                    "target": "coarse",
+                    "target_error": 1 - correct.mean(),
+                    "test_correct": encode_correct(correct),
+                }
+            )
+    return rows
+
+
+def _families(seeds: int = 5, fractions: tuple = (0.25, 1.0)) -> pd.DataFrame:
+    """Scratch misses the first 80 examples (the data's hard ones); the target-level arm misses
+    those and 80 of its own (errors shared within its family); the fine arm only the hard ones."""
+    rng = np.random.default_rng(7)
+    common = np.arange(N_TEST) < 80
+    own = (np.arange(N_TEST) >= 200) & (np.arange(N_TEST) < 280)
+    return pd.DataFrame(
+        _family(seeds, "scratch", (-1, "scratch", 4), common, fractions, rng)
+        + _family(seeds, "manual", (0, "coarse", 4), common | own, fractions, rng)
+        + _family(seeds, "manual", (1, "fine", 16), common, fractions, rng)
+    )
+
+
+def test_reference_family_defines_one_fixed_quantile_for_every_fraction():
+    df = _families()
+    out, note = derive_hard_examples(df, pd.DataFrame(), mode="auto")
+    assert "scratch" in note and "80 of 400 test examples" in note and "every data fraction" in note
+    np.testing.assert_allclose(out["hard_fraction"], 0.2)
+    # The reference's hard set is the data's hard examples: every family misses them, so the
+    # coarse and fine arms score alike there (no family is favoured by the definition) ...
+    hard = out.groupby("level_name")["target_error_hard"].mean()
+    assert hard["coarse"] > 0.95 and hard["fine"] > 0.95
+    # ... while the old target-level definition hands the fine arm a gap from the coarse
+    # family's own shared mistakes.
+    target_rows = df[df["level_name"] == "coarse"]
+    old, _ = derive_hard_examples(df, target_rows, mode="target_level")
+    old_hard = old.groupby("level_name")["target_error_hard"].mean()
+    assert old_hard["coarse"] - old_hard["fine"] > 0.3
+
+
+def test_without_a_reference_family_hard_examples_are_not_available():
+    df = _families()
+    df = df[df["hierarchy"] != "scratch"]
+    out, note = derive_hard_examples(df, df[df["level_name"] == "coarse"], mode="auto")
+    assert "not available" in note and "target_error_hard" not in out
+    with pytest.raises(ValueError, match="quantile must be in"):
+        reference_hard_examples(_families(), quantile=1.5)
+
+
 def test_the_report_gives_the_verdict_and_the_definition():
     shared_hard = np.zeros(N_TEST, bool)
     shared_hard[:80] = True
     df = _rows(5, shared_hard=shared_hard, rng=np.random.default_rng(5))
-    a = analyze(df, n_boot=50)
+    scratch = df[df["level_name"] == "coarse"].assign(hierarchy="scratch", level=-1)
+    a = analyze(pd.concat([df, scratch], ignore_index=True), n_boot=50)
     assert not a.hard.empty and (a.hard["gain"] > 0.3).all()
     text = render_markdown(a, "hard", {})
-    assert "other seeds" in text and "Every arm on easy and hard examples" in text
+    assert "other seeds' `scratch` models" in text and "Every arm on easy and hard examples" in text
     assert "**supported**" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -33,12 +34,17 @@ def test_report_writes_markdown_and_plots_and_logs_them_to_the_parent(tmp_path, 
     )
     path = write_report("sweep", uri, tmp_path / "report", n_boot=300)
     text = path.read_text()
-    for name in ("report.md", "ucurves.png", "heatmap.png", "alignment.png"):
+    figures = ("gain_over_target", "forest", "gain_vs_size", "alignment", "ucurves", "heatmap")
+    for name in ("report.md", *(f"{f}.png" for f in figures)):
         assert (tmp_path / "report" / name).stat().st_size > 0, name
     assert "## Verdicts" in text and "## The three open questions" in text
-    assert "manual beats random at matched class counts | **supported**" in text
-    assert "U-shaped error over granularity (two-lines test) | **supported**" in text
-    assert "coarser with less data | **supported**" in text
+    assert (
+        "manual beats random at matched class counts finer than the target | **supported**" in text
+    )
+    assert (
+        "at or finer than the target (two-lines test), and where it bottoms | **supported**" in text
+    )
+    assert "(the optimum moves finer) | **supported**" in text
     logged = {a.path for a in MlflowClient(uri).list_artifacts(parent, "analysis")}
     assert {"analysis/report.md", "analysis/ucurves.png"} <= logged
 
@@ -106,8 +112,66 @@ def test_an_adaptive_sweep_gets_its_section_with_the_method_and_the_stops(tmp_pa
     # The gains over scratch (0.3 against ~0.2) settle at the first look; manual vs random
     # (no difference planted) runs to max.
     assert "gain of manual/level1/f1/twolayer over scratch | 3 | decided" in section
-    assert "manual vs random (f1/twolayer, 4 class counts) | 6 | max" in section
+    assert "manual vs random (f1/twolayer, 3 class counts) | 6 | max" in section
     assert "Seeds per cell" in section
     MlflowClient(uri).delete_tag(parent, REPLICATES)
     text = write_report("sweep", uri, tmp_path / "r2", n_boot=100).read_text()
     assert "## Adaptive replicates" not in text
+
+
+def test_pretraining_diagnostics_average_seeds_once_and_leave_scratch_out():
+    import pandas as pd
+
+    from analysis.diagnostics import pretraining_table
+
+    rows = [
+        # (hierarchy, level, classes, seed, train, val): seed 0's level-1 pretraining is shared
+        # by two trials (same key), so it must count once next to seed 1's.
+        ("manual", 1, 8, 0, 0.10, 0.20),
+        ("manual", 1, 8, 0, 0.10, 0.20),
+        ("manual", 1, 8, 1, 0.30, 0.40),
+        ("manual", 2, 32, 0, 0.70, 0.90),
+        ("manual", 2, 32, 1, 0.50, 0.70),
+        ("scratch", 0, 4, 0, float("nan"), float("nan")),
+    ]
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "hierarchy",
+            "level",
+            "num_classes",
+            "seed",
+            "pretrain/error",
+            "pretrain/val_error",
+        ],
+    ).assign(level_name=lambda d: "L" + d["level"].astype(str), data_fraction=1.0, backbone="b")
+    t = pretraining_table(df).set_index("num_classes")
+    assert list(t.index) == [8, 32] and list(t["n"]) == [2, 2]
+    assert np.isclose(t.loc[8, "train_error"], 0.2) and np.isclose(t.loc[8, "val_error"], 0.3)
+    assert t.loc[32, "train_ci_low"] < 0.6 < t.loc[32, "train_ci_high"]
+    assert pretraining_table(df.drop(columns=["pretrain/error"])).empty
+
+
+def test_the_forest_plot_shows_the_numbers_the_verdicts_state(tmp_path, monkeypatch):
+    from analysis.figures import verdict_contrasts
+    from analysis.formatting import fmt_ci
+    from analysis.report import analyze
+    from analysis.verdicts import verdicts
+
+    df = simulate_sweep(
+        curve=u_curve(size_exponent=0.5),
+        kinds={"manual": 0.0, "random": 0.02},
+        data_fractions=(0.25, 1.0),
+        seeds=4,
+        noise=0.005,
+        random_state=1,
+    )
+    a = analyze(df, n_boot=100)
+    said = dict(verdicts(a))["manual beats random at matched class counts finer than the target"]
+    shown = verdict_contrasts(a).query("claim == 'manual beats random'")
+    assert len(shown) == 2 + len(
+        a.comparison.cells_.query("a == 'manual' and b == 'random' and finer")
+    )
+    for x in shown.itertuples():  # pooled per fraction, then per class count
+        assert fmt_ci(x.estimate, x.ci_low, x.ci_high) in said
+        assert x.significant == (x.p_adj < 0.05)

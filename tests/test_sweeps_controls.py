@@ -18,10 +18,10 @@ from sweeps_fake import write_fake_spec
 
 from contracts import ANALYSIS_CONFIG
 from sweeps import commands
+from sweeps.ledger.mlflow_store import Tracker
 from sweeps.plan import build_plan
 from sweeps.spec import load_spec, parse_spec
 from sweeps.status import plan_factors
-from sweeps.tracking import Tracker
 
 SMALL = {"train_per_leaf": 8, "test_per_leaf": 4, "extra_levels": [2]}
 
@@ -170,15 +170,8 @@ def test_the_shipped_controls_spec_uses_every_new_field():
     assert load_spec("controls_smoke", smoke=True).pretrain.steps < spec.pretrain.steps
 
 
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import ray_session
-
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
-
-
 def test_crossed_factors_reach_mlflow_params_and_the_sweep_run(tmp_path, ray_address):
+    """Through a real run on Ray (conftest's `ray_address`) with the fake trainable."""
     path = write_fake_spec(
         tmp_path,
         "crossed",

@@ -56,6 +56,7 @@ def test_expansion_counts_and_contract_config(plan):
         "finetune",
         "device",
         "checkpoint_every_s",
+        "code_version",
         "trial_key",
         "pretrain_key",
         "checkpoint_dir",

@@ -10,6 +10,7 @@ from trainables.backbones import (
     is_backbone,
     list_backbones,
     register_backbone,
+    validate_backbone_options,
 )
 from trainables.data import (
     Dataset,
@@ -41,5 +42,6 @@ __all__ = [
     "subset_indices",
     "train",
     "train_val_indices",
+    "validate_backbone_options",
     "validate_dataset_options",
 ]

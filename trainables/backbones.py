@@ -13,7 +13,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,6 +78,9 @@ class TwoLayerBody(nn.Module):
         return self.activation(self.patch(x)).sum(dim=(2, 3))
 
 
+TWOLAYER_ACTIVATIONS = ("relu", "srelu")
+
+
 def _twolayer(
     num_classes: int,
     *,
@@ -94,7 +100,7 @@ def _twolayer(
         "srelu": lambda: SmoothedReLU(q, rho),
     }
     if activation not in activations:
-        raise ValueError(f"unknown activation {activation!r}; use one of {sorted(activations)}")
+        raise ValueError(f"unknown activation {activation!r}; use one of {TWOLAYER_ACTIVATIONS}")
     body = TwoLayerBody(in_chans, width, patch_size, activations[activation]())
     if init_std is not None:
         # The theory starts from small Gaussian weights: then the features are
@@ -150,6 +156,68 @@ def is_backbone(name: str) -> bool:
     import timm
 
     return bool(timm.is_model(name))
+
+
+# Options every backbone takes (timm models pass any other to timm.create_model).
+_COMMON_OPTIONS = ("in_chans", "input_size", "patch_size")
+
+
+def validate_backbone_options(name: str, options: Mapping[str, Any]) -> None:
+    """Check backbone `name`'s options without building it: names, types and ranges.
+
+    A registered backbone's options are its builder's keyword arguments: an
+    unknown one is refused, each must have its default's type (a float takes
+    an int; None where the default is None), integers are sizes (>= 1) and
+    floats are finite and > 0 where the default is; `twolayer` also checks its
+    `activation` and that `patch_size` divides `input_size`. A timm model's
+    own options go to timm unchecked; the common ones are checked.
+    ValueError names the option and the accepted values.
+    """
+    if _BACKBONES.has(name):
+        params = inspect.signature(_BACKBONES.get(name)).parameters
+        defaults = {k: p.default for k, p in params.items() if k != "num_classes"}
+        optional = {k for k, p in params.items() if "None" in str(p.annotation)}
+        unknown = sorted(set(options) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"unknown {name} option {unknown[0]!r}; accepted: {', '.join(sorted(defaults))}"
+            )
+    else:
+        params = inspect.signature(_twolayer).parameters
+        defaults = {k: params[k].default for k in _COMMON_OPTIONS}
+        optional = set()
+    for key, value in options.items():
+        if key in defaults and not (value is None and key in optional):
+            _check_option(name, key, value, defaults[key])
+    if name == "twolayer":
+        activation = options.get("activation", defaults["activation"])
+        if activation not in TWOLAYER_ACTIVATIONS:
+            raise ValueError(
+                f"twolayer option activation={activation!r}; accepted: {TWOLAYER_ACTIVATIONS}"
+            )
+        size = options.get("input_size", defaults["input_size"])
+        patch = options.get("patch_size", defaults["patch_size"])
+        if size % patch:
+            raise ValueError(
+                f"twolayer options input_size={size} and patch_size={patch}: patch_size must "
+                "divide input_size"
+            )
+
+
+def _check_option(backbone: str, key: str, value: Any, default: Any) -> None:
+    """One option against its default's type (and a size's or scale's range)."""
+    where = f"{backbone} option {key}={value!r}"
+    if isinstance(default, bool) or default is None:
+        return  # flags and optional values of other types: left to the builder
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: expected an integer >= 1")
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or (default > 0 and value <= 0):
+            raise ValueError(f"{where}: expected a finite number" + (" > 0" if default > 0 else ""))
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ValueError(f"{where}: expected a string")
 
 
 def create_backbone(name: str, num_classes: int, **options) -> Classifier:

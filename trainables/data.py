@@ -131,7 +131,7 @@ def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     """The array saved at `path`, else `compute()` saved there atomically (a damaged file is redone)."""
     import io
 
-    from hierarchies.core import write_atomic
+    from fileio import write_atomic
 
     if path.exists():
         try:

@@ -1,4 +1,5 @@
-"""Tracking URIs: where a SQLite store's file is, and whether the store opens, before anything is written.
+"""A sweep's locations: whether its tracking store opens and its storage folder can be made,
+checked before anything is written (the same check for `validate` as for `run`).
 
 A URI MLflow cannot use used to end in a traceback from deep inside MLflow,
 after the sweep's storage folder was made. Two checks come first instead:
@@ -13,15 +14,23 @@ after the sweep's storage folder was made. Two checks come first instead:
   folder writable); a SQL server URI needs its database driver installed. A
   tracking *server* that does not answer is not an error here: the sweep runs
   and syncs later (sweeps/runner.py).
+- `check_locations(spec)`: `check_store`, and the storage folder must be a
+  folder (or creatable) and writable.
+
+"Writable" is tried, not read from the mode bits (root passes every
+`os.access`, a read-only mount or /proc passes some): an empty folder is made
+in the nearest existing folder and removed at once, which is what `run` will
+need to do. Nothing is left behind.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
-from sweeps.spec import SQL_SCHEMES, tracking_scheme, uri_problem
+from sweeps.spec import SQL_SCHEMES, Spec, tracking_scheme, uri_problem
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -62,6 +71,32 @@ def check_store(uri: str, *, field: str = "tracking.uri") -> None:
         raise ValueError(f"{field}: {problem}")
 
 
+def check_locations(spec: Spec) -> None:
+    """ValueError (one line naming the field) when the store or the storage folder is unusable."""
+    check_store(spec.tracking.uri)
+    storage = spec.resolved_storage_path()
+    problem = folder_problem(storage)
+    if problem is not None:
+        raise ValueError(f"storage_path: the storage folder {storage} {problem}")
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why folder `path` cannot be used or made (a phrase), or None; leaves nothing behind."""
+    if path.exists() and not path.is_dir():
+        return "is a file, not a folder"
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot be created: {existing} is a file, not a folder"
+    try:
+        tempfile.TemporaryDirectory(prefix=".granularity-probe-", dir=existing).cleanup()
+    except OSError as err:
+        verb = "is not writable" if existing == path else "cannot be created"
+        return f"{verb}: {existing} refuses a new folder ({err.strerror or err})"
+    return None
+
+
 def _sqlite_problem(uri: str) -> str | None:
     path = sqlite_path(uri)
     if path is None or "?" in uri:  # URIs with options are left to MLflow
@@ -69,12 +104,8 @@ def _sqlite_problem(uri: str) -> str | None:
     if path.is_dir():
         return f"the SQLite store {path} is a folder, not a database file"
     if not path.exists():
-        folder = path.parent
-        while not folder.exists():
-            folder = folder.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            return f"the SQLite store {path} cannot be created: {folder} is not a writable folder"
-        return None
+        problem = folder_problem(path.parent)
+        return None if problem is None else f"the SQLite store {path}: its folder {problem}"
     if not os.access(path, os.R_OK | os.W_OK):
         return f"the SQLite store {path} is not readable and writable by this user"
     if path.stat().st_size == 0:

@@ -7,7 +7,8 @@ One job per module: `strict` (the base model's conventions), `factors` (what
 is crossed), `sections` (stage / search / resources / replicates / tracking
 settings), `uris` (accepted tracking URIs), `schema` (`Spec`, the whole sweep),
 `canonical` (canonical JSON and hashes), `errors` (`SpecError` and its text),
-`overrides` (dotted overrides), `load` (files and shipped specs -> `Spec`).
+`overrides` (dotted overrides), `load` (files and shipped specs -> `Spec`),
+`bounded_yaml` (YAML read within size, alias-expansion and depth limits).
 This package re-exports their public names: `from sweeps.spec import X`.
 
 Example:

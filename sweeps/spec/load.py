@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from sweeps.spec import bounded_yaml
 from sweeps.spec.errors import SpecError, validation_problems
 from sweeps.spec.overrides import apply_overrides
 from sweeps.spec.schema import Spec
@@ -18,21 +19,38 @@ from sweeps.spec.schema import Spec
 def parse_spec(
     raw: Any, *, overrides: Sequence[str] = (), smoke: bool = False, source: str = "spec"
 ) -> Spec:
-    """Validate a raw (YAML-loaded) spec after applying `smoke` settings then `overrides`."""
+    """Validate a raw (YAML-loaded) spec after applying `smoke` settings then `overrides`.
+
+    Without `smoke`, the `smoke:` block is checked all the same (its keys as
+    overrides are, then the spec it would make), so a typo there is an error
+    on every run, not only on the first `--smoke` one.
+    """
     if not isinstance(raw, dict):
         raise SpecError([f"(top level): expected a mapping of fields, got {type(raw).__name__}"])
-    if smoke:
-        smoke_overrides = raw.get("smoke") or {}
-        if not isinstance(smoke_overrides, dict):
-            raise SpecError(
-                [f"smoke: expected a mapping of dotted overrides, got {smoke_overrides!r}"]
-            )
-        raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in smoke_overrides.items()])
-    raw = apply_overrides(raw, overrides)
+    smoke_block = raw.get("smoke") or {}
+    if not isinstance(smoke_block, dict):
+        raise SpecError([f"smoke: expected a mapping of dotted overrides, got {smoke_block!r}"])
+    smoke_items = [f"{k}={json.dumps(v)}" for k, v in smoke_block.items()]
+    smoked = _smoke_errors(lambda: apply_overrides(raw, smoke_items), source)
+    spec = _validate(apply_overrides(smoked if smoke else raw, overrides), source)
+    if smoke_items and not smoke:
+        _smoke_errors(lambda: _validate(apply_overrides(smoked, overrides), source), source)
+    return spec
+
+
+def _validate(raw: dict[str, Any], source: str) -> Spec:
     try:
         return Spec.model_validate(raw)
     except ValidationError as err:
         raise SpecError(validation_problems(err), source=source) from None
+
+
+def _smoke_errors(check: Callable[[], Any], source: str) -> Any:
+    """`check()`, its spec errors re-raised as the smoke block's."""
+    try:
+        return check()
+    except SpecError as err:
+        raise SpecError([f"smoke: {p}" for p in err.problems], source=source) from None
 
 
 def shipped_specs() -> dict[str, Path]:
@@ -63,13 +81,18 @@ def resolve_spec_path(path: str | Path) -> Path:
 
 
 def load_spec(path: str | Path, overrides: Sequence[str] = (), *, smoke: bool = False) -> Spec:
-    """Read a YAML spec (safe_load) and validate it; SpecError lists every problem.
+    """Read a YAML spec (safe_load, bounded: sweeps/spec/bounded_yaml.py) and validate it.
+
+    SpecError lists every problem.
 
     `path` is a file, or the name of a shipped spec (`quickstart`, `glyphs` ...).
     """
     path = resolve_spec_path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        bounded_yaml.check_size(path.stat().st_size, f"spec file {path}")
+        raw = bounded_yaml.safe_load(path.read_text(), f"spec file {path}")
+    except bounded_yaml.YamlLimitError as err:
+        raise SpecError([str(err)], source=f"spec {path}") from None
     except yaml.YAMLError as err:
         raise SpecError([f"{path}: not valid YAML: {err}"], source=f"spec {path}") from None
     return parse_spec(raw, overrides=overrides, smoke=smoke, source=f"spec {path}")

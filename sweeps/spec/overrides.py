@@ -9,6 +9,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 
+from sweeps.spec import bounded_yaml
 from sweeps.spec.errors import SpecError
 from sweeps.spec.schema import Spec
 
@@ -39,7 +40,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
             problems.append(f"override {item!r}: expected key=value, e.g. pretrain.epochs=2")
             continue
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = bounded_yaml.safe_load(text, f"override {key!r}") if text.strip() else ""
+        except bounded_yaml.YamlLimitError as err:
+            problems.append(str(err))
+            continue
         except yaml.YAMLError as err:
             problems.append(f"override {item!r}: value is not valid YAML ({err})")
             continue
