@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 import trainables_fixtures as fixtures
 from test_trainables_trial import Recorder
 
 import trainables.trial as trial_module
 from trainables.budget import MAX_SEGMENTS, stage_budget
+from trainables.data import Split
 from trainables.trial import train
 
 config = fixtures.trial_config
@@ -110,7 +110,8 @@ def test_a_dataset_validation_split_replaces_the_carved_one(tmp_path, monkeypatc
 
     def with_val(name, options):
         ds = real(name, options)
-        return dataclasses.replace(ds, val_indices=np.arange(5))
+        test = ds.test
+        return dataclasses.replace(ds, val=Split(leaf=test.leaf[:5], inputs=test.inputs[:5]))
 
     monkeypatch.setattr(trial_module, "load_dataset", with_val)
     log = Recorder()
