@@ -166,9 +166,10 @@ class Comparison:
     """A question the sweep asks of paired differences; `contrasts` are weighted sums of cells.
 
     gain / hierarchy: one contrast (positive: the first-named side is better).
-    u_test: per candidate minimum level j a claim (a list of contrasts that
-    must all be > 0): interior j, "coarsest - j > 0 and finest - j > 0" (a U);
-    an end level, "every other level - j > 0" (monotone). Each claim gets
+    u_test: over the levels at or finer than the target, per level j a claim (a
+    list of contrasts that must all be > 0): interior j, "target - j > 0 and
+    finest - j > 0" (j beats both ends: the paper's claim, not that j is the
+    argmin); an end level, "every other level - j > 0" (monotone). Each claim gets
     alpha_k / (number of claims), one-sided, so whichever claim is made is valid.
     The hierarchy comparisons form one family: each gets alpha_k / (their
     number), Bonferroni, where the fixed analysis uses Holm.
@@ -191,8 +192,10 @@ def comparisons(
 
     The same questions as analysis/estimators.py asks of a fixed sweep: gains
     over scratch and over the target level (BaselineGain), pooled kind pairs at
-    matched class counts without shared label functions (HierarchyComparison),
-    and the shape of each arm's curve (the U test).
+    matched class counts finer than the target without shared label functions
+    (HierarchyComparison), and the shape of each arm's curve over the levels at or
+    finer than the target (analysis.claim: a finer level beats the target and the
+    finest level is worse than it).
     """
     info: dict[Cell, dict[str, Any]] = {}
     for r in rows:
@@ -203,21 +206,30 @@ def comparisons(
     for f, b in groups:
         here = {c: i for c, i in info.items() if (c[2], c[3]) == (f, b)}
         arms = [c for c in here if c[0] != SCRATCH]
+        tl = _target_level(here, arms, target)
+        # Without a target level every count counts as finer (as HierarchyComparison).
+        target_k = here[tl[0]]["num_classes"] if tl else -math.inf
         if "gain" in rules:
-            out += _gain_comparisons(here, arms, target)
+            out += _gain_comparisons(here, arms, tl)
         if "hierarchy" in rules:
-            out += _kind_comparisons(here, arms)
+            out += _kind_comparisons(here, arms, target_k)
         if "u_test" in rules:
-            out += _shape_comparisons(here, arms)
+            out += _shape_comparisons(here, arms, target_k)
     return out
 
 
-def _gain_comparisons(here: dict, arms: list[Cell], target: str | None) -> list[Comparison]:
+def _target_level(here: dict, arms: list[Cell], target: str | None) -> list[Cell]:
+    """The target-level cell (a list of at most one): as BaselineGain finds it."""
     scratch = [c for c in here if c[0] == SCRATCH]
     manual = [c for c in arms if c[0] == "manual"]
     tl = [c for c in manual if c[1] == str(target)]
-    if not tl and scratch:  # as BaselineGain: the manual level with the target's class count
+    if not tl and scratch:  # the manual level with the target's class count
         tl = [c for c in manual if here[c]["num_classes"] == here[scratch[0]]["num_classes"]]
+    return tl[:1]
+
+
+def _gain_comparisons(here: dict, arms: list[Cell], tl: list[Cell]) -> list[Comparison]:
+    scratch = [c for c in here if c[0] == SCRATCH]
     out = []
     for base_name, base in (("scratch", scratch[:1]), ("target level", tl[:1])):
         if not base:
@@ -230,11 +242,12 @@ def _gain_comparisons(here: dict, arms: list[Cell], target: str | None) -> list[
     return out
 
 
-def _kind_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
+def _kind_comparisons(here: dict, arms: list[Cell], target_k: float) -> list[Comparison]:
     out = []
-    for a, b in itertools.combinations(kind_order(c[0] for c in arms), 2):
-        ca = {here[c]["num_classes"]: c for c in arms if c[0] == a}
-        cb = {here[c]["num_classes"]: c for c in arms if c[0] == b}
+    finer = [c for c in arms if here[c]["num_classes"] > target_k]
+    for a, b in itertools.combinations(kind_order(c[0] for c in finer), 2):
+        ca = {here[c]["num_classes"]: c for c in finer if c[0] == a}
+        cb = {here[c]["num_classes"]: c for c in finer if c[0] == b}
         pairs = [
             (ca[k], cb[k])
             for k in sorted(set(ca) & set(cb))
@@ -252,10 +265,11 @@ def _kind_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
     return out
 
 
-def _shape_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
+def _shape_comparisons(here: dict, arms: list[Cell], target_k: float) -> list[Comparison]:
     out = []
-    for kind in kind_order(c[0] for c in arms):
-        levels = sorted((c for c in arms if c[0] == kind), key=lambda c: here[c]["num_classes"])
+    domain = [c for c in arms if here[c]["num_classes"] >= target_k]
+    for kind in kind_order(c[0] for c in domain):
+        levels = sorted((c for c in domain if c[0] == kind), key=lambda c: here[c]["num_classes"])
         if len(levels) < 3:
             continue
         first, last = levels[0], levels[-1]
@@ -263,14 +277,15 @@ def _shape_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
         for j in levels:
             if j in (first, last):
                 others = [c for c in levels if c != j]
-                what = "monotone, minimum at " + ("the coarsest" if j == first else "the finest")
+                what = "minimum at " + ("the coarsest" if j == first else "the finest")
                 claims.append(
                     (f"{what} level ({j[1]})", tuple(_contrast([o], [j]) for o in others))
                 )
             else:
                 claims.append(
                     (
-                        f"U, minimum inside ({j[1]})",
+                        # Lower than both ends: the paper's claim, not that j is the argmin.
+                        f"{j[1]} beats both {first[1]} and {last[1]}",
                         (_contrast([first], [j]), _contrast([last], [j])),
                     )
                 )

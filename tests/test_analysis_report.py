@@ -112,7 +112,7 @@ def test_an_adaptive_sweep_gets_its_section_with_the_method_and_the_stops(tmp_pa
     # The gains over scratch (0.3 against ~0.2) settle at the first look; manual vs random
     # (no difference planted) runs to max.
     assert "gain of manual/level1/f1/twolayer over scratch | 3 | decided" in section
-    assert "manual vs random (f1/twolayer, 4 class counts) | 6 | max" in section
+    assert "manual vs random (f1/twolayer, 3 class counts) | 6 | max" in section
     assert "Seeds per cell" in section
     MlflowClient(uri).delete_tag(parent, REPLICATES)
     text = write_report("sweep", uri, tmp_path / "r2", n_boot=100).read_text()
@@ -167,11 +167,11 @@ def test_the_forest_plot_shows_the_numbers_the_verdicts_state(tmp_path, monkeypa
         random_state=1,
     )
     a = analyze(df, n_boot=100)
-    said = dict(verdicts(a))
-    pooled = verdict_contrasts(a).query("claim == 'manual beats random'")
-    assert len(pooled) == 2
-    for x in pooled.itertuples():
-        assert (
-            fmt_ci(x.estimate, x.ci_low, x.ci_high)
-            in said["manual beats random at matched class counts"]
-        )
+    said = dict(verdicts(a))["manual beats random at matched class counts finer than the target"]
+    shown = verdict_contrasts(a).query("claim == 'manual beats random'")
+    assert len(shown) == 2 + len(
+        a.comparison.cells_.query("a == 'manual' and b == 'random' and finer")
+    )
+    for x in shown.itertuples():  # pooled per fraction, then per class count
+        assert fmt_ci(x.estimate, x.ci_low, x.ci_high) in said
+        assert x.significant == (x.p_adj < 0.05)
