@@ -435,6 +435,9 @@ class SizeGranularity:
             (mean over seeds: the seed is the unit) with ``ci_low``/``ci_high`` (Holm-
             consistent over the levels of one kind, ``ci_label``), ``pvalue``, ``p_adj``,
             ``gain_low``/``gain_high`` (mean gain at the smallest / largest fraction),
+            ``difference`` (fitted gain change from the smallest to the largest
+            fraction: slope x log ratio; with two sizes, exactly the paired difference)
+            with ``difference_ci_low``/``difference_ci_high`` (the slope's CI, scaled),
             ``crossover_fraction`` (where the fitted gain is 0) and ``crossover``
             (that fraction, "beyond the range" or "no slope"), ``n_fractions``, ``note``
             (with two sizes: the slope is the difference of two points).
@@ -558,10 +561,15 @@ class SizeGranularity:
             mean_gain = cells.set_index(level).loc[key, "gain"].mean()
             crossing, where = _crossover(mean_gain, r.slope, lf_mean.loc[key], lo, hi)
             note = "two sizes: the slope is the difference of two points; a slope needs three"
+            # The change of gain from the smallest to the largest size, with the slope's CI.
+            span = math.log(hi) - math.log(lo)
             rows.append(
                 {
                     "gain_low": g_lo,
                     "gain_high": g_hi,
+                    "difference": r.slope * span,
+                    "difference_ci_low": r.ci_low * span,
+                    "difference_ci_high": r.ci_high * span,
                     "crossover_fraction": crossing,
                     "crossover": where,
                     "n_fractions": int(n_f),
