@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from contracts import SCRATCH, kind_order
+from contracts import SCRATCH, Cell, kind_order
 
 SPENDING = ("obrien_fleming", "pocock")
 RULES = ("gain", "hierarchy", "u_test", "half_width")
@@ -51,8 +51,6 @@ METHOD = (
     "group-sequential t intervals: Lan-DeMets alpha spending ({spending}-type) over the planned "
     "looks, combined by the union bound (Lan & DeMets 1983, Biometrika 70:659)"
 )
-
-Cell = tuple[str, str, float, str]  # (hierarchy, level_name, data_fraction, backbone)
 
 
 @dataclass(frozen=True)
@@ -183,15 +181,6 @@ class Comparison:
     claims: tuple[tuple[str, tuple[tuple[tuple[Cell, float], ...], ...]], ...]
 
 
-def _cell(row: Mapping[str, Any]) -> Cell:
-    return (
-        str(row["hierarchy"]),
-        str(row["level_name"]),
-        float(row["data_fraction"]),
-        str(row["backbone"]),
-    )
-
-
 def _contrast(plus: Iterable[Cell], minus: Iterable[Cell], w: float = 1.0) -> tuple:
     return tuple([(c, w) for c in plus] + [(c, -w) for c in minus])
 
@@ -210,7 +199,7 @@ def comparisons(
     """
     info: dict[Cell, dict[str, Any]] = {}
     for r in rows:
-        i = info.setdefault(_cell(r), {"num_classes": r["num_classes"], "label_fns": set()})
+        i = info.setdefault(Cell.of(r), {"num_classes": r["num_classes"], "label_fns": set()})
         i["label_fns"].add(str(r.get("label_fn")))
     out: list[Comparison] = []
     groups = sorted({(c[2], c[3]) for c in info})
@@ -308,7 +297,8 @@ def _shape_comparisons(here: dict, arms: list[Cell], target_k: float) -> list[Co
 
 
 def _label(c: Cell) -> str:
-    return f"{c[0]}/{c[1]}/f{c[2]:g}/{c[3]}"
+    """A cell (or a plain 4-tuple, as read back from JSON) as its key."""
+    return Cell(*c).key
 
 
 # ---------------------------------------------------------------- the walk over looks
@@ -397,7 +387,7 @@ def evaluate(
     for r in rows:
         v = r.get(value)
         if v is not None:
-            values[(_cell(r), int(r["seed"]))] = float(v)
+            values[(Cell.of(r), int(r["seed"]))] = float(v)
     rules = [r for r in design.stop_when if r != "half_width"]
     comps = comparisons(rows, target, rules)
     # The kind pairs are one family (the fixed analysis Holm-adjusts them): Bonferroni over it.
@@ -407,9 +397,9 @@ def evaluate(
     if "half_width" in design.stop_when:
         outcomes += [
             Outcome("half_width", f"mean of {_label(c)}", (c,))
-            for c in dict.fromkeys(_cell(r) for r in rows)
+            for c in dict.fromkeys(Cell.of(r) for r in rows)
         ]
-    all_cells = list(dict.fromkeys(_cell(r) for r in rows))
+    all_cells = list(dict.fromkeys(Cell.of(r) for r in rows))
     seeds_run: dict[Cell, int] = {}
     for (c, _s), _v in values.items():
         seeds_run[c] = seeds_run.get(c, 0) + 1

@@ -94,6 +94,8 @@ def _shared_legend(fig: Figure, axes: list, title: str | None = None) -> None:
 
 def target_classes(a: Analysis) -> float | None:
     """The target level's class count (the reference arm's level the target param names)."""
+    if a.claim is not None and np.isfinite(a.claim.target_classes_):
+        return float(a.claim.target_classes_)
     rows, _ = est.BaselineGain(metric=a.metric).target_level_rows(a.df)
     return float(rows["num_classes"].median()) if len(rows) else None
 
@@ -162,75 +164,119 @@ def plot_gain_over_target(a: Analysis) -> Figure | None:
 
 def verdict_contrasts(a: Analysis) -> pd.DataFrame:
     """The contrasts the verdicts state, one row each: ``claim``, ``contrast``, ``estimate``,
-    ``ci_low``, ``ci_high``, ``p`` (the p that decides, Holm where the verdict uses Holm),
-    ``unit``. Read from the same estimator tables, columns and rows as analysis/verdicts.py."""
-    rows: list[tuple] = []
-    diff = "error difference (> 0: first named better)"
-    for x in a.hard.itertuples():
-        rows.append(
-            (
-                "fine beats coarse on hard examples",
-                f"hard: {x.level_name} vs target, f={x.data_fraction:g}",
-                x.gain,
-                x.ci_low,
-                x.ci_high,
-                x.p_holm,
-                diff,
+    ``ci_low``, ``ci_high``, ``ci_label``, ``p_adj``, ``significant``, ``unit``.
+
+    Read from the same tables, rows and columns as analysis/verdicts.py (the adjusted intervals
+    that agree with the adjusted p), so the forest plot shows the numbers the verdicts print.
+    """
+    diff = "error difference (> 0: the first named is better)"
+    kind = primary_kind(a.df)
+    parts: list[pd.DataFrame] = []
+
+    def add(t: pd.DataFrame, claim: str, label: pd.Series, value: str, unit: str = diff) -> None:
+        if t is None or t.empty:
+            return
+        parts.append(
+            pd.DataFrame(
+                {
+                    "claim": claim,
+                    "contrast": label.to_numpy(),
+                    "estimate": t[value].to_numpy(dtype=float),
+                    "ci_low": t["ci_low"].to_numpy(dtype=float),
+                    "ci_high": t["ci_high"].to_numpy(dtype=float),
+                    "ci_label": t["ci_label"].to_numpy() if "ci_label" in t else "95%",
+                    "p_adj": t["p_adj"].to_numpy(dtype=float),
+                    "unit": unit,
+                }
             )
         )
-    pooled = a.comparison.pooled_
+
+    def where(t: pd.DataFrame) -> pd.Series:
+        return "f=" + t["data_fraction"].map(lambda f: f"{f:g}").astype(str)  # str when empty
+
+    def classes(t: pd.DataFrame, column: str = "num_classes") -> pd.Series:
+        return t[column].map(lambda k: f"{k:g}").astype(str)
+
+    h = a.hard
+    add(
+        h,
+        "fine beats coarse on hard examples",
+        "hard: " + classes(h) + " vs target, " + where(h),
+        "gain",
+    )
+    con = a.claim.contrasts_ if a.claim is not None else pd.DataFrame()
+    if len(con) and kind is not None:
+        con = con[con["hierarchy"] == kind]
+        finer = con[con["role"] == "finer vs target"]
+        add(
+            finer,
+            "the paper's claim: finer beats the target",
+            classes(finer)
+            + " vs target "
+            + classes(finer, "reference_classes")
+            + ", "
+            + where(finer),
+            "gain",
+        )
+        finest = con[con["role"] == "finer vs finest"]
+        add(
+            finest,
+            "the paper's claim: the finest is worse",
+            classes(finest)
+            + " vs finest "
+            + classes(finest, "reference_classes")
+            + ", "
+            + where(finest),
+            "gain",
+        )
+        coarse = con[con["role"] == "coarser vs target"]
+        # The verdict states the target's advantage over a coarser level: the sign flipped.
+        flipped = coarse.assign(
+            gain=-coarse["gain"], ci_low=-coarse["ci_high"], ci_high=-coarse["ci_low"]
+        )
+        add(
+            flipped,
+            "coarser than the target is worse",
+            "target vs " + classes(coarse) + ", " + where(coarse),
+            "gain",
+        )
+    pooled, cells = a.comparison.pooled_, a.comparison.cells_
     for first, second in VERDICT_PAIRS:
+        pair = f"{first} vs {second}"
         p = pooled[(pooled["a"] == first) & (pooled["b"] == second)] if len(pooled) else pooled
-        for x in p.itertuples():
-            rows.append(
-                (
-                    f"{first} beats {second}",
-                    f"{first} vs {second}, f={x.data_fraction:g} (pooled)",
-                    x.advantage,
-                    x.ci_low,
-                    x.ci_high,
-                    x.p_holm,
-                    diff,
-                )
-            )
-    cells = a.comparison.cells_
-    for first, second in VERDICT_PAIRS:
-        c = cells[(cells["a"] == first) & (cells["b"] == second)] if len(cells) else cells
-        for x in c.itertuples():
-            rows.append(
-                (
-                    f"{first} beats {second}: per class count",
-                    f"{first} vs {second}, {x.num_classes:g} classes, f={x.data_fraction:g}",
-                    x.advantage,
-                    x.ci_low,
-                    x.ci_high,
-                    x.p_holm,
-                    diff,
-                )
-            )
-    kind = primary_kind(a.df)
-    trend = a.size.trend_
-    if kind is not None and len(trend):
-        for x in trend[(trend["hierarchy"] == kind) & (trend["n_fractions"] >= 2)].itertuples():
-            rows.append(
-                (
-                    "coarser optimum with less data",
-                    f"{kind}/{x.backbone}: log optimum, largest - smallest size",
-                    x.log_shift,
-                    x.log_shift_ci_low,
-                    x.log_shift_ci_high,
-                    math.nan,
-                    "log ratio of optimal classes (> 0: finer with more data)",
-                )
-            )
-    columns = ["claim", "contrast", "estimate", "ci_low", "ci_high", "p", "unit"]
-    return pd.DataFrame(rows, columns=columns)
+        add(p, f"{first} beats {second}", pair + ", finer pooled, " + where(p), "advantage")
+        c = (
+            cells[(cells["a"] == first) & (cells["b"] == second) & cells["finer"]]
+            if len(cells)
+            else cells
+        )
+        add(
+            c,
+            f"{first} beats {second}",
+            pair + ", " + classes(c) + " classes, " + where(c),
+            "advantage",
+        )
+    slopes = getattr(a.size, "slopes_", pd.DataFrame())
+    target_k = a.claim.target_classes_ if a.claim is not None else math.nan
+    if len(slopes) and kind is not None:
+        s = slopes[(slopes["hierarchy"] == kind) & ~(slopes["num_classes"] <= target_k)]
+        add(
+            s,
+            "finer gains more with more data",
+            kind + " " + classes(s) + " classes",
+            "slope",
+            "slope of the gain over the target on log(size)",
+        )
+    columns = ["claim", "contrast", "estimate", "ci_low", "ci_high", "ci_label", "p_adj", "unit"]
+    if not parts:
+        return pd.DataFrame(columns=[*columns, "significant"])
+    out = pd.concat(parts, ignore_index=True)[columns]
+    return out.assign(significant=out["p_adj"] < ALPHA)
 
 
 def plot_forest(a: Analysis) -> Figure | None:
-    """Forest plot of the verdicts' contrasts with the intervals the verdicts use, one panel per
-    unit; filled markers where the deciding p is below alpha (or, without a p, the interval
-    excludes 0)."""
+    """Forest plot of the verdicts' contrasts with the intervals the verdicts quote (adjusted,
+    agreeing with the adjusted p), one panel per unit; filled markers where it is significant."""
     import matplotlib.pyplot as plt
 
     t = verdict_contrasts(a)
@@ -251,7 +297,7 @@ def plot_forest(a: Analysis) -> Figure | None:
     for ax, unit in zip(axes.flat, units, strict=True):
         u = t[t["unit"] == unit].reset_index(drop=True)
         y = np.arange(len(u))[::-1]
-        decided = np.where(u["p"].notna(), u["p"] < ALPHA, (u["ci_low"] > 0) | (u["ci_high"] < 0))
+        decided = u["significant"].to_numpy(dtype=bool)
         for yi, row, sig in zip(y, u.itertuples(), decided, strict=True):
             color = colors[row.claim]
             if np.isfinite(row.ci_low):
@@ -265,9 +311,10 @@ def plot_forest(a: Analysis) -> Figure | None:
             for c in dict.fromkeys(u["claim"])
         ]
         ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    labels = ", ".join(str(x) for x in dict.fromkeys(t["ci_label"]))
     fig.suptitle(
-        f"Verdict contrasts: estimate and the interval the verdict uses "
-        f"(filled: significant at {ALPHA:g}, Holm where the verdict is)",
+        f"Verdict contrasts with the intervals the verdicts quote ({labels}); "
+        f"filled: adjusted p < {ALPHA:g}",
         fontsize=9,
     )
     return fig

@@ -41,6 +41,7 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
     out = _section_sweep(a, experiment)
     out += _section_verdicts(a, plots)
     out += _section_questions(a)
+    out += _section_claim(a)
     out += _section_ucurves(a, plots)
     out += _section_gain(a, plots)
     out += _section_pretraining(a)
@@ -105,27 +106,73 @@ def _section_questions(a: Analysis) -> list[str]:
     return out
 
 
+def _section_claim(a: Analysis) -> list[str]:
+    """The paper's claim per curve: its result rows and every contrast with the interval the
+    verdict quotes (adjusted; ``ci_label``) beside the unadjusted one."""
+    if a.claim is None or a.claim.results_.empty:
+        return []
+    return [
+        "## The paper's claim, per curve\n",
+        f"Target level: {a.claim.target_level_}. gain = reference error - level error "
+        "(positive: the level is better), paired by seed; `ci_low`/`ci_high` is the adjusted "
+        "interval the verdicts quote (`ci_label`), agreeing with `p_adj`.\n",
+        markdown_table(a.claim.results_),
+        "Contrasts:\n",
+        markdown_table(
+            a.claim.contrasts_,
+            [
+                "hierarchy",
+                "data_fraction",
+                "backbone",
+                "role",
+                "reference_classes",
+                "level_name",
+                "num_classes",
+                "n",
+                "gain",
+                "ci_low",
+                "ci_high",
+                "ci_label",
+                "ci_low_unadjusted",
+                "ci_high_unadjusted",
+                "p_adj",
+                "significant",
+            ],
+        ),
+    ]
+
+
 def _section_ucurves(a: Analysis, plots: dict[str, bool]) -> list[str]:
-    """U-curve optima and tests, and the mean error per level."""
+    """The best level, the optimum and the U test over levels at or finer than the target, and
+    the mean error per level."""
     out: list[str] = ["## U-curves\n"]
     if plots.get("ucurves"):
         out.append("![U-curves](ucurves.png)\n")
     out += [
-        "Optimum: grid minimum refined by a local parabola in log(classes); 95% CI: expanded-percentile "
-        "bootstrap over seeds (whole seeds resampled, so levels stay paired). U test: Simonsohn's (2018) "
-        "two-lines test with seed fixed effects (both slopes significant with opposite signs).\n",
+        "Over the levels at or finer than the target (`domain`): the best level is the grid "
+        "argmin, with its seed-bootstrap probability P(argmin) and the 95% confidence set of "
+        "levels that may be best (`best_set`); the optimum is the vertex of the three-point "
+        "parabola around the argmin when it is convex (`interpolated`, `curvature_p`), its "
+        "interval the hull of the vertex's bootstrap interval and the best set. U test: "
+        "Simonsohn's (2018) two-lines test with seed fixed effects (both slopes significant "
+        "with opposite signs).\n",
         markdown_table(
             a.ucurve.results_,
             [
                 "hierarchy",
                 "data_fraction",
                 "backbone",
+                "domain",
                 "n_seeds",
                 "n_levels",
+                "argmin_classes",
+                "p_argmin",
+                "best_set",
                 "optimum",
+                "interpolated",
+                "curvature_p",
                 "optimum_ci_low",
                 "optimum_ci_high",
-                "break_classes",
                 "slope_low",
                 "p_low",
                 "slope_high",
@@ -134,7 +181,10 @@ def _section_ucurves(a: Analysis, plots: dict[str, bool]) -> list[str]:
                 "note",
             ],
         ),
-        "### Mean error per level (95% t interval over seeds; examples per class is the known confound)\n",
+        "### P(argmin) per level (seed bootstrap) and the 95% best-level set\n",
+        markdown_table(getattr(a.ucurve, "argmin_", None)),
+        "### Mean error per level (95% t interval over seeds; examples per class is the known "
+        "confound)\n",
         markdown_table(
             a.ucurve.curve_,
             [
@@ -160,8 +210,9 @@ def _section_gain(a: Analysis, plots: dict[str, bool]) -> list[str]:
     out: list[str] = ["## Gain over the baselines\n"]
     out += [f"![{alt}]({name}.png)\n" for name, alt in GAIN_FIGURES if plots.get(name)]
     out += [
-        "gain = baseline error - arm error, paired by seed (positive: the pretraining helps); 95% t "
-        f"interval, paired t test. Target level: {a.gain.target_level_}.\n",
+        "gain = baseline error - arm error, paired by seed (positive: the pretraining helps); "
+        "unadjusted 95% t interval and paired t test, descriptive (the verdicts quote the "
+        f"adjusted intervals above). Target level: {a.gain.target_level_}.\n",
         markdown_table(
             a.gain.table_,
             [
@@ -196,8 +247,9 @@ def _section_gain(a: Analysis, plots: dict[str, bool]) -> list[str]:
                     "gain",
                     "ci_low",
                     "ci_high",
+                    "ci_label",
                     "pvalue",
-                    "p_holm",
+                    "p_adj",
                 ],
             ),
         ]
@@ -231,17 +283,28 @@ def _section_pretraining(a: Analysis) -> list[str]:
 
 
 def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:
-    """Size x granularity: optima per data fraction, their trend, heatmaps."""
+    """Size x granularity: per level the slope of its gain over the target on log size, the best
+    level per size, the older optimum-per-size tables, heatmaps."""
     out: list[str] = ["## Size x granularity\n"]
     if plots.get("heatmap"):
         out.append("![size x level heatmap](heatmap.png)\n")
+    slopes = getattr(a.size, "slopes_", None)
+    if slopes is not None and not slopes.empty:
+        out += [
+            "Per level: the gain over the target level regressed on log(data fraction), paired "
+            "by seed; `ci_low`/`ci_high` is the adjusted interval (`ci_label`) that agrees with "
+            "`p_adj`; `crossover`: the size where the gain is 0, or beyond the range. With two "
+            "sizes a slope is the difference of two points.\n",
+            markdown_table(slopes),
+        ]
+    argmin = getattr(a.size, "argmin_", None)
+    if argmin is not None and not argmin.empty:
+        out += ["P(argmin) per level and size (seed bootstrap) and the 95% best-level set:\n"]
+        out.append(markdown_table(argmin))
     out += [
-        "Optimum per data fraction (joint seed bootstrap across fractions: a seed's nested subsets stay "
-        "together):\n",
+        "Optimum per data fraction (joint seed bootstrap across fractions: a seed's nested "
+        "subsets stay together):\n",
         markdown_table(a.size.optima_),
-        "Trend (slope of log optimum on log fraction; log_shift = log optimum at the largest minus the "
-        "smallest fraction):\n",
-        markdown_table(a.size.trend_),
         "Mean error over (level, data fraction):\n",
         markdown_table(a.size.heatmap_),
         "Examples per pretraining class over (level, data fraction):\n",
@@ -251,28 +314,48 @@ def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:
 
 
 def _section_kinds(a: Analysis) -> list[str]:
-    """Hierarchy kinds compared at matched class counts."""
+    """Hierarchy kinds compared at matched class counts, and whether the advantage depends on
+    the level."""
     out: list[str] = [
         "## Hierarchy kinds at matched class counts\n",
-        "advantage = error(b) - error(a) paired by seed (positive: a is better); cells where both kinds "
-        "have the same label function are skipped. Effect size: Cohen's d_z. p-values: paired t, Holm-"
-        "corrected within each table.\n",
-        "Pooled over matched class counts:\n",
+        "advantage = error(b) - error(a) paired by seed (positive: a is better); cells where both "
+        "kinds have the same label function are skipped. Effect size: Cohen's d_z. `p_adj`: "
+        "paired t, adjusted within each pair (a, b); `ci_low`/`ci_high` is the interval that "
+        "agrees with it (`ci_label`), the unadjusted one beside it.\n",
+        "Pooled over the matched class counts finer than the target:\n",
         markdown_table(a.comparison.pooled_),
-        "Per class count:\n",
+        "Per class count (`finer`: finer than the target):\n",
         markdown_table(a.comparison.cells_),
     ]
+    interaction = getattr(a.comparison, "interaction_", None)
+    if interaction is not None and not interaction.empty:
+        out += [
+            "Kind x level interaction (does the advantage change with the level? F test of the "
+            "interaction in a seed-blocked linear model, adjusted over pairs):\n",
+            markdown_table(interaction),
+        ]
     return out
 
 
 def _section_alignment(a: Analysis, plots: dict[str, bool]) -> list[str]:
-    """Alignment vs transfer: rank correlations and their points."""
+    """Alignment vs transfer: the seed-unit mixed model the verdicts quote, then the rank
+    correlations over label functions (pseudo-replicated, descriptive) and their points."""
     out: list[str] = ["## Alignment vs transfer\n"]
     if plots.get("alignment"):
         out.append("![alignment](alignment.png)\n")
+    seed_model = getattr(a.alignment, "seed_model_", None)
+    if seed_model is not None and not seed_model.empty:
+        out += [
+            "The analysis the answer quotes, one per data fraction: a linear mixed model of the "
+            "gain over the target level on the alignment metric and log classes, with seed and "
+            "(kind, level) random intercepts; the interval agrees with `p_adj` (`ci_label`).\n",
+            markdown_table(seed_model),
+        ]
     out += [
-        f"Outcome: {a.alignment.outcome_} per label function (mean over seeds). Spearman rho with an "
-        "expanded-percentile bootstrap CI over label functions; partial rho controls for log(classes).\n",
+        f"Descriptive: {a.alignment.outcome_} per label function (mean over seeds); Spearman rho "
+        "with an expanded-percentile bootstrap CI over label functions, partial rho controlling "
+        "for log(classes). Label functions of one kind are near-copies, so these intervals "
+        "are too narrow; the verdicts do not read them.\n",
         markdown_table(a.alignment.results_),
         "Points:\n",
         markdown_table(a.alignment.points_),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -143,3 +145,7 @@ def test_the_notebook_api_loads_an_export_fits_and_returns_tables_and_figures(st
     assert [claim for claim, _ in analysis.verdicts.verdicts(a)][1].startswith("Some level finer")
     with pytest.raises(AttributeError, match="public names: load_runs"):
         _ = analysis.load_everything
+    # In a fresh interpreter nothing is imported yet: every name resolves on first use.
+    names = ", ".join(f"analysis.{n}" for n in analysis.__all__)
+    code = f"import analysis, sys; assert 'pandas' not in sys.modules; {names}"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)

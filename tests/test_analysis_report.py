@@ -167,11 +167,11 @@ def test_the_forest_plot_shows_the_numbers_the_verdicts_state(tmp_path, monkeypa
         random_state=1,
     )
     a = analyze(df, n_boot=100)
-    said = dict(verdicts(a))
-    pooled = verdict_contrasts(a).query("claim == 'manual beats random'")
-    assert len(pooled) == 2
-    for x in pooled.itertuples():
-        assert (
-            fmt_ci(x.estimate, x.ci_low, x.ci_high)
-            in said["manual beats random at matched class counts"]
-        )
+    said = dict(verdicts(a))["manual beats random at matched class counts finer than the target"]
+    shown = verdict_contrasts(a).query("claim == 'manual beats random'")
+    assert len(shown) == 2 + len(
+        a.comparison.cells_.query("a == 'manual' and b == 'random' and finer")
+    )
+    for x in shown.itertuples():  # pooled per fraction, then per class count
+        assert fmt_ci(x.estimate, x.ci_low, x.ci_high) in said
+        assert x.significant == (x.p_adj < 0.05)
