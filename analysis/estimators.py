@@ -418,11 +418,16 @@ class SizeGranularity:
     more data).
 
     Attributes after ``fit``:
-        optima_: one row per (hierarchy, backbone, data_fraction): ``optimum``,
-            ``optimum_ci_low``/``optimum_ci_high``, ``num_train``, ``n_seeds``.
-        trend_: one row per (hierarchy, backbone): ``slope`` (d log optimum /
-            d log fraction) and CI, ``log_shift`` (log optimum at largest minus at
-            smallest fraction) and CI, ``moves`` (the log_shift CI excludes 0) and a note.
+        optima_: one row per (hierarchy, backbone, data_fraction), from ``UCurve``
+            per size (levels at or finer than the target): ``num_train``,
+            ``n_seeds``, ``argmin_classes``, ``p_argmin``, ``best_set``, ``optimum``,
+            ``interpolated``, ``optimum_ci_low``/``optimum_ci_high`` (never leaving
+            out a level of the best-level set).
+        trend_: descriptive, one row per (hierarchy, backbone): ``slope`` (d log
+            optimum / d log fraction, 3-point optima over all levels, joint seed
+            bootstrap) and CI, ``log_shift`` (log optimum at largest minus at
+            smallest fraction) and CI, ``moves`` (the log_shift CI excludes 0) and a
+            note. The verdict on size reads ``slopes_`` and ``argmin_``.
         heatmap_: mean error with rows (hierarchy, level, num_classes) and one
             column per data fraction.
         examples_per_class_: the same layout, examples per class.
@@ -432,6 +437,9 @@ class SizeGranularity:
             (mean over seeds: the seed is the unit) with ``ci_low``/``ci_high`` (Holm-
             consistent over the levels of one kind, ``ci_label``), ``pvalue``, ``p_adj``,
             ``gain_low``/``gain_high`` (mean gain at the smallest / largest fraction),
+            ``difference`` (fitted gain change from the smallest to the largest
+            fraction: slope x log ratio; with two sizes, exactly the paired difference)
+            with ``difference_ci_low``/``difference_ci_high`` (the slope's CI, scaled),
             ``crossover_fraction`` (where the fitted gain is 0) and ``crossover``
             (that fraction, "beyond the range" or "no slope"), ``n_fractions``, ``note``
             (with two sizes: the slope is the difference of two points).
@@ -464,7 +472,7 @@ class SizeGranularity:
         if self.hierarchies is not None:
             data = data[data["hierarchy"].isin(self.hierarchies)]
         rng = np.random.default_rng(self.random_state)
-        optima, trends = [], []
+        trends = []
         for (kind, backbone), g in data.groupby(["hierarchy", "backbone"], sort=True):
             grid = _level_grid(g)
             x = grid["x"].to_numpy()
@@ -482,25 +490,6 @@ class SizeGranularity:
             if len(seeds) >= 2:
                 idx = stats.bootstrap_indices(len(seeds), self.n_boot, rng)
                 boot = stats.optimum_log(stats.bootstrap_means(Y, idx), x)  # [B, fraction]
-            for i, f in enumerate(fractions):
-                sub = g[g["data_fraction"] == f]
-                low = high = math.nan
-                if boot is not None:
-                    low, high = stats.percentile_ci(boot[:, i], self.alpha, n=len(seeds))
-                optima.append(
-                    {
-                        "hierarchy": kind,
-                        "backbone": backbone,
-                        "data_fraction": f,
-                        "num_train": float(sub["num_train"].mean())
-                        if "num_train" in sub
-                        else math.nan,
-                        "n_seeds": int(sub["seed"].nunique()),
-                        "optimum": math.exp(point[i]) if np.isfinite(point[i]) else math.nan,
-                        "optimum_ci_low": math.exp(low) if np.isfinite(low) else math.nan,
-                        "optimum_ci_high": math.exp(high) if np.isfinite(high) else math.nan,
-                    }
-                )
             trends.append(
                 {
                     "hierarchy": kind,
@@ -508,7 +497,6 @@ class SizeGranularity:
                     **self._trend(fractions, point, boot, len(seeds)),
                 }
             )
-        self.optima_ = pd.DataFrame(optima)
         self.trend_ = pd.DataFrame(trends)
         keys = ["hierarchy", "level", "num_classes"]
         cells = data.assign(examples_per_class=_examples_per_class(data))
@@ -522,17 +510,21 @@ class SizeGranularity:
             index=keys, columns="data_fraction", values="examples_per_class", aggfunc="mean"
         )
         self.slopes_ = self._gain_slopes(df)
-        self.argmin_ = (
-            UCurve(
-                metric=self.metric,
-                exclude=self.exclude,
-                n_boot=self.n_boot,
-                alpha=self.alpha,
-                random_state=self.random_state,
-            )
-            .fit(df if self.hierarchies is None else df[df["hierarchy"].isin(self.hierarchies)])
-            .argmin_
-        )
+        per_size = UCurve(
+            metric=self.metric,
+            exclude=self.exclude,
+            n_boot=self.n_boot,
+            alpha=self.alpha,
+            random_state=self.random_state,
+        ).fit(df if self.hierarchies is None else df[df["hierarchy"].isin(self.hierarchies)])
+        self.argmin_ = per_size.argmin_
+        cols = ["hierarchy", "backbone", "data_fraction", "n_seeds", "argmin_classes", "p_argmin"]
+        cols += ["best_set", "optimum", "interpolated", "optimum_ci_low", "optimum_ci_high"]
+        optima = per_size.results_.reindex(columns=cols)
+        if "num_train" in data and len(optima):
+            num_train = data.groupby("data_fraction")["num_train"].mean()
+            optima.insert(3, "num_train", optima["data_fraction"].map(num_train))
+        self.optima_ = optima
         return self
 
     def _gain_slopes(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -573,10 +565,15 @@ class SizeGranularity:
             mean_gain = cells.set_index(level).loc[key, "gain"].mean()
             crossing, where = _crossover(mean_gain, r.slope, lf_mean.loc[key], lo, hi)
             note = "two sizes: the slope is the difference of two points; a slope needs three"
+            # The change of gain from the smallest to the largest size, with the slope's CI.
+            span = math.log(hi) - math.log(lo)
             rows.append(
                 {
                     "gain_low": g_lo,
                     "gain_high": g_hi,
+                    "difference": r.slope * span,
+                    "difference_ci_low": r.ci_low * span,
+                    "difference_ci_high": r.ci_high * span,
                     "crossover_fraction": crossing,
                     "crossover": where,
                     "n_fractions": int(n_f),

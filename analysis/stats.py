@@ -3,7 +3,11 @@
 Everything here is numpy/scipy/statsmodels on arrays; the estimators in
 ``analysis.estimators`` and ``analysis.claim`` turn trial tables into these arrays.
 Multiple-testing corrections come from statsmodels (``multipletests``); what is
-hand-written says why in its docstring.
+hand-written says why in its docstring. The bootstraps are hand-written rather than
+``scipy.stats.bootstrap``: they resample whole seeds of a ``[seed, ..., level]``
+matrix once for every curve and statistic at a time (argmin probabilities, vertices;
+vectorised as two matrix products), and use Hesterberg's expanded percentile
+interval for few seeds, neither of which scipy's function offers.
 """
 
 from __future__ import annotations

@@ -56,7 +56,6 @@ class Scenario:
     means: Mapping[str, Mapping[float, tuple[float, ...]]]
     seeds: int = 8
     shared_finest: bool = True  # every kind's finest level is one label function (as on glyphs)
-    tags: tuple[str, ...] = field(default=())
 
 
 def _v(*errors: float) -> tuple[float, ...]:

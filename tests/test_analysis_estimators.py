@@ -321,6 +321,13 @@ def test_size_slopes_recover_a_planted_crossover_and_say_when_two_sizes_are_all(
     two = simulate_sweep(curve=_crossing, data_fractions=(0.3, 1.0), seeds=8, random_state=6)
     slopes = SizeGranularity(n_boot=100).fit(two).slopes_
     assert (slopes["n_fractions"] == 2).all() and slopes["note"].str.contains("needs three").all()
+    row = slopes.set_index("num_classes").loc[50.0]  # planted: 0.02 log(1 / 0.3) = 0.024
+    assert row.difference_ci_low <= 0.02 * np.log(1 / 0.3) <= row.difference_ci_high
+    manual = two[two["hierarchy"] == "manual"].set_index(["data_fraction", "seed"])
+    paired = manual.loc[manual["num_classes"] == 2, "target_error"]
+    fine = manual.loc[manual["num_classes"] == 50, "target_error"]
+    gain = (paired - fine).groupby("data_fraction").mean()
+    assert row.difference == pytest.approx(gain[1.0] - gain[0.3])
 
 
 def test_alignment_mixed_model_finds_a_planted_slope_and_not_a_null_one():
