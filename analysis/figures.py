@@ -359,39 +359,55 @@ def plot_gain_vs_size(a: Analysis) -> Figure | None:
 
 
 def plot_alignment(a: Analysis) -> Figure | None:
-    """Transfer gain against alignment, one panel per data fraction, a kind's levels joined in
-    class order (one point per label function, mean over its seeds)."""
-    pts, metrics = a.alignment.points_, a.alignment.metrics_
-    if pts.empty or not metrics:
+    """Gain over the target level against alignment with the target, one panel per data
+    fraction, a kind's levels joined in class order (labels: classes), with the paired 95% t
+    bars of ``a.gain.table_``; the alignment is the mean over the kind's label functions at
+    that level (replicate trees are near-copies)."""
+    metric = next((m for m in ("align/ami", "align/cond_entropy", "align/nmi") if m in a.df), None)
+    gain = a.gain.table_
+    gain = gain[(gain["baseline"] == "target_level") & (gain["hierarchy"] != SCRATCH)]
+    if metric is None or gain.empty:
         return None
-    metric = next(
-        (m for m in ("align/ami", "align/cond_entropy", "align/nmi") if m in metrics), metrics[0]
-    )
-    fractions = sorted(pts["data_fraction"].unique())
+    keys = ["hierarchy", "num_classes", "data_fraction", "backbone"]
+    x = a.df.groupby(keys)[metric].mean().rename("x")
+    points = gain.join(x, on=keys).dropna(subset=["x"])
+    if points.empty:
+        return None
+    fractions = sorted(points["data_fraction"].unique())
     fig, axes = _grid(len(fractions), width=5.0, height=3.8, sharey=True)
     colors = kind_colors(a)
     for ax, frac in zip(axes, fractions, strict=True):
-        sub = pts[pts["data_fraction"] == frac]
+        sub = points[points["data_fraction"] == frac]
         for kind in kind_order(list(sub["hierarchy"].unique())):
-            # Mean over a kind's label functions at one level: replicate trees are near-copies.
-            g = sub[sub["hierarchy"] == kind].groupby("num_classes")[[metric, "gain"]].mean()
-            ax.plot(g[metric], g["gain"], marker="o", ms=4, label=kind, color=colors.get(kind))
-            for k, row in g.iterrows():
+            g = sub[sub["hierarchy"] == kind].sort_values("num_classes")
+            err = [g["gain"] - g["ci_low"], g["ci_high"] - g["gain"]]
+            ax.errorbar(
+                g["x"],
+                g["gain"],
+                yerr=err,
+                marker="o",
+                ms=4,
+                capsize=2,
+                lw=1.2,
+                label=kind,
+                color=colors.get(kind),
+            )
+            for row in g.itertuples(index=False):
                 ax.annotate(
-                    f"{k:g}",
-                    (row[metric], row["gain"]),
+                    f"{row.num_classes:g}",
+                    (row.x, row.gain),
                     fontsize=6,
                     alpha=0.7,
-                    xytext=(2, 2),
+                    xytext=(3, 3),
                     textcoords="offset points",
                 )
         ax.axhline(0, color="k", lw=0.8)
         ax.set_title(f"data fraction {frac:g}")
         ax.set_xlabel(metric + (" (lower: more aligned)" if "entropy" in metric else ""))
-        ax.set_ylabel(a.alignment.outcome_)
+        ax.set_ylabel("gain over the target level")
     fig.suptitle(
-        "Alignment vs transfer: a kind's levels joined (labels: classes; mean over label "
-        "functions and seeds)",
+        "Alignment vs transfer: a kind's levels joined (labels: classes; mean over seeds, "
+        "paired 95% t bars)",
         fontsize=9,
     )
     _shared_legend(fig, axes, None)
