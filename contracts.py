@@ -5,7 +5,9 @@ imports nothing of the project and nothing outside the standard library, so
 it costs nothing to read and can close no import circle. What lives here:
 
 - the MLflow contract (sweeps writes it, analysis reads it): tag, param and
-  metric names, the roles of runs, and the run-name format;
+  metric names, the roles of runs;
+- the cell (`Cell`): the unit seeds replicate, with its key, its trials' run
+  names and its columns (plan, search, status, sequential and analysis use it);
 - the trial config's stage defaults: trainables fills absent keys with them,
   and the spec's fields default to them (so sweeps need not import torch to
   know them);
@@ -15,7 +17,7 @@ it costs nothing to read and can close no import circle. What lives here:
   hierarchy kinds, backbones): the same verbs and the same error everywhere.
 
 Example:
-    >>> run_name("manual", "subclass", 0.5, "twolayer", 0)
+    >>> Cell("manual", "subclass", 0.5, "twolayer").run_name(seed=0)
     'manual/subclass/f0.5/twolayer/s0'
     >>> arm("cluster_within").builder
     'cluster'
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 # ---- MLflow: tags -------------------------------------------------------------------
 TAG_PREFIX = "granularity."
@@ -47,7 +49,9 @@ ATTEMPTS = "granularity.attempts"
 # `granularity.retry.<attempt>`: why that attempt of a trial failed (and was retried).
 RETRY = "granularity.retry"
 HIERARCHY_HASH = "granularity.hierarchy_hash"
-CODE_VERSION = "granularity.code_version"  # hash of the code that ran a trial (sweeps/code_version.py)
+CODE_VERSION = (
+    "granularity.code_version"  # hash of the code that ran a trial (sweeps/code_version.py)
+)
 SEARCH_CELL = "granularity.search_cell"
 ROUND = "granularity.round"  # adaptive replicates: the round (1, 2, ...) that added a trial's seed
 REPLICATES = "granularity.replicates"  # parent run: the adaptive design (canonical JSON)
@@ -119,11 +123,43 @@ SCRATCH = "scratch"
 SCRATCH_LEVEL = -1
 
 
-def run_name(
-    hierarchy: str, level_name: str | None, data_fraction: float, backbone: str, seed: int
-) -> str:
-    """A trial run's name: `<arm>/<level_name>/f<fraction>/<backbone>/s<seed>`."""
-    return f"{hierarchy}/{level_name or SCRATCH}/f{data_fraction:g}/{backbone}/s{seed}"
+class Cell(NamedTuple):
+    """The unit seeds replicate: one hierarchy arm x level x data fraction x backbone.
+
+    >>> cell = Cell.of({"hierarchy": "random", "level_name": None, "data_fraction": 0.25,
+    ...                 "backbone": "resnet18", "seed": 3})
+    >>> cell.key, cell.run_name(3)
+    ('random/scratch/f0.25/resnet18', 'random/scratch/f0.25/resnet18/s3')
+    """
+
+    hierarchy: str
+    level_name: str  # the scratch baseline's is SCRATCH
+    data_fraction: float
+    backbone: str
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Cell:
+        """The cell of a trial config, a table row or a run's params (no level name: scratch)."""
+        return cls(
+            str(row["hierarchy"]),
+            str(row["level_name"] or SCRATCH),
+            float(row["data_fraction"]),
+            str(row["backbone"]),
+        )
+
+    @property
+    def key(self) -> str:
+        """`<arm>/<level_name>/f<fraction>/<backbone>`: the cell run's key, a search param's scope."""
+        return f"{self.hierarchy}/{self.level_name}/f{self.data_fraction:g}/{self.backbone}"
+
+    def run_name(self, seed: int) -> str:
+        """A trial run's name: `<cell key>/s<seed>`."""
+        return f"{self.key}/s{seed}"
+
+
+CELL_COLUMNS = Cell._fields  # the cell's columns in trial tables (analysis) and status
+# A cell's row in analysis tables: the cell, with its level's size beside its level name.
+CELL_TABLE_COLUMNS = (*CELL_COLUMNS[:2], "num_classes", *CELL_COLUMNS[2:])
 
 
 # ---- the trial config's stage defaults (trainables' contract) -----------------------
@@ -232,6 +268,8 @@ def kind_order(kinds: Iterable[str]) -> list[str]:
     """
     distinct = set(kinds)
     return [k for k in EXPECTED_ORDER if k in distinct] + sorted(distinct - set(EXPECTED_ORDER))
+
+
 # Pairs the report gives a verdict on: (the aligned arm, its control).
 VERDICT_PAIRS = (("manual", "random"), ("cluster_within", "cluster_global"))
 

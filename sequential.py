@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from contracts import SCRATCH, kind_order
+from contracts import SCRATCH, Cell, kind_order
 
 SPENDING = ("obrien_fleming", "pocock")
 RULES = ("gain", "hierarchy", "u_test", "half_width")
@@ -51,8 +51,6 @@ METHOD = (
     "group-sequential t intervals: Lan-DeMets alpha spending ({spending}-type) over the planned "
     "looks, combined by the union bound (Lan & DeMets 1983, Biometrika 70:659)"
 )
-
-Cell = tuple[str, str, float, str]  # (hierarchy, level_name, data_fraction, backbone)
 
 
 @dataclass(frozen=True)
@@ -168,9 +166,10 @@ class Comparison:
     """A question the sweep asks of paired differences; `contrasts` are weighted sums of cells.
 
     gain / hierarchy: one contrast (positive: the first-named side is better).
-    u_test: per candidate minimum level j a claim (a list of contrasts that
-    must all be > 0): interior j, "coarsest - j > 0 and finest - j > 0" (a U);
-    an end level, "every other level - j > 0" (monotone). Each claim gets
+    u_test: over the levels at or finer than the target, per level j a claim (a
+    list of contrasts that must all be > 0): interior j, "target - j > 0 and
+    finest - j > 0" (j beats both ends: the paper's claim, not that j is the
+    argmin); an end level, "every other level - j > 0" (monotone). Each claim gets
     alpha_k / (number of claims), one-sided, so whichever claim is made is valid.
     The hierarchy comparisons form one family: each gets alpha_k / (their
     number), Bonferroni, where the fixed analysis uses Holm.
@@ -180,15 +179,6 @@ class Comparison:
     name: str
     cells: tuple[Cell, ...]
     claims: tuple[tuple[str, tuple[tuple[tuple[Cell, float], ...], ...]], ...]
-
-
-def _cell(row: Mapping[str, Any]) -> Cell:
-    return (
-        str(row["hierarchy"]),
-        str(row["level_name"]),
-        float(row["data_fraction"]),
-        str(row["backbone"]),
-    )
 
 
 def _contrast(plus: Iterable[Cell], minus: Iterable[Cell], w: float = 1.0) -> tuple:
@@ -202,33 +192,44 @@ def comparisons(
 
     The same questions as analysis/estimators.py asks of a fixed sweep: gains
     over scratch and over the target level (BaselineGain), pooled kind pairs at
-    matched class counts without shared label functions (HierarchyComparison),
-    and the shape of each arm's curve (the U test).
+    matched class counts finer than the target without shared label functions
+    (HierarchyComparison), and the shape of each arm's curve over the levels at or
+    finer than the target (analysis.claim: a finer level beats the target and the
+    finest level is worse than it).
     """
     info: dict[Cell, dict[str, Any]] = {}
     for r in rows:
-        i = info.setdefault(_cell(r), {"num_classes": r["num_classes"], "label_fns": set()})
+        i = info.setdefault(Cell.of(r), {"num_classes": r["num_classes"], "label_fns": set()})
         i["label_fns"].add(str(r.get("label_fn")))
     out: list[Comparison] = []
     groups = sorted({(c[2], c[3]) for c in info})
     for f, b in groups:
         here = {c: i for c, i in info.items() if (c[2], c[3]) == (f, b)}
         arms = [c for c in here if c[0] != SCRATCH]
+        tl = _target_level(here, arms, target)
+        # Without a target level every count counts as finer (as HierarchyComparison).
+        target_k = here[tl[0]]["num_classes"] if tl else -math.inf
         if "gain" in rules:
-            out += _gain_comparisons(here, arms, target)
+            out += _gain_comparisons(here, arms, tl)
         if "hierarchy" in rules:
-            out += _kind_comparisons(here, arms)
+            out += _kind_comparisons(here, arms, target_k)
         if "u_test" in rules:
-            out += _shape_comparisons(here, arms)
+            out += _shape_comparisons(here, arms, target_k)
     return out
 
 
-def _gain_comparisons(here: dict, arms: list[Cell], target: str | None) -> list[Comparison]:
+def _target_level(here: dict, arms: list[Cell], target: str | None) -> list[Cell]:
+    """The target-level cell (a list of at most one): as BaselineGain finds it."""
     scratch = [c for c in here if c[0] == SCRATCH]
     manual = [c for c in arms if c[0] == "manual"]
     tl = [c for c in manual if c[1] == str(target)]
-    if not tl and scratch:  # as BaselineGain: the manual level with the target's class count
+    if not tl and scratch:  # the manual level with the target's class count
         tl = [c for c in manual if here[c]["num_classes"] == here[scratch[0]]["num_classes"]]
+    return tl[:1]
+
+
+def _gain_comparisons(here: dict, arms: list[Cell], tl: list[Cell]) -> list[Comparison]:
+    scratch = [c for c in here if c[0] == SCRATCH]
     out = []
     for base_name, base in (("scratch", scratch[:1]), ("target level", tl[:1])):
         if not base:
@@ -241,11 +242,12 @@ def _gain_comparisons(here: dict, arms: list[Cell], target: str | None) -> list[
     return out
 
 
-def _kind_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
+def _kind_comparisons(here: dict, arms: list[Cell], target_k: float) -> list[Comparison]:
     out = []
-    for a, b in itertools.combinations(kind_order(c[0] for c in arms), 2):
-        ca = {here[c]["num_classes"]: c for c in arms if c[0] == a}
-        cb = {here[c]["num_classes"]: c for c in arms if c[0] == b}
+    finer = [c for c in arms if here[c]["num_classes"] > target_k]
+    for a, b in itertools.combinations(kind_order(c[0] for c in finer), 2):
+        ca = {here[c]["num_classes"]: c for c in finer if c[0] == a}
+        cb = {here[c]["num_classes"]: c for c in finer if c[0] == b}
         pairs = [
             (ca[k], cb[k])
             for k in sorted(set(ca) & set(cb))
@@ -263,10 +265,11 @@ def _kind_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
     return out
 
 
-def _shape_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
+def _shape_comparisons(here: dict, arms: list[Cell], target_k: float) -> list[Comparison]:
     out = []
-    for kind in kind_order(c[0] for c in arms):
-        levels = sorted((c for c in arms if c[0] == kind), key=lambda c: here[c]["num_classes"])
+    domain = [c for c in arms if here[c]["num_classes"] >= target_k]
+    for kind in kind_order(c[0] for c in domain):
+        levels = sorted((c for c in domain if c[0] == kind), key=lambda c: here[c]["num_classes"])
         if len(levels) < 3:
             continue
         first, last = levels[0], levels[-1]
@@ -274,14 +277,15 @@ def _shape_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
         for j in levels:
             if j in (first, last):
                 others = [c for c in levels if c != j]
-                what = "monotone, minimum at " + ("the coarsest" if j == first else "the finest")
+                what = "minimum at " + ("the coarsest" if j == first else "the finest")
                 claims.append(
                     (f"{what} level ({j[1]})", tuple(_contrast([o], [j]) for o in others))
                 )
             else:
                 claims.append(
                     (
-                        f"U, minimum inside ({j[1]})",
+                        # Lower than both ends: the paper's claim, not that j is the argmin.
+                        f"{j[1]} beats both {first[1]} and {last[1]}",
                         (_contrast([first], [j]), _contrast([last], [j])),
                     )
                 )
@@ -293,7 +297,8 @@ def _shape_comparisons(here: dict, arms: list[Cell]) -> list[Comparison]:
 
 
 def _label(c: Cell) -> str:
-    return f"{c[0]}/{c[1]}/f{c[2]:g}/{c[3]}"
+    """A cell (or a plain 4-tuple, as read back from JSON) as its key."""
+    return Cell(*c).key
 
 
 # ---------------------------------------------------------------- the walk over looks
@@ -382,7 +387,7 @@ def evaluate(
     for r in rows:
         v = r.get(value)
         if v is not None:
-            values[(_cell(r), int(r["seed"]))] = float(v)
+            values[(Cell.of(r), int(r["seed"]))] = float(v)
     rules = [r for r in design.stop_when if r != "half_width"]
     comps = comparisons(rows, target, rules)
     # The kind pairs are one family (the fixed analysis Holm-adjusts them): Bonferroni over it.
@@ -392,9 +397,9 @@ def evaluate(
     if "half_width" in design.stop_when:
         outcomes += [
             Outcome("half_width", f"mean of {_label(c)}", (c,))
-            for c in dict.fromkeys(_cell(r) for r in rows)
+            for c in dict.fromkeys(Cell.of(r) for r in rows)
         ]
-    all_cells = list(dict.fromkeys(_cell(r) for r in rows))
+    all_cells = list(dict.fromkeys(Cell.of(r) for r in rows))
     seeds_run: dict[Cell, int] = {}
     for (c, _s), _v in values.items():
         seeds_run[c] = seeds_run.get(c, 0) + 1

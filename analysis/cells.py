@@ -38,9 +38,18 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from contracts import CELL_KEY, PARENT, ROLE, ROLE_CELL, ROLE_TRIAL, TARGET_ERROR
+from contracts import (
+    CELL_COLUMNS,
+    CELL_KEY,
+    CELL_TABLE_COLUMNS,
+    PARENT,
+    ROLE,
+    ROLE_CELL,
+    ROLE_TRIAL,
+    TARGET_ERROR,
+    Cell,
+)
 
-CELL_COLUMNS = ("hierarchy", "level_name", "num_classes", "data_fraction", "backbone")
 EXTRA_METRICS = ("target_error_easy", "target_error_hard")
 RUN_COLOR = "mlflow.runColor"  # MLflow's tag for a run's colour in its charts
 SHARED_VIEW = "mlflow.sharedViewState."  # MLflow's experiment-tag prefix of a shared view
@@ -54,7 +63,7 @@ PALETTE = (
 
 def cell_table(df: pd.DataFrame, metric: str, *, alpha: float = 0.05) -> pd.DataFrame:
     """One row per cell: its keys, and mean / CI / n of `metric` (and easy / hard) over seeds."""
-    keys = [c for c in CELL_COLUMNS if c in df]
+    keys = [c for c in CELL_TABLE_COLUMNS if c in df]
     rows = []
     for values, group in df.groupby(keys, dropna=False, sort=True):
         row = dict(zip(keys, values, strict=True))
@@ -86,9 +95,7 @@ def fraction_metric(metric: str, data_fraction: float) -> str:
 
 def cell_key(row: pd.Series | dict) -> str:
     """`<hierarchy>/<level_name>/f<fraction>/<backbone>`: a trial's run name without the seed."""
-    return (
-        f"{row['hierarchy']}/{row['level_name']}/f{float(row['data_fraction']):g}/{row['backbone']}"
-    )
+    return Cell.of(row).key
 
 
 def log_cell_runs(
@@ -117,13 +124,13 @@ def log_cell_runs(
                 run_name=f"cell/{key}",
                 tags={ROLE: ROLE_CELL, PARENT: parent_run_id, CELL_KEY: key, RUN_COLOR: color},
             )
-            params = [Param(c, str(row[c])) for c in CELL_COLUMNS if c in row]
+            params = [Param(c, str(row[c])) for c in CELL_TABLE_COLUMNS if c in row]
         else:
             params = []  # params are written once; the cell's keys do not change
         metrics = [
             Metric(name, float(value), now, 0)
             for name, value in row.items()
-            if name not in ("hierarchy", "level_name", "data_fraction", "backbone")
+            if name not in CELL_COLUMNS
             and isinstance(value, int | float | np.floating | np.integer)
             and np.isfinite(value)
         ]
@@ -168,7 +175,7 @@ def view_states(metric: str = TARGET_ERROR, fractions: Sequence[float] = ()) -> 
         **common,
         "searchFilter": f"tags.`{ROLE}` = '{ROLE_TRIAL}'",
         "selectedColumns": _columns(
-            ("hierarchy", "level_name", "num_classes", "data_fraction", "backbone", "seed"),
+            (*CELL_TABLE_COLUMNS, "seed"),
             (metric, *split),
         ),
     }
@@ -186,7 +193,7 @@ def view_states(metric: str = TARGET_ERROR, fractions: Sequence[float] = ()) -> 
         **common,
         "searchFilter": f"tags.`{ROLE}` = '{ROLE_CELL}'",
         "selectedColumns": _columns(
-            ("hierarchy", "level_name", "data_fraction", "backbone"),
+            CELL_COLUMNS,
             ("num_classes", *stats_of(metric), "n_seeds"),
         ),
         "compareRunCharts": charts,

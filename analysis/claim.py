@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.estimators import BaselineGain, _prepare, _summarise, adjust_table
+from analysis.estimators import BaselineGain, adjust_table, prepare_trials, summarise_seeds
 
 ROLES = ("finer vs target", "finer vs finest", "coarser vs target")
 KEYS = ["hierarchy", "data_fraction", "backbone"]
@@ -83,7 +83,7 @@ class PaperClaim:
 
     def fit(self, df: pd.DataFrame) -> PaperClaim:
         """Per-seed paired contrasts, adjusted per family, and a verdict per curve."""
-        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         finder = BaselineGain(metric=self.metric, reference_kind=self.reference_kind)
         target, self.target_level_ = finder.target_level_rows(data)
         self.target_classes_ = float(target["num_classes"].median()) if len(target) else math.nan
@@ -115,7 +115,7 @@ class PaperClaim:
 
     def _summary(self, per_seed: pd.DataFrame, role: str, reference: pd.Series) -> pd.DataFrame:
         keys = [*KEYS, *[c for c in LEVEL_KEYS if c in per_seed]]
-        out = _summarise(per_seed, keys, "gain", self.alpha).rename(columns={"mean": "gain"})
+        out = summarise_seeds(per_seed, keys, "gain", self.alpha).rename(columns={"mean": "gain"})
         out["role"] = role
         out["reference_classes"] = reference.reindex(pd.MultiIndex.from_frame(out[KEYS])).to_numpy()
         return out

@@ -44,7 +44,7 @@ def _require(df: pd.DataFrame, columns: Sequence[str]) -> None:
         )
 
 
-def _prepare(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> tuple[pd.DataFrame, int]:
+def prepare_trials(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> tuple[pd.DataFrame, int]:
     """Copy with the metric present, missing optional key columns filled, NaN rows dropped."""
     _require(df, ["hierarchy", "seed", metric])
     out = df.copy()
@@ -103,7 +103,9 @@ def examples_per_class_table(df: pd.DataFrame) -> pd.DataFrame:
     return d.groupby(keys, dropna=False).agg(**agg).reset_index()
 
 
-def _summarise(per_seed: pd.DataFrame, keys: list[str], col: str, alpha: float) -> pd.DataFrame:
+def summarise_seeds(
+    per_seed: pd.DataFrame, keys: list[str], col: str, alpha: float
+) -> pd.DataFrame:
     """Per group of ``keys``: n, mean, sd, t interval, one-sample t p-value and d_z of ``col``.
 
     ``per_seed`` holds one value per seed (a paired difference); NaNs are ignored.
@@ -140,7 +142,7 @@ def adjust_table(
     method: str = "holm",
     value: str = "mean",
 ) -> pd.DataFrame:
-    """``table`` (from ``_summarise``) with adjusted p-values and the intervals agreeing with them.
+    """``table`` (from ``summarise_seeds``) with adjusted p-values and the intervals agreeing with them.
 
     Within each family (rows sharing the ``family`` columns; all rows when empty):
     ``p_adj`` (``method`` over the family's p-values, statsmodels), ``ci_low`` /
@@ -246,7 +248,7 @@ class UCurve:
     def fit(self, df: pd.DataFrame) -> UCurve:
         """Fit every group's curve, best level, optimum, bootstrap CI and two-lines test."""
         _require(df, ["level", "num_classes"])
-        data, self.n_dropped_ = _prepare(df, self.metric, self.group_by)
+        data, self.n_dropped_ = prepare_trials(df, self.metric, self.group_by)
         self.target_classes_, _ = target_classes(data)
         data = data[~data["hierarchy"].isin(self.exclude)]
         rng = np.random.default_rng(self.random_state)
@@ -457,7 +459,7 @@ class SizeGranularity:
     def fit(self, df: pd.DataFrame) -> SizeGranularity:
         """Estimate optima per size, their trend with size, and the heatmap tables."""
         _require(df, ["level", "num_classes", "data_fraction"])
-        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone",))
+        data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone",))
         data = data[~data["hierarchy"].isin(self.exclude)]
         if self.hierarchies is not None:
             data = data[data["hierarchy"].isin(self.hierarchies)]
@@ -536,7 +538,7 @@ class SizeGranularity:
     def _gain_slopes(self, df: pd.DataFrame) -> pd.DataFrame:
         """Per level, the per-seed slope of the gain over the target level on log size."""
         gain = BaselineGain(metric=self.metric, alpha=self.alpha)
-        data, _ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        data, _ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         target, _ = gain.target_level_rows(data)
         if target.empty or data["data_fraction"].nunique() < 2:
             return pd.DataFrame()
@@ -556,7 +558,9 @@ class SizeGranularity:
         per_seed = per_seed.dropna().rename("slope").reset_index()
         if per_seed.empty:
             return pd.DataFrame()
-        table = _summarise(per_seed, level, "slope", self.alpha).rename(columns={"mean": "slope"})
+        table = summarise_seeds(per_seed, level, "slope", self.alpha).rename(
+            columns={"mean": "slope"}
+        )
         table = adjust_table(table, ["hierarchy", "backbone"], self.alpha, "holm", value="slope")
         ends = cells.groupby(level)["data_fraction"].agg(["min", "max", "nunique"])
         means = cells.groupby([*level, "data_fraction"])["gain"].mean()
@@ -762,7 +766,7 @@ class BaselineGain:
 
     def fit(self, df: pd.DataFrame) -> BaselineGain:
         """Compute paired gains of every arm over scratch and over the target level."""
-        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         keys = [c for c in PAIR_KEYS if c in data]
         baselines = {"scratch": data[data["hierarchy"] == self.baseline_kind]}
         baselines["target_level"], self.target_level_ = self.target_level_rows(data)
@@ -779,7 +783,7 @@ class BaselineGain:
             per_seed = merged.groupby([*cell_keys, "seed"], dropna=False)[
                 ["gain", "baseline", "num_classes"]
             ].mean()
-            table = _summarise(per_seed.reset_index(), cell_keys, "gain", self.alpha)
+            table = summarise_seeds(per_seed.reset_index(), cell_keys, "gain", self.alpha)
             extra = per_seed.groupby(cell_keys, dropna=False)[["baseline", "num_classes"]].mean()
             table = table.join(extra, on=cell_keys).rename(
                 columns={"mean": "gain", "baseline": "baseline_error"}
@@ -863,7 +867,7 @@ class HierarchyComparison:
         """Compare every pair of kinds per count, pooled over finer counts, and by interaction."""
         if self.test not in ("t", "wilcoxon"):
             raise ValueError(f"Unknown paired test ({self.test}); accepted: t, wilcoxon")
-        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         _require(data, ["num_classes"])
         self.target_classes_, _ = target_classes(data)
         data = data[~data["hierarchy"].isin(self.exclude)]
@@ -946,7 +950,7 @@ class HierarchyComparison:
         return table[cols]
 
     def _summary(self, per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-        out = _summarise(per_seed, keys, "advantage", self.alpha)
+        out = summarise_seeds(per_seed, keys, "advantage", self.alpha)
         if self.test == "wilcoxon":
             p = per_seed.groupby(keys, sort=True)["advantage"].apply(
                 lambda d: stats.paired_test(d.to_numpy(), "wilcoxon")
@@ -1015,7 +1019,7 @@ class AlignmentStudy:
 
     def fit(self, df: pd.DataFrame) -> AlignmentStudy:
         """Aggregate units, then correlate each alignment metric with the gain."""
-        data, self.n_dropped_ = _prepare(df, self.metric, ("backbone", "data_fraction"))
+        data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         present = [m for m in self.alignment_metrics if m in data and data[m].notna().any()]
         base = data[data["hierarchy"] == self.baseline_kind]
         arms = data[data["hierarchy"] != self.baseline_kind].copy()

@@ -30,7 +30,7 @@ import numpy as np
 if TYPE_CHECKING:  # pandas is imported where used: the CLI's parser reads HARD_MODES
     import pandas as pd
 
-from contracts import TEST_CORRECT
+from contracts import CELL_TABLE_COLUMNS, TEST_CORRECT
 
 HardMode = Literal["auto", "dataset", "reference", "target_level"]
 HARD_MODES = ("auto", "dataset", "reference", "target_level")
@@ -230,11 +230,7 @@ def easy_hard_table(df: pd.DataFrame) -> pd.DataFrame:
 
     if not _has(df, "target_error_hard"):
         return pd.DataFrame()
-    keys = [
-        k
-        for k in ("hierarchy", "level_name", "num_classes", "data_fraction", "backbone")
-        if k in df
-    ]
+    keys = [k for k in CELL_TABLE_COLUMNS if k in df]
     cols = [
         c
         for c in ("target_error", "target_error_easy", "target_error_hard", "hard_fraction")

@@ -25,7 +25,7 @@ import pandas as pd
 
 # The contract's names (contracts.py): numeric params, trial tags as column names
 # without the `granularity.` prefix (`failure` and `attempts` are written by
-# sweeps/tracking.py for failed and retried trials).
+# sweeps/ledger/mlflow_store.py for failed and retried trials).
 from contracts import NUMERIC_PARAMS, ROLE_SWEEP, ROLE_TRIAL, TAG_PREFIX, TRIAL_TAGS
 from contracts import PARENT as PARENT_TAG
 from contracts import ROLE as ROLE_TAG
@@ -132,7 +132,7 @@ def find_sweep_run(experiment: str, tracking_uri: str = "sqlite:///mlflow.db") -
     """Run id of the sweep's parent run (tag ``granularity.role=sweep``).
 
     Should there be several, the first created wins: it is the one the sweep
-    driver (sweeps/tracking.py) keeps reusing.
+    driver (sweeps/ledger/mlflow_store.py) keeps reusing.
 
     Returns None when the experiment has no parent run. Raises
     ``ExperimentNotFoundError`` for an unknown experiment.

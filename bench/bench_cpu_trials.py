@@ -183,9 +183,8 @@ def run(args: argparse.Namespace, tmp: str) -> None:
     print(f"# CPU: {cores} cores, load average {os.getloadavg()[0]:.2f}; torch {torch.__version__}")
     ds = create_dataset("glyphs", **glyph_options(args.quick))
     char_level = ds.hierarchy.level_index("character")
-    train_idx = torch.as_tensor(sorted(set(range(len(ds.train))) - set(ds.val_indices.tolist())))
-    data = ds.train.inputs[train_idx]
-    labels = torch.as_tensor(ds.hierarchy.mapping(char_level)[ds.train.leaf[train_idx.numpy()]])
+    data = ds.train.inputs
+    labels = torch.as_tensor(ds.hierarchy.mapping(char_level)[ds.train.leaf])
     args.hierarchy_path = os.path.join(tmp, "manual.json")
     ds.hierarchy.save(args.hierarchy_path)
     print(f"# data: {len(labels)} images 32 px, {int(labels.max()) + 1} classes; {epochs} epochs")

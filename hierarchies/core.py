@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from fileio import write_atomic
 
 
 class HierarchyError(ValueError):
@@ -39,33 +40,6 @@ def label_function_hash(mapping: np.ndarray) -> str:
     """
     canon = canonical_labels(mapping)
     return hashlib.sha256(canon.astype("<i8").tobytes()).hexdigest()[:16]
-
-
-def write_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
-    """Write `data` to `path` via a temporary file, fsync and rename.
-
-    A reader (or a crash) never sees half a file. Every package's persistent
-    files (hierarchies, checkpoints, result records) go through here.
-    `fsync=False` leaves the flush to disk to the caller (one `os.sync` for
-    many files); the rename still makes the file whole or absent for any
-    process, and a killed process loses nothing the kernel holds.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates 0600; these files are shared (Ray workers, other users).
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @dataclass

@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from fileio import read_json, write_json_atomic
 from sweeps.errors import SweepError
-from sweeps.ledger.records import read_json, write_json_atomic
 
 OWNER_FILE = "driver.json"
 WORKERS_FILE = "workers.lock"

@@ -46,6 +46,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fileio import read_json, write_json_atomic
 from sweeps.ledger.records import (
     Epochs,
     Event,
@@ -57,9 +58,7 @@ from sweeps.ledger.records import (
     TrialRecord,
     add_epoch,
     failure_path,
-    read_json,
     result_path,
-    write_json_atomic,
 )
 from sweeps.lock import is_current, worker_hold
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -89,9 +90,33 @@ def check_backbones(spec: Spec) -> None:
 
 
 def check_dataset_options(spec: Spec) -> None:
-    """A crossed dataset option the dataset does not take is a spec error, before anything runs."""
+    """Dataset options the dataset does not take, or of a bad type or range: spec errors.
+
+    Found before anything is built or runs: every combination of the crossed
+    options goes through the dataset's own check (`validate_dataset_options`).
+    """
+    if ":" in spec.dataset.name:
+        return
+    _check_crossed_names(spec)
+    from trainables import validate_dataset_options
+
     crossed = spec.factors.dataset_options
-    if not crossed or ":" in spec.dataset.name:
+    for combo in option_combinations(spec):
+        try:
+            validate_dataset_options(spec.dataset.name, {**spec.dataset.options, **combo})
+        except ValueError as err:
+            # Name the field the bad option was given in (crossed, or fixed).
+            named = [k for k in crossed if re.search(rf"\b{re.escape(k)}\b", str(err))]
+            where = f"factors.dataset_options.{named[0]}" if named else "dataset.options"
+            raise SpecError([f"{where}: {err}"]) from None
+        except RuntimeError as err:
+            raise SpecError([f"dataset.name: {err}"]) from None
+
+
+def _check_crossed_names(spec: Spec) -> None:
+    """A crossed dataset option the dataset does not take is a spec error."""
+    crossed = spec.factors.dataset_options
+    if not crossed:
         return
     from trainables.data import dataset_options
 

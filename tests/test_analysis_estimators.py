@@ -280,3 +280,67 @@ def test_optimum_bootstraps_match_resampling_the_seed_matrix(estimator, monkeypa
     pd.testing.assert_frame_equal(getattr(fast, table), getattr(slow, table), rtol=1e-12)
     if estimator is SizeGranularity:
         pd.testing.assert_frame_equal(fast.trend_, slow.trend_, rtol=1e-12)
+
+
+def _opposite(k, f, kind):
+    """Random is worse at 10 classes and better at 100: a pooled mean cancels them."""
+    shift = {10: 0.03, 100: -0.03} if kind == "random" else {}
+    return 0.2 + np.array([shift.get(int(c), 0.0) for c in k])
+
+
+def test_kind_contrasts_of_opposite_sign_are_mixed_not_cancelled():
+    df = simulate_sweep(
+        curve=_opposite, kinds={"manual": 0.0, "random": 0.0}, seeds=8, noise=0.008, random_state=3
+    )
+    c = HierarchyComparison().fit(df)
+    cells = c.cells_.set_index("num_classes")
+    assert cells.loc[10.0, "p_adj"] < 0.05 and cells.loc[10.0, "advantage"] > 0
+    assert cells.loc[100.0, "p_adj"] < 0.05 and cells.loc[100.0, "advantage"] < 0
+    assert not cells.loc[2.0, "finer"] and cells.loc[10.0, "finer"]  # the target has 2 classes
+    (pooled,) = c.pooled_.itertuples(index=False)
+    assert pooled.n_class_counts == 7 and abs(pooled.advantage) < 0.01  # 2 classes left out
+    assert c.interaction_["pvalue"].iloc[0] < 0.001
+    assert ((c.cells_["ci_low"] > 0) | (c.cells_["ci_high"] < 0)).eq(c.cells_["p_adj"] < 0.05).all()
+    null = simulate_sweep(kinds={"manual": 0.0, "random": 0.0}, seeds=8, random_state=4)
+    assert HierarchyComparison().fit(null).interaction_["pvalue"].iloc[0] > 0.01
+
+
+def _crossing(k, f, kind):
+    """The 50-class level's gain over the target (2 classes) is 0.02 log(f / 0.3)."""
+    return 0.2 - np.where(np.asarray(k) == 50, 0.02 * np.log(f / 0.3), 0.0)
+
+
+def test_size_slopes_recover_a_planted_crossover_and_say_when_two_sizes_are_all():
+    df = simulate_sweep(curve=_crossing, data_fractions=(0.1, 0.3, 1.0), seeds=8, random_state=5)
+    s = SizeGranularity(n_boot=100).fit(df).slopes_.set_index("num_classes")
+    row = s.loc[50.0]
+    assert row.ci_low <= 0.02 <= row.ci_high and row.p_adj < 0.05
+    assert row.crossover_fraction == pytest.approx(0.3, rel=0.4) and row.crossover.startswith("at")
+    flat = s.drop(index=50.0)
+    assert ((flat["ci_low"] <= 0) & (flat["ci_high"] >= 0)).mean() >= 0.8
+    two = simulate_sweep(curve=_crossing, data_fractions=(0.3, 1.0), seeds=8, random_state=6)
+    slopes = SizeGranularity(n_boot=100).fit(two).slopes_
+    assert (slopes["n_fractions"] == 2).all() and slopes["note"].str.contains("needs three").all()
+
+
+def test_alignment_mixed_model_finds_a_planted_slope_and_not_a_null_one():
+    kw = {
+        "curve": lambda k, f, kind: 0.2 + 0.0 * np.asarray(k, float),
+        "num_classes": (2, 10, 50),
+        "kinds": {"manual": 0.0, "random": 0.0, "perturbed": 0.0, "cluster_global": 0.0},
+        "alignment": {"manual": 1.0, "random": 0.1, "perturbed": 0.5, "cluster_global": 0.8},
+        "seeds": 6,
+        "noise": 0.01,
+    }
+    found = AlignmentStudy(n_boot=50).fit(simulate_sweep(align_effect=0.05, random_state=7, **kw))
+    nmi = found.seed_model_.set_index("metric").loc["align/nmi"]
+    assert nmi.ci_low <= 0.05 <= nmi.ci_high and nmi.p_adj < 0.05
+    assert nmi.n_seeds == 6 and nmi.ci_label.startswith("Bonferroni")
+    calls = sum(
+        (
+            AlignmentStudy(n_boot=20).fit(simulate_sweep(random_state=r, **kw)).seed_model_["p_adj"]
+            < 0.05
+        ).any()
+        for r in range(10)
+    )
+    assert calls <= 2

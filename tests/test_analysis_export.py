@@ -142,7 +142,7 @@ def test_the_notebook_api_loads_an_export_fits_and_returns_tables_and_figures(st
     assert all(isinstance(t, pd.DataFrame) for t in tables.values())
     assert isinstance(analysis.figures.plot_gain_over_target(a), Figure)
     assert isinstance(analysis.figures.plot_forest(a), Figure)
-    assert [claim for claim, _ in analysis.verdicts.verdicts(a)][1].startswith("U-shaped")
+    assert [claim for claim, _ in analysis.verdicts.verdicts(a)][1].startswith("Some level finer")
     with pytest.raises(AttributeError, match="public names: load_runs"):
         _ = analysis.load_everything
     # In a fresh interpreter nothing is imported yet: every name resolves on first use.

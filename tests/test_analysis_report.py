@@ -112,7 +112,7 @@ def test_an_adaptive_sweep_gets_its_section_with_the_method_and_the_stops(tmp_pa
     # The gains over scratch (0.3 against ~0.2) settle at the first look; manual vs random
     # (no difference planted) runs to max.
     assert "gain of manual/level1/f1/twolayer over scratch | 3 | decided" in section
-    assert "manual vs random (f1/twolayer, 4 class counts) | 6 | max" in section
+    assert "manual vs random (f1/twolayer, 3 class counts) | 6 | max" in section
     assert "Seeds per cell" in section
     MlflowClient(uri).delete_tag(parent, REPLICATES)
     text = write_report("sweep", uri, tmp_path / "r2", n_boot=100).read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import contracts
-from contracts import ARMS, Registry, run_name
+from contracts import ARMS, CELL_COLUMNS, Cell, Registry
 from hierarchies.registry import hierarchy_builder, list_hierarchy_kinds
 from sweeps.spec import SpecError, parse_spec
 
@@ -47,8 +47,21 @@ def test_an_arm_kind_outside_the_table_is_a_spec_error():
         contracts.arm("oak")
 
 
-def test_run_name():
-    assert run_name("random", None, 0.25, "resnet18", 3) == "random/scratch/f0.25/resnet18/s3"
+def test_a_cell_names_its_runs_and_reads_rows():
+    cell = Cell.of(
+        {
+            "hierarchy": "random",
+            "level_name": None,
+            "data_fraction": 0.25,
+            "backbone": "resnet18",
+            "seed": 3,
+        }
+    )
+    assert cell == ("random", "scratch", 0.25, "resnet18")  # a tuple: sorts and hashes as one
+    assert cell.run_name(3) == "random/scratch/f0.25/resnet18/s3"
+    assert cell.key == "random/scratch/f0.25/resnet18"
+    row = dict(zip(CELL_COLUMNS, ("manual", "leaf", "1", "twolayer"), strict=True))
+    assert Cell.of(row) == Cell("manual", "leaf", 1.0, "twolayer")
 
 
 @pytest.mark.parametrize(

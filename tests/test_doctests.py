@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("hierarchies", "trainables", "sweeps", "analysis", "testing")
-TOP_LEVEL = ("contracts.py", "sequential.py")
+TOP_LEVEL = ("contracts.py", "fileio.py", "sequential.py")
 
 
 def modules_with_examples() -> list[str]:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.ledger.records import read_results, result_path, write_json_atomic
+from fileio import write_json_atomic
+from sweeps.ledger.records import read_results, result_path
 
 SIZE = 64 * 1024
 

@@ -29,9 +29,10 @@ from pathlib import Path
 
 from sweeps_fake import calls, snapshot, write_fake_spec
 
+from fileio import read_json
 from sweeps import commands
 from sweeps.ledger.mlflow_store import Tracker
-from sweeps.ledger.records import read_json, read_results, result_path
+from sweeps.ledger.records import read_results, result_path
 from sweeps.lock import OWNER_FILE, claim_sweep
 from sweeps.plan import build_plan
 from sweeps.spec import load_spec

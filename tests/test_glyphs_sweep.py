@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
+import pytest
 import trainables_fixtures as fixtures
 
 from sweeps import commands
@@ -63,3 +66,47 @@ def test_glyph_sweep_runs_and_reports_hard_examples(tmp_path, ray_address, monke
     report = (out / "report.md").read_text()
     assert "hard examples (real data)" in report
     assert "Every arm on easy and hard examples" in report
+
+
+FOLD_FONTS = ("ukai", "tw-kai", "uming", "hanazono", "wqy-zenhei", "ipa-gothic")
+
+
+@pytest.mark.slow
+def test_font_folds_cross_as_a_dataset_option(tmp_path, ray_address, monkeypatch):
+    """`fold` crossed over 2 folds of 6 fonts: each fold's trials test on its own unseen fonts."""
+    fixtures.require_system_files(glyphs.UNICODE_DIR / "CJKRadicals.txt", package="unicode-data")
+    for font in FOLD_FONTS:
+        source = glyphs.FONTS[font]
+        fixtures.require_system_files(glyphs.FONT_DIR / source.file, package=source.package)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GRANULARITY_CACHE", str(tmp_path / "cache"))
+    spec = str(ROOT / "sweeps" / "glyphs.yaml")
+    overrides = [
+        "dataset.options.radicals=4",
+        "dataset.options.chars_per_radical=3",
+        "dataset.options.fonts=[ukai, uming, ipa-gothic]",
+        "dataset.options.test_fonts=[tw-kai, hanazono, wqy-zenhei]",
+        "dataset.options.folds=2",
+        "dataset.options.image_size=16",
+        "dataset.options.embedding=pixels",
+        "factors.dataset_options={fold: [0, 1]}",
+        "factors.hierarchies=[manual, scratch]",
+        "factors.levels=[character]",
+        "factors.data_fractions=[1.0]",
+        "seeds=1",
+        "pretrain.epochs=1",
+        "finetune.epochs=1",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+    assert commands.main(["run", spec, *overrides]) == 0
+    tracker = Tracker(load_spec(spec, overrides), create=False)
+    runs = tracker.client.search_runs([tracker.experiment_id], max_results=100)
+    trials = [r for r in runs if r.data.tags.get("granularity.role") == "trial"]
+    assert len(trials) == 4 and {r.info.status for r in trials} == {"FINISHED"}
+    folds = sorted(json.loads(r.data.params["dataset_options"])["fold"] for r in trials)
+    assert folds == [0, 0, 1, 1]
+    # The glyph validation split is used: a finite pretraining validation error.
+    pretrained = [r for r in trials if "pretrain/val_error" in r.data.metrics]
+    assert pretrained and all(
+        math.isfinite(r.data.metrics["pretrain/val_error"]) for r in pretrained
+    )

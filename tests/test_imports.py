@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("hierarchies", "trainables", "sweeps", "analysis", "testing")
 CONTRACTS = "contracts"
+FILEIO = "fileio"  # atomic file writes and JSON records: stdlib only, like contracts
 # Top-level modules beside the packages; every package may import them.
 # sequential.py (adaptive replicates' statistics) is used by the driver
 # (sweeps) and the report (analysis), which may not import each other.
@@ -41,6 +42,7 @@ ALLOWED_EDGES = {("sweeps.cli", "analysis.cli")}
 DYNAMIC_IMPORTS = {
     "sweeps.runner": "the trainable a spec names as `module:function` (user code)",
     "sweeps.plan": "the dataset a spec names as `module:function` (user code)",
+    "analysis": "PEP 562 lazy public names, from analysis's own modules (checked below)",
 }
 # Third-party packages that one module of the project holds behind its API.
 ONLY_IN = {"ray": {"sweeps.ray_backend"}}
@@ -54,7 +56,7 @@ def _module_name(path: Path) -> str:
 
 
 def _project_modules() -> dict[str, Path]:
-    modules = {CONTRACTS: ROOT / f"{CONTRACTS}.py", SEQUENTIAL: ROOT / f"{SEQUENTIAL}.py"}
+    modules = {name: ROOT / f"{name}.py" for name in (CONTRACTS, FILEIO, SEQUENTIAL)}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             modules[_module_name(path)] = path
@@ -169,6 +171,15 @@ def test_dynamic_imports_are_seen_or_named():
     assert all(computed[name] for name in DYNAMIC_IMPORTS), "an allowed dynamic import is gone"
 
 
+def test_the_lazy_package_imports_only_its_own_modules():
+    import analysis
+
+    targets = {analysis.__getattr__(name).__name__ for name in analysis._MODULES}
+    targets |= set(analysis._NAMES.values())
+    outside = sorted(t for t in targets if _top(t) != "analysis" or t not in MODULES)
+    assert not outside, f"analysis's lazy names load modules outside it: {outside}"
+
+
 def _private_names(tree: ast.AST) -> set[str]:
     """`_name`s a module defines: functions, classes, module names and attributes it assigns."""
     out = set()
@@ -224,11 +235,12 @@ def test_a_private_reach_is_found():
     ]
 
 
-def test_contracts_imports_nothing_but_the_standard_library():
+@pytest.mark.parametrize("module", [CONTRACTS, FILEIO])
+def test_stdlib_only_modules_import_nothing_else(module):
     outside = sorted(
-        dotted for dotted in IMPORTS[CONTRACTS] if _top(dotted) not in sys.stdlib_module_names
+        dotted for dotted in IMPORTS[module] if _top(dotted) not in sys.stdlib_module_names
     )
-    assert not outside, f"contracts.py must stay dependency-free, imports {outside}"
+    assert not outside, f"{module}.py must stay dependency-free, imports {outside}"
 
 
 def test_sequential_imports_only_contracts_numpy_and_scipy():

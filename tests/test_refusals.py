@@ -3,8 +3,8 @@
 Every case ends in exit 2 with one line on stderr naming the field (or the
 limit) and creates nothing: a YAML alias bomb, a recursive alias, a document
 nested too deep or too long, a bomb in an override value, a trainable that is
-not callable or cannot take (config, report), a backbone option of the wrong
-name, type or range, a storage folder or SQLite store that cannot be created, a typo or a bad value in the `smoke:` block.
+not callable or cannot take (config, report), a backbone or dataset option
+(fixed or crossed) of the wrong name, type or range, a storage folder or SQLite store that cannot be created, a typo or a bad value in the `smoke:` block.
 """
 
 from __future__ import annotations
@@ -154,6 +154,43 @@ CASES = [
         lambda t: _spec_text(t, trainable="trainables:train"),
         ["factors.backbones=[{name: twolayer, options: {widht: 8}}]"],
         "factors.backbones[0].options: unknown twolayer option 'widht'",
+        ("validate", "run", "status"),
+    ),
+    (
+        "dataset option out of range",
+        lambda t: _spec_text(
+            t,
+            trainable="trainables:train",
+            dataset={"name": "glyphs", "options": {"chars_per_radical": -3}},
+            target="radical",
+        ),
+        [],
+        "dataset.options: glyphs option chars_per_radical=-3 is out of range",
+        ("validate", "run", "status"),
+    ),
+    (
+        "crossed dataset option out of range",
+        lambda t: _spec_text(
+            t,
+            trainable="trainables:train",
+            dataset={"name": "glyphs"},
+            target="radical",
+            factors={**BASE["factors"], "dataset_options": {"renders_per_font": [2, 0]}},
+        ),
+        [],
+        "factors.dataset_options.renders_per_font: glyphs option renders_per_font=0",
+        ("validate", "run", "status"),
+    ),
+    (
+        "dataset option unknown",
+        lambda t: _spec_text(
+            t,
+            trainable="trainables:train",
+            dataset={"name": "synthetic", "options": {"train_per_clas": 3}},
+            target="superclass",
+        ),
+        [],
+        "dataset.options: unknown synthetic option 'train_per_clas'",
         ("validate", "run", "status"),
     ),
     (

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sequential import SPENDING, Design, coverage, evaluate, spent_alpha
+from sequential import SPENDING, Design, comparisons, coverage, evaluate, spent_alpha
 
 
 @pytest.mark.parametrize("spending", SPENDING)
@@ -107,3 +107,24 @@ def test_half_width_rule():
     state = evaluate(d, _rows(table), list(range(6)))
     (o,) = state.outcomes
     assert o.status == "decided" and o.n == 3 and o.interval.half_width <= 0.05
+
+
+def test_kind_pools_and_shapes_use_only_levels_at_or_finer_than_the_target():
+    """Below the target, manual is the target's own labels: no kind pool or shape reads it."""
+    rows = _rows(
+        {
+            ("scratch", "scratch", 8): [0.5] * 3,
+            **{
+                (kind, name, k): [0.2] * 3
+                for kind in ("manual", "random")
+                for name, k in (("coarse", 2), ("target", 8), ("fine", 32), ("finest", 128))
+            },
+        }
+    )
+    found = comparisons(rows, "target", ("hierarchy", "u_test"))
+    (kinds,) = [c for c in found if c.rule == "hierarchy"]
+    assert "2 class counts" in kinds.name  # 32 and 128: finer than the target (8)
+    assert {cell[1] for cell in kinds.cells} == {"fine", "finest"}
+    shape = next(c for c in found if c.name.startswith("shape of manual"))
+    assert [cell[1] for cell in shape.cells] == ["target", "fine", "finest"]
+    assert [claim for claim, _ in shape.claims][1] == "fine beats both target and finest"

@@ -170,15 +170,8 @@ def test_the_shipped_controls_spec_uses_every_new_field():
     assert load_spec("controls_smoke", smoke=True).pretrain.steps < spec.pretrain.steps
 
 
-@pytest.fixture(scope="module")
-def ray_address():
-    from sweeps.ray_backend import ray_session
-
-    with ray_session(num_cpus=2) as info:
-        yield info["address"]
-
-
 def test_crossed_factors_reach_mlflow_params_and_the_sweep_run(tmp_path, ray_address):
+    """Through a real run on Ray (conftest's `ray_address`) with the fake trainable."""
     path = write_fake_spec(
         tmp_path,
         "crossed",

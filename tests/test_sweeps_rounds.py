@@ -112,7 +112,8 @@ class _Executor:
     def __call__(self, trials, metas, label, pack):
         from sweeps_fake import train
 
-        from sweeps.ledger.records import result_path, write_json_atomic
+        from fileio import write_json_atomic
+        from sweeps.ledger.records import result_path
 
         self.labels.append(label)
         for t in trials:

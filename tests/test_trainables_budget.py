@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 import trainables_fixtures as fixtures
 from test_trainables_trial import Recorder
 
 import trainables.trial as trial_module
 from trainables.budget import MAX_SEGMENTS, stage_budget
+from trainables.data import Split
 from trainables.trial import train
 
 config = fixtures.trial_config
@@ -68,18 +68,20 @@ def test_a_step_budget_is_cut_into_at_most_max_segments():
 
 
 def test_a_step_budget_resumes_inside_an_epoch_with_the_same_numbers(tmp_path):
-    # ~6 batches an epoch at this fraction: 25 steps are 5 segments of 5, across epoch ends.
-    stages = {"pretrain": {"steps": 25}, "finetune": {"steps": 6}}
+    # ~6 batches an epoch at this fraction: 25 steps are 5 segments of 5, across epoch ends;
+    # the best segment so far travels in the checkpoint.
+    stages = {"pretrain": {"steps": 25, "selection": "best_val"}, "finetune": {"steps": 6}}
     base = {**budget_config(tmp_path, 0.25, **stages), "checkpoint_dir": str(tmp_path / "ckpt")}
-    first = Recorder(fail_at=("pretrain", 1))
+    first = Recorder(fail_at=("pretrain", 3))  # segment 3 is this run's best (asserted below)
     with pytest.raises(KeyboardInterrupt):
         train(base, first)
     resumed_log = Recorder()
     resumed = train(base, resumed_log)
-    assert first.steps("pretrain") == [0, 1] and resumed_log.steps("pretrain")[0] == 2
+    assert first.steps("pretrain") == [0, 1, 2, 3] and resumed_log.steps("pretrain") == [4]
     straight = train(budget_config(tmp_path, 0.25, **stages), None)
-    assert resumed["target_error"] == straight["target_error"]
-    assert resumed["pretrain/loss"] == straight["pretrain/loss"]
+    for metric in ("target_error", "pretrain/loss", "pretrain/val_error", "pretrain/best_segment"):
+        assert resumed[metric] == straight[metric], metric
+    assert straight["pretrain/best_segment"] == 3  # chosen before the resume: from the checkpoint
 
 
 def test_best_validation_selection_keeps_the_lowest_validation_error(tmp_path):
@@ -108,7 +110,8 @@ def test_a_dataset_validation_split_replaces_the_carved_one(tmp_path, monkeypatc
 
     def with_val(name, options):
         ds = real(name, options)
-        return dataclasses.replace(ds, val_indices=np.arange(5))
+        test = ds.test
+        return dataclasses.replace(ds, val=Split(leaf=test.leaf[:5], inputs=test.inputs[:5]))
 
     monkeypatch.setattr(trial_module, "load_dataset", with_val)
     log = Recorder()

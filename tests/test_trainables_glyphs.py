@@ -20,7 +20,6 @@ from trainables import (
     glyph_render,
     glyph_unihan,
     validate_dataset_options,
-    validation_split,
 )
 from trainables import glyphs as g
 from trainables.fashion_mnist import CATEGORY_OF_CLASS, FASHION_MNIST_ROOT
@@ -80,13 +79,10 @@ def test_tiny_render_has_the_levels_and_the_font_split(tiny):
     for c, char in enumerate(chars):
         same = [chars[i] for i in np.flatnonzero(radical_of_char == radical_of_char[c])]
         assert len(same) == 3 and {entries[x].radical for x in same} == {entries[char].radical}
-    # 12 characters x 2 training fonts x 2 renders, then 1 validation render of a
-    # quarter of the training glyphs (named by val_indices); the test font once each.
-    n_val = len(tiny.val_indices)
-    assert len(tiny.train) == 48 + n_val and len(tiny.test) == 12 and 0 < n_val < 24
-    assert tiny.val_indices.tolist() == list(range(48, 48 + n_val))
-    assert tiny.train.inputs.shape == (48 + n_val, 1, 24, 24)
-    assert tiny.train.inputs.dtype == torch.uint8
+    # 12 characters x 2 training fonts x 2 renders; 1 validation render of a quarter of
+    # the training glyphs in a split of its own; the test font once each.
+    assert len(tiny.train) == 48 and len(tiny.test) == 12 and 0 < len(tiny.val) < 24
+    assert tiny.train.inputs.shape == (48, 1, 24, 24) and tiny.train.inputs.dtype == torch.uint8
     assert (tiny.train.inputs.flatten(1).amax(1) > 0).all()  # no empty glyph
     assert (tiny.test.inputs.flatten(1).amax(1) > 0).all()
     assert tiny.meta["test_fonts"] == ["wqy-zenhei"] and "wqy-zenhei" not in tiny.meta["fonts"]
@@ -283,28 +279,23 @@ def test_renders_are_nested_and_stroke_changes_are_seeded():
 
 def test_validation_renders_are_held_out_renders_of_the_training_glyphs(tiny, tmp_path):
     every = create_dataset("glyphs", cache_dir=str(tmp_path), **{**TINY, "val_glyphs": 1.0})
-    val = every.val_indices
-    train_idx = np.setdiff1d(np.arange(len(every.train)), val)
-    assert torch.equal(every.train.inputs[train_idx], tiny.train.inputs[: len(train_idx)])
+    assert torch.equal(every.train.inputs, tiny.train.inputs)  # training data unchanged
     # val_glyphs=1: every training glyph has a validation render, none a training render.
-    assert sorted(every.train.leaf[val].tolist()) == sorted(set(every.train.leaf[train_idx]))
+    assert sorted(every.val.leaf.tolist()) == sorted(set(every.train.leaf.tolist()))
+    for i, leaf in enumerate(every.val.leaf):
+        renders = every.train.inputs[every.train.leaf == leaf]
+        assert not any(torch.equal(every.val.inputs[i], r) for r in renders)
     # The default quarter is a subset of those renders (the same images).
-    some = tiny.val_indices
-    assert set(tiny.train.leaf[some]) < set(every.train.leaf[val])
-    for i in some:
-        j = val[every.train.leaf[val] == tiny.train.leaf[i]][0]
-        assert torch.equal(tiny.train.inputs[i], every.train.inputs[j])
-    tiny = every
-    flat = tiny.train.inputs.flatten(1)
-    for i in val:
-        same_leaf = train_idx[tiny.train.leaf[train_idx] == tiny.train.leaf[i]]
-        assert not any(torch.equal(flat[i], flat[j]) for j in same_leaf)
-    pool, chosen = validation_split(tiny, 0.5, seed=0)  # the dataset's split wins
-    assert chosen.tolist() == val.tolist() and pool.tolist() == train_idx.tolist()
+    assert set(tiny.val.leaf) < set(every.val.leaf)
+    for i, leaf in enumerate(tiny.val.leaf):
+        assert torch.equal(tiny.val.inputs[i], every.val.inputs[every.val.leaf == leaf][0])
+    # The trial validates on that split and trains on the whole train split.
     from trainables.trial import _data_split
 
-    data = _data_split({"seed": 0, "val_fraction": 0.1, "data_fraction": 1.0}, tiny)
-    assert data.val_idx.tolist() == val.tolist() and data.train_idx.tolist() == train_idx.tolist()
+    data = _data_split({"seed": 0, "val_fraction": 0.1, "data_fraction": 1.0}, every)
+    assert len(data.val_idx) == len(every.val) and len(data.train_idx) == len(every.train)
+    none = create_dataset("glyphs", cache_dir=str(tmp_path), **{**TINY, "val_renders_per_font": 0})
+    assert none.val is None  # then the trial carves val_fraction from the train split
 
 
 def test_folds_build_datasets_whose_test_fonts_are_unseen(tmp_path):
@@ -316,8 +307,7 @@ def test_folds_build_datasets_whose_test_fonts_are_unseen(tmp_path):
     for k in range(2):
         ds = create_dataset("glyphs", cache_dir=str(tmp_path), folds=2, fold=k, **options)
         assert not set(ds.meta["test_fonts"]) & set(ds.meta["fonts"])
-        n_train = 12 * len(ds.meta["fonts"])  # 1 render
-        assert len(ds.test) == 12 * 3 and len(ds.train) == n_train + len(ds.val_indices)
+        assert len(ds.test) == 12 * 3 and len(ds.train) == 12 * len(ds.meta["fonts"])
         seen.append(ds.meta["characters"])
     assert seen[0] == seen[1]  # the same characters in every fold
     first = create_dataset("glyphs", cache_dir=str(tmp_path), folds=2, fold=0, **options)
@@ -328,7 +318,7 @@ def test_48_px_stroke_and_16_renders_are_cached_by_every_setting(tmp_path, monke
     _need_glyph_packages()
     options = {**TINY, "image_size": 48, "renders_per_font": 16, "stroke": 0.35}
     ds = create_dataset("glyphs", cache_dir=str(tmp_path), **options)
-    assert ds.input_shape == (1, 48, 48) and len(ds.train) == 12 * 2 * 16 + len(ds.val_indices)
+    assert ds.input_shape == (1, 48, 48) and len(ds.train) == 12 * 2 * 16
     small = create_dataset("glyphs", cache_dir=str(tmp_path), **{**options, "renders_per_font": 4})
     for font in range(2):  # nested at the dataset level too: per glyph, the first 4 of 16
         big = ds.train.inputs[font * 12 * 16 : (font + 1) * 12 * 16].reshape(12, 16, 48, 48)

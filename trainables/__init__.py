@@ -22,7 +22,6 @@ from trainables.data import (
     subset_indices,
     train_val_indices,
     validate_dataset_options,
-    validation_split,
 )
 from trainables.errors import TrialError
 from trainables.trial import train
@@ -45,5 +44,4 @@ __all__ = [
     "train_val_indices",
     "validate_backbone_options",
     "validate_dataset_options",
-    "validation_split",
 ]

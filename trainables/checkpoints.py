@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from filelock import FileLock
 
-from hierarchies.core import write_atomic
+from fileio import write_atomic
 
 
 def _sha256(path: Path) -> str:

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,9 +83,9 @@ class Dataset:
             species, a character): the derived hierarchy kinds move its classes
             whole and keep every finer level (hierarchies/leaf_level.py). None:
             the leaves themselves are coherent classes.
-        val_indices: examples of `train` the dataset itself holds out for
-            validation (glyphs: extra renders of the training glyphs), or None:
-            then `validation_split` carves a fraction of each leaf.
+        val: a validation split of its own (e.g. held-out renders of the
+            training fonts). None: a trial carves its validation examples from
+            the train split (`train_val_indices`, the config's `val_fraction`).
     """
 
     name: str
@@ -101,7 +100,7 @@ class Dataset:
     embed: Callable[[], np.ndarray] | None = None
     meta: dict = field(default_factory=dict)
     leaf_level: str | None = None
-    val_indices: np.ndarray | None = None
+    val: Split | None = None
 
     def __post_init__(self) -> None:
         if self.leaf_level is not None and self.leaf_level not in self.hierarchy.level_names:
@@ -132,7 +131,7 @@ def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     """The array saved at `path`, else `compute()` saved there atomically (a damaged file is redone)."""
     import io
 
-    from hierarchies.core import write_atomic
+    from fileio import write_atomic
 
     if path.exists():
         try:
@@ -192,15 +191,14 @@ def dataset_options(name: str) -> list[str] | None:
 
 # Per dataset, a check of its options that builds nothing (types, ranges, names);
 # `validate_dataset_options` falls back to the builder's signature.
-_OPTION_CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {}
+OptionCheck = Callable[[Mapping[str, Any]], None]
+_OPTION_CHECKS: dict[str, OptionCheck] = {}
 
 
-def register_option_check(
-    name: str,
-) -> Callable[[Callable[[Mapping[str, Any]], None]], Callable[[Mapping[str, Any]], None]]:
+def register_option_check(name: str) -> Callable[[OptionCheck], OptionCheck]:
     """Decorator: `fn(options)` checks dataset `name`'s options, raising ValueError."""
 
-    def decorate(fn: Callable[[Mapping[str, Any]], None]) -> Callable[[Mapping[str, Any]], None]:
+    def decorate(fn: OptionCheck) -> OptionCheck:
         _OPTION_CHECKS[name] = fn
         return fn
 
@@ -211,21 +209,19 @@ def validate_dataset_options(name: str, options: Mapping[str, Any]) -> None:
     """Check dataset `name`'s options without building it (no file is read or written).
 
     Every dataset: an option its builder does not take is a ValueError naming
-    it and the accepted ones. A dataset with a registered check (glyphs) also
-    gets its types and ranges checked. Unknown `name`: RuntimeError as `create_dataset`.
+    it and the accepted ones (`dataset_options`). A dataset with a registered
+    check (glyphs) also gets its types and ranges checked, in one line naming
+    the option and the accepted values. Unknown `name`: RuntimeError as `create_dataset`.
     """
-    builder = _DATASETS.get(name)
+    accepted = dataset_options(name)
     check = _OPTION_CHECKS.get(name)
     if check is not None:
         check(options)
         return
-    params = inspect.signature(builder).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    unknown = sorted(set(options) - set(params))
+    unknown = sorted(set(options) - set(accepted or options))
     if unknown:
         raise ValueError(
-            f"unknown {name} option {unknown[0]!r}; accepted: {', '.join(sorted(params))}"
+            f"unknown {name} option {unknown[0]!r}; accepted: {', '.join(accepted or [])}"
         )
 
 
@@ -301,18 +297,3 @@ def train_val_indices(
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
     return np.sort(np.concatenate(pool)), np.sort(np.concatenate(val))
-
-
-def validation_split(
-    dataset: Dataset, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(pool, validation) indices of the train split, both sorted.
-
-    The dataset's own validation examples when it has them (`val_indices`:
-    then `val_fraction` is not used), else `train_val_indices` carves
-    `val_fraction` of each leaf.
-    """
-    if dataset.val_indices is None:
-        return train_val_indices(dataset.train_leaf, val_fraction, seed)
-    val = np.unique(np.asarray(dataset.val_indices, dtype=np.int64))
-    return np.setdiff1d(np.arange(len(dataset.train)), val), val

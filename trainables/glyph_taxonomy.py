@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fileio import write_atomic
 from hierarchies import Hierarchy
-from hierarchies.core import write_atomic
 from trainables import glyph_unihan
 from trainables.glyph_fonts import FONTS, font_codepoints, font_path
 from trainables.glyph_render import cache_key, file_stamp

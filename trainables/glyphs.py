@@ -22,7 +22,7 @@ Splits. Train: `renders_per_font` renders of each selected character in each
 training font (nested: the first r of 16 are the r-render set). Validation:
 `val_renders_per_font` further renders (render indices 16 and up of the same
 stream, so never a training render) of a seeded `val_glyphs` share of the
-training glyphs, held in the train split and named by `Dataset.val_indices`.
+training glyphs: the dataset's own validation split (`Dataset.val`).
 Test: every selected character in the `test_fonts`, which no training example
 uses: generalisation to an unseen type design. A test example's leaf is its character's glyph in the first
 training font (only the character and its ancestors are used at test time).
@@ -304,7 +304,7 @@ def glyphs(
         return np.concatenate([images[f] for f in which])[:, None]
 
     n_chars, n_fonts = len(entries), len(train_fonts)
-    train_only = Split(
+    train = Split(
         leaf=_glyph_leaves(n_chars, n_fonts, renders_per_font),
         inputs=torch.from_numpy(renders(codepoints, train_fonts, renders_per_font, render_seed)),
     )
@@ -315,10 +315,7 @@ def glyphs(
     chosen = np.random.default_rng([render_seed, 7]).random(n_chars * n_fonts) < val_glyphs
     keep = np.flatnonzero(chosen[val_leaf])
     val_x = renders(codepoints, train_fonts, val_renders_per_font, render_seed, MAX_RENDERS)
-    train = Split(
-        leaf=np.concatenate([train_only.leaf, val_leaf[keep]]),
-        inputs=torch.cat([train_only.inputs, torch.from_numpy(val_x[keep])]),
-    )
+    val = Split(leaf=val_leaf[keep], inputs=torch.from_numpy(val_x[keep]))
     test = Split(
         leaf=np.tile(
             np.repeat(np.arange(n_chars) * n_fonts, test_renders_per_font), len(eval_fonts)
@@ -343,7 +340,7 @@ def glyphs(
         batch_transform=_glyph_batch_transform,
         embed=lambda: glyph_embeddings(
             embedding,
-            train=train_only,
+            train=train,
             num_leaves=hierarchy.num_leaves,
             heldout=lambda: (
                 renders([e.codepoint for e in heldout], train_fonts, renders_per_font, render_seed),
@@ -361,5 +358,6 @@ def glyphs(
             "fold": fold,
             "embedding": embedding,
         },
-        val_indices=np.arange(len(train_only), len(train)),
+        leaf_level="character",  # coherent classes: derived kinds move characters whole
+        val=val if len(val) else None,
     )

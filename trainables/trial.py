@@ -18,7 +18,7 @@ labels only, with the `pretrain` settings (the budget a pretraining gets; with
 reports its epochs as `finetune/*`.
 A stage's budget is `epochs` or `steps` (trainables/budget.py); `selection:
 best_val` keeps the weights of its lowest validation error. Validation is the
-dataset's own held-out train examples (`Dataset.val_indices`) when it has them, else carved from train.
+dataset's own split (`Dataset.val`) when it has one, else carved from train.
 
 Example:
     >>> result = train({"dataset": "synthetic", "target": "superclass",
@@ -58,7 +58,7 @@ from hierarchies import Hierarchy, HierarchyError, alignment_metrics, examples_p
 from trainables.backbones import Classifier, create_backbone
 from trainables.budget import stage_budget
 from trainables.checkpoints import PretrainStore, load_checkpoint, save_atomic
-from trainables.data import Dataset, create_dataset, subset_indices, validation_split
+from trainables.data import Dataset, create_dataset, subset_indices, train_val_indices
 from trainables.distributed import Shard, barrier, broadcast_flag, current_shard, wrap
 from trainables.engine import (
     Batches,
@@ -436,10 +436,13 @@ class _Data:
 
 def _data_split(cfg: dict, dataset: Dataset) -> _Data:
     """Validation: the dataset's own split, else carved from the train split first; then the
-    nested subset of the rest (`validation_split`)."""
+    nested subset of the rest (`val_idx` indexes `dataset.val` when it has one)."""
     seed = int(cfg["seed"])
     leaf = dataset.train_leaf
-    pool, val_idx = validation_split(dataset, float(cfg["val_fraction"]), seed)
+    if dataset.val is not None:
+        pool, val_idx = np.arange(len(leaf)), np.arange(len(dataset.val))
+    else:
+        pool, val_idx = train_val_indices(leaf, float(cfg["val_fraction"]), seed)
     train_idx = pool[subset_indices(leaf[pool], float(cfg["data_fraction"]), seed)]
     return _Data(train_idx, val_idx, np.arange(len(dataset.test)))
 
@@ -506,10 +509,12 @@ class _Run:
     def batches(self, split: str, which: str, mapping: np.ndarray) -> Batches:
         """Batches of `split` ("train" | "test") over the `which` indices, labelled by `mapping`.
 
-        The validation indices (`which="val"`) are of the train split: the dataset's own
-        held-out examples (`Dataset.val_indices`) or those carved by `validation_split`.
+        The validation indices (`which="val"`) are of the dataset's own validation
+        split when it has one.
         """
         part = self.dataset.train if split == "train" else self.dataset.test
+        if which == "val" and self.dataset.val is not None:
+            part = self.dataset.val
         idx = getattr(self.data, f"{which}_idx")
         return Batches(self.dataset, part, idx, mapping[part.leaf[idx]], self.runtime)
 

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, TextIO
 
 from contracts import RETRY, ROLE
+from fileio import read_json, write_json_atomic
 from sweeps.interrupt import raise_if_interrupted
 from sweeps.ledger.mlflow_store import RunState, WholeTrial
 from sweeps.ledger.records import (
@@ -34,9 +35,7 @@ from sweeps.ledger.records import (
     add_epoch,
     failure_path,
     read_journal,
-    read_json,
     result_path,
-    write_json_atomic,
 )
 from sweeps.ledger.store import TrackingStore
 from sweeps.ledger.write_queue import WriteQueue

@@ -181,7 +181,9 @@ def insert_runs(store: Any, runs: Sequence[NewRun]) -> None:
                 "experiment_id": int(run.experiment_id),
             }
         )
-        tags.extend({"key": k, "value": str(v), "run_uuid": run.run_id} for k, v in run.tags.items())
+        tags.extend(
+            {"key": k, "value": str(v), "run_uuid": run.run_id} for k, v in run.tags.items()
+        )
         params.extend(
             {"key": k, "value": str(v), "run_uuid": run.run_id} for k, v in run.params.items()
         )

@@ -10,14 +10,13 @@ merged with `add_epoch`. Workers tell the driver what happens as `Event`s
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hierarchies.core import write_atomic
+from fileio import read_json
 
 
 def result_path(storage: str | os.PathLike, trial_key: str) -> Path:
@@ -28,19 +27,6 @@ def result_path(storage: str | os.PathLike, trial_key: str) -> Path:
 def failure_path(storage: str | os.PathLike, trial_key: str) -> Path:
     """Where a logical trial that used up its retries records why."""
     return Path(storage) / "results" / f"{trial_key}.failed.json"
-
-
-def write_json_atomic(path: Path, payload: Any, *, fsync: bool = True) -> None:
-    """Write JSON so that a reader (or a crash) never sees half a file (`fsync`: see write_atomic)."""
-    write_atomic(path, json.dumps(payload).encode(), fsync=fsync)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object at `path`, or None when missing or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def read_results(storage: str | os.PathLike) -> dict[str, dict[str, Any]]:

@@ -3,7 +3,7 @@
 Two stores implement it, each method explicitly: `mlflow_store.Tracker`
 (MLflow) and `offline.OfflineTracker` (the server was unreachable at start:
 it sees no runs and every write raises ConnectionError). A method added here
-and missing from either fails tests/test_sweeps_tracking.py.
+and missing from either fails tests/test_sweeps_ledger.py.
 """
 
 from __future__ import annotations
