@@ -140,5 +140,6 @@ def view_lines(experiment: str, tracking_uri: str) -> list[str]:
     return [
         f"MLflow UI{where}:",
         f"  trials: {view_address(found.experiment_id, TRIALS_VIEW, base)}",
-        f"  cells, one chart per data fraction: {view_address(found.experiment_id, CELLS_VIEW, base)}",
+        "  cells, one chart per data fraction: "
+        + view_address(found.experiment_id, CELLS_VIEW, base),
     ]

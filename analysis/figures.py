@@ -5,7 +5,7 @@ Every figure reads the same estimator tables the verdicts and the report's table
 number in a figure is the number in the text. Example (in a notebook):
 
     >>> import analysis
-    >>> a = analysis.analyze(analysis.load_export("docs/quickstart/runs.jsonl.gz"))  # doctest: +SKIP
+    >>> a = analysis.analyze(analysis.load_export("runs.jsonl.gz"))  # doctest: +SKIP
     >>> analysis.figures.plot_gain_over_target(a)  # doctest: +SKIP
 """
 
