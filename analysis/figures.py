@@ -429,20 +429,19 @@ def easy_hard_errors(a: Analysis) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "split", "n", "mean", "ci_low", "ci_high"])
 
 
-def plot_easy_hard(a: Analysis) -> Figure | None:
-    """Error on easy and on hard test examples against pretraining classes, per kind (solid:
-    easy, dashed: hard; 95% t bars over seeds); one panel per (size, backbone); scratch as
-    horizontal lines."""
-    t = easy_hard_errors(a)
-    if t.empty:
-        return None
+def _plot_two_splits(
+    a: Analysis, t: pd.DataFrame, splits: tuple[str, str], ylabel: str, title: str
+) -> Figure:
+    """Per kind, two error lines against pretraining classes (``splits[0]`` solid, ``[1]``
+    dashed) with 95% t bars, from a long table (keys, ``split``, ``mean``, ``ci_low``,
+    ``ci_high``); one panel per (size, backbone); scratch as horizontal lines."""
     panels = sorted(t[["data_fraction", "backbone"]].drop_duplicates().itertuples(index=False))
     fig, axes = _grid(len(panels), sharey=True)
     colors = kind_colors(a)
     for ax, (frac, backbone) in zip(axes, panels, strict=True):
         sub = t[(t["data_fraction"] == frac) & (t["backbone"] == backbone)]
         for kind in kind_order(list(sub["hierarchy"].unique())):
-            for split, style in (("easy", "-"), ("hard", "--")):
+            for split, style in zip(splits, ("-", "--"), strict=True):
                 g = sub[(sub["hierarchy"] == kind) & (sub["split"] == split)]
                 g = g.sort_values("num_classes")
                 if kind == SCRATCH:
@@ -458,19 +457,54 @@ def plot_easy_hard(a: Analysis) -> Figure | None:
                     ms=3,
                     capsize=2,
                     color=colors[kind],
-                    label=f"{kind}" if split == "easy" else None,
+                    label=f"{kind}" if split == splits[0] else None,
                 )
         ax.set_xscale("log")
         ax.set_title(f"data fraction {frac:g} ({backbone})")
         ax.set_xlabel("pretraining classes")
-        ax.set_ylabel("target error")
-    fig.suptitle(
-        f"Easy (solid) and hard (dashed) test examples: {a.hard_note or 'as logged'}; "
-        "black: scratch",
-        fontsize=8,
-    )
+        ax.set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=8)
     _shared_legend(fig, axes, None)
     return fig
+
+
+def plot_easy_hard(a: Analysis) -> Figure | None:
+    """Error on easy and on hard test examples against pretraining classes, per kind (solid:
+    easy, dashed: hard; 95% t bars over seeds); one panel per (size, backbone)."""
+    t = easy_hard_errors(a)
+    if t.empty:
+        return None
+    title = (
+        f"Easy (solid) and hard (dashed) test examples: {a.hard_note or 'as logged'}; "
+        "black: scratch"
+    )
+    return _plot_two_splits(a, t, ("easy", "hard"), "target error", title)
+
+
+def plot_pretraining(a: Analysis) -> Figure | None:
+    """Train (solid) and validation (dashed) error on the pretraining labels at the end of
+    pretraining, per kind and level (``a.pretraining``); one panel per (size, backbone)."""
+    t = a.pretraining
+    if t is None or t.empty:
+        return None
+    keys = ["hierarchy", "num_classes", "data_fraction", "backbone"]
+    long = pd.concat(
+        [
+            t[keys].assign(
+                split=split,
+                mean=t[f"{split}_error"],
+                ci_low=t[f"{split}_ci_low"],
+                ci_high=t[f"{split}_ci_high"],
+            )
+            for split in ("train", "val")
+        ],
+        ignore_index=True,
+    )
+    title = (
+        "End of pretraining: train (solid) and validation (dashed) error on the pretraining "
+        "labels; high train error = not converged in the budget"
+    )
+    return _plot_two_splits(a, long, ("train", "val"), "pretraining error", title)
 
 
 def plot_ucurves(a: Analysis) -> Figure:
@@ -550,6 +584,7 @@ FIGURES: dict[str, Callable[[Analysis], Figure | None]] = {
     "gain_vs_size": plot_gain_vs_size,
     "alignment": plot_alignment,
     "easy_hard": plot_easy_hard,
+    "pretraining": plot_pretraining,
     "ucurves": plot_ucurves,
     "heatmap": plot_heatmap,
 }

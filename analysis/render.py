@@ -44,7 +44,7 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
     out += _section_claim(a)
     out += _section_ucurves(a, plots)
     out += _section_gain(a, plots)
-    out += _section_pretraining(a)
+    out += _section_pretraining(a, plots)
     out += _section_size(a, plots)
     out += _section_kinds(a)
     out += _section_alignment(a, plots)
@@ -265,7 +265,7 @@ def _section_gain(a: Analysis, plots: dict[str, bool]) -> list[str]:
     return out
 
 
-def _section_pretraining(a: Analysis) -> list[str]:
+def _section_pretraining(a: Analysis, plots: dict[str, bool]) -> list[str]:
     """Train and validation error at the end of pretraining, per level: converged or not."""
     t = a.pretraining
     if t is None or t.empty:
@@ -273,8 +273,10 @@ def _section_pretraining(a: Analysis) -> list[str]:
             "## Pretraining diagnostics\n",
             "_(the trials logged no `pretrain/error`: not available)_\n",
         ]
+    figure = ["![pretraining diagnostics](pretraining.png)\n"] if plots.get("pretraining") else []
     return [
         "## Pretraining diagnostics\n",
+        *figure,
         "Error on the pretraining labels at the end of pretraining (last epoch; mean over seeds, "
         "95% t interval): `train` on the training batches while training, `val` on the "
         "held-out validation split (– when the dataset has none). A level whose train error "
