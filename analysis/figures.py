@@ -140,7 +140,7 @@ def plot_gain_over_target(a: Analysis) -> Figure | None:
                 color="grey",
             )
         ax.set_xscale("log")
-        ax.set_title(f"data fraction {frac:g} ({backbone})")
+        ax.set_title(f"{a.size_label} {frac:g} ({backbone})")
         ax.set_xlabel("pretraining classes")
         ax.set_ylabel("gain over target level (error drop)")
         # Examples per class = training examples / classes: the confound, on the top axis.
@@ -351,7 +351,7 @@ def plot_gain_vs_size(a: Analysis) -> Figure | None:
         ax.set_xticklabels([f"{f:g}" for f in sorted(sub["data_fraction"].unique())])
         ax.minorticks_off()
         ax.set_title(f"{kind} ({backbone})", fontsize=9)
-        ax.set_xlabel("data fraction (log)")
+        ax.set_xlabel(f"{a.size_label} (log)")
         ax.set_ylabel("gain over target level")
     fig.suptitle("Gain of each finer level over the target level against data size", fontsize=10)
     _shared_legend(fig, axes, "level (classes)")
@@ -402,7 +402,7 @@ def plot_alignment(a: Analysis) -> Figure | None:
                     textcoords="offset points",
                 )
         ax.axhline(0, color="k", lw=0.8)
-        ax.set_title(f"data fraction {frac:g}")
+        ax.set_title(f"{a.size_label} {frac:g}")
         ax.set_xlabel(metric + (" (lower: more aligned)" if "entropy" in metric else ""))
         ax.set_ylabel("gain over the target level")
     fig.suptitle(
@@ -460,7 +460,7 @@ def _plot_two_splits(
                     label=f"{kind}" if split == splits[0] else None,
                 )
         ax.set_xscale("log")
-        ax.set_title(f"data fraction {frac:g} ({backbone})")
+        ax.set_title(f"{a.size_label} {frac:g} ({backbone})")
         ax.set_xlabel("pretraining classes")
         ax.set_ylabel(ylabel)
     fig.suptitle(title, fontsize=8)
@@ -540,7 +540,7 @@ def plot_ucurves(a: Analysis) -> Figure:
                 half = 1.96 * s.std(ddof=1) / math.sqrt(len(s))
                 ax.axhspan(s.mean() - half, s.mean() + half, color="k", alpha=0.08)
         ax.set_xscale("log")
-        ax.set_title(f"data fraction {frac:g} ({backbone})")
+        ax.set_title(f"{a.size_label} {frac:g} ({backbone})")
         ax.set_xlabel("pretraining classes")
         ax.set_ylabel(a.metric)
         ax.legend(fontsize=8)
@@ -564,7 +564,7 @@ def plot_heatmap(a: Analysis) -> Figure | None:
     im = ax.imshow(h.to_numpy(dtype=float), aspect="auto", cmap="viridis_r")
     ax.set_xticks(range(h.shape[1]), [f"{f:g}" for f in h.columns])
     ax.set_yticks(range(h.shape[0]), [f"L{lvl}: {k:g}" for lvl, k in h.index])
-    ax.set_xlabel("data fraction")
+    ax.set_xlabel(a.size_label)
     ax.set_ylabel("level: classes")
     values = h.to_numpy(dtype=float)
     middle = np.nanmean(values)

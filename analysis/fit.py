@@ -34,6 +34,8 @@ class Analysis:
     design: Design | None = None  # adaptive replicates (the parent run's `granularity.replicates`)
     pretraining: pd.DataFrame | None = None  # train / validation error at the end of pretraining
     claim: PaperClaim | None = None  # the paper's claim as stated (analysis.claim)
+    # The size axis' name in the report: a crossed dataset option's (analysis.variants) or this.
+    size_label: str = "data fraction"
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table of the report by name, as DataFrames (for a notebook)."""

@@ -66,7 +66,7 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
         f"- trial runs: {counts}; analysed: {len(df)} finished "
         f"({a.ucurve.n_dropped_} more dropped for a NaN/inf `{a.metric}`)",
         f"- hierarchy kinds: {', '.join(kinds)}",
-        "- data fractions: "
+        f"- {_size_axis(a)}: "
         + ", ".join(fmt(f) for f in sorted(df["data_fraction"].dropna().unique())),
         f"- backbones: {', '.join(map(str, sorted(df['backbone'].dropna().unique())))}"
         if "backbone" in df
@@ -86,6 +86,13 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
         )
     out.append("")
     return out
+
+
+def _size_axis(a: Analysis) -> str:
+    """The size axis as the report names it: data fractions, or the crossed option's values."""
+    if a.size_label == "data fraction":
+        return "data fractions"
+    return f"size axis ({a.size_label}; the tables' `data_fraction` column)"
 
 
 def _section_verdicts(a: Analysis, plots: dict[str, bool]) -> list[str]:
@@ -394,9 +401,10 @@ def render_html(markdown_text: str, folder: Path, title: str) -> str:
     import markdown
 
     body = markdown.markdown(markdown_text, extensions=["tables"])
-    for png in sorted(folder.glob("*.png")):
+    for png in sorted(folder.rglob("*.png")):  # a crossed sweep's views keep theirs in folders
         data = base64.b64encode(png.read_bytes()).decode("ascii")
-        body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
+        name = png.relative_to(folder).as_posix()
+        body = body.replace(f'src="{name}"', f'src="data:image/png;base64,{data}"')
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;font-size:0.85em}"

@@ -8,7 +8,10 @@ analysis/publish.py (MLflow).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import pandas as pd
 
 from analysis.adaptive import design_of
 from analysis.export import read_export
@@ -18,6 +21,7 @@ from analysis.hard_examples import HardMode
 from analysis.load import ALL_STATUSES, Sweep, find_sweep_run, load_sweep
 from analysis.publish import publish
 from analysis.render import markdown_table, render_html, render_markdown
+from analysis.variants import View, config_of, views
 
 __all__ = [
     "ALL_STATUSES",
@@ -39,15 +43,17 @@ def analyze_sweep(
     metric: str = "target_error",
     n_boot: int = 2000,
     hard_examples: HardMode = "auto",
+    trials: pd.DataFrame | None = None,
 ) -> Analysis:
-    """``analyze`` on a sweep's finished trials, with its status counts, failure reasons and
-    adaptive design (the parent run's ``granularity.replicates``) for the report."""
+    """``analyze`` on a sweep's finished trials (or ``trials``, one view of them:
+    analysis.variants), with its status counts, failure reasons and adaptive design (the parent
+    run's ``granularity.replicates``) for the report."""
     every = sweep.runs
     counts = every["status"].value_counts().to_dict() if len(every) else {}
     bad = every[every["status"] == "FAILED"]
     failures = bad["failure"].fillna("no reason logged").str.slice(0, 120).value_counts()
     a = analyze(
-        sweep.finished(),
+        sweep.finished() if trials is None else trials,
         metric=metric,
         n_boot=n_boot,
         status_counts=counts,
@@ -65,18 +71,52 @@ def render_report(
     metric: str = "target_error",
     n_boot: int = 2000,
     hard_examples: HardMode = "auto",
+    size: str | None = None,
+    block: str | None = None,
 ) -> tuple[Path, Analysis]:
     """Analyse ``sweep`` and write ``report.md``, ``report.html`` and the figures to ``out_dir``
-    (nothing to MLflow); returns the report's path and the Analysis."""
+    (nothing to MLflow); returns the report's path and the (first) Analysis.
+
+    ``size``/``block`` override the sweep's analysis config (analysis.variants). A sweep with
+    crossed factors gets one section group per view (variant, pooled over blocks, per block),
+    each view's figures in its own sub-folder."""
     out = Path(out_dir)
+    parts = views(sweep.finished(), config_of(sweep.sweep_tags, size=size, block=block))
     out.mkdir(parents=True, exist_ok=True)
-    a = analyze_sweep(sweep, metric=metric, n_boot=n_boot, hard_examples=hard_examples)
-    plots = write_figures(a, out)
+    options = {"metric": metric, "n_boot": n_boot, "hard_examples": hard_examples}
+    fitted: list[tuple[View, Analysis, str]] = []
+    for view in parts:
+        folder = out / view.slug if view.slug else out
+        folder.mkdir(exist_ok=True)
+        a = analyze_sweep(sweep, trials=view.df, **options)
+        a.size_label = view.size_label
+        title = f"{sweep.experiment} ({view.label})" if view.label else sweep.experiment
+        fitted.append((view, a, render_markdown(a, title, write_figures(a, folder))))
+    if len(fitted) == 1 and not fitted[0][0].label:
+        text = fitted[0][2]
+    else:
+        text = _grouped(sweep.experiment, fitted)
     report = out / "report.md"
-    text = render_markdown(a, sweep.experiment, plots)
     report.write_text(text, encoding="utf-8")
     (out / "report.html").write_text(render_html(text, out, sweep.experiment), encoding="utf-8")
-    return report, a
+    return report, fitted[0][1]
+
+
+def _grouped(experiment: str, fitted: list[tuple[View, Analysis, str]]) -> str:
+    """One report of several views: a contents list, then each view's report one heading level
+    down, its figure links pointing into its sub-folder."""
+    head = [
+        f"# Granularity sweep report: {experiment}\n",
+        "The sweep crosses factors the estimators must not pool as replicates; each analysis "
+        "below fits one view of the trials (docs/STATISTICS.md, crossed factors):\n",
+        *(f"- {view.label}: {len(view.df)} finished trials" for view, _, _ in fitted),
+        "",
+    ]
+    body = []
+    for view, _, text in fitted:
+        text = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.MULTILINE)
+        body.append(re.sub(r"\]\(([^/)]+\.png)\)", rf"]({view.slug}/\1)", text))
+    return "\n".join(head) + "\n" + "\n".join(body)
 
 
 def write_report(
@@ -88,6 +128,8 @@ def write_report(
     n_boot: int = 2000,
     log_artifacts: bool = True,
     hard_examples: HardMode = "auto",
+    size: str | None = None,
+    block: str | None = None,
 ) -> Path:
     """Analyse a sweep in MLflow and write ``report.md``, ``report.html`` + PNG plots to
     ``out_dir``.
@@ -100,12 +142,22 @@ def write_report(
     """
     sweep = load_sweep(experiment, tracking_uri)
     report, a = render_report(
-        sweep, out_dir, metric=metric, n_boot=n_boot, hard_examples=hard_examples
+        sweep,
+        out_dir,
+        metric=metric,
+        n_boot=n_boot,
+        hard_examples=hard_examples,
+        size=size,
+        block=block,
     )
     parent_id = find_sweep_run(experiment, tracking_uri) if log_artifacts else None
     if parent_id is not None:
+        # Cells are (hierarchy, level, fraction, backbone): with crossed factors, every trial.
+        config = config_of(sweep.sweep_tags, size=size, block=block)
+        plain = len(views(sweep.finished(), config)) == 1
+        cells = a.df if plain else sweep.finished()
         publish(
-            report.parent, a.df, tracking_uri=tracking_uri, parent_run_id=parent_id, metric=metric
+            report.parent, cells, tracking_uri=tracking_uri, parent_run_id=parent_id, metric=metric
         )
     return report
 
@@ -117,10 +169,18 @@ def write_report_from_export(
     metric: str = "target_error",
     n_boot: int = 2000,
     hard_examples: HardMode = "auto",
+    size: str | None = None,
+    block: str | None = None,
 ) -> Path:
     """The report of an export file (analysis/export.py), written to ``out_dir`` without MLflow:
     the same ``report.md`` as ``write_report`` on the sweep it was exported from."""
     report, _ = render_report(
-        read_export(path), out_dir, metric=metric, n_boot=n_boot, hard_examples=hard_examples
+        read_export(path),
+        out_dir,
+        metric=metric,
+        n_boot=n_boot,
+        hard_examples=hard_examples,
+        size=size,
+        block=block,
     )
     return report
