@@ -47,6 +47,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mistakes of the other seeds' target-level-pretrained models (target_level), or the first "
         "available (auto, the default)",
     )
+    for flag, role in (
+        ("--size", "the size axis (its values as numbers; the spec's `analysis.size`)"),
+        ("--block", "a blocking factor (pooled within blocks, and per block; `analysis.block`)"),
+    ):
+        p.add_argument(
+            flag,
+            metavar="OPTION",
+            help=f"a crossed dataset option (factors.dataset_options) as {role}; overrides the "
+            "sweep's analysis config",
+        )
     p.add_argument(
         "--no-log-artifacts",
         action="store_true",
@@ -90,7 +100,13 @@ def run_analyze(args: argparse.Namespace) -> int:
     from analysis.load import ExperimentNotFoundError
     from analysis.report import write_report, write_report_from_export
 
-    options = {"metric": args.metric, "n_boot": args.n_boot, "hard_examples": args.hard_examples}
+    options = {
+        "metric": args.metric,
+        "n_boot": args.n_boot,
+        "hard_examples": args.hard_examples,
+        "size": args.size,
+        "block": args.block,
+    }
     try:
         if args.source is not None:
             path = write_report_from_export(args.source, args.out, **options)

@@ -192,9 +192,13 @@ def verdict_contrasts(a: Analysis) -> pd.DataFrame:
         )
 
     def where(t: pd.DataFrame) -> pd.Series:
+        if "data_fraction" not in t:  # an empty table without columns (e.g. no hard examples)
+            return pd.Series(dtype=str)
         return "f=" + t["data_fraction"].map(lambda f: f"{f:g}").astype(str)  # str when empty
 
     def classes(t: pd.DataFrame, column: str = "num_classes") -> pd.Series:
+        if column not in t:  # an empty table without columns (the target level not swept)
+            return pd.Series(dtype=str)
         return t[column].map(lambda k: f"{k:g}").astype(str)
 
     h = a.hard

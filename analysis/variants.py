@@ -182,16 +182,18 @@ def views(df: pd.DataFrame, config: AnalysisConfig) -> list[View]:
         pooled = f"{label}; " if label else ""
         out.append(
             View(
-                f"{pooled}pooled over {config.block} (replicate: {config.block} x seed)",
+                f"{pooled}pooled over the blocks of {config.block} (replicate unit: block x seed)",
                 _slug(f"{label} pooled"),
                 _blocked(part, column).reset_index(drop=True),
                 size_label,
             )
         )
         for value in _sorted_values(part[column]):
-            one = f"{pooled}{config.block}: {value}"
+            one = f"{pooled}block {config.block}={value}"
             out.append(
-                View(one, _slug(one), part[part[column] == value].reset_index(drop=True), size_label)
+                View(
+                    one, _slug(one), part[part[column] == value].reset_index(drop=True), size_label
+                )
             )
     if len(out) == 1 and not out[0].label:
         return out

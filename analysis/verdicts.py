@@ -321,13 +321,15 @@ def _argmin_by_size(a: Analysis, kind: str) -> str:
     t = t[t["hierarchy"] == kind]
     parts = []
     for (frac, _), g in t.groupby(["data_fraction", "backbone"], sort=True):
+        if g["p_argmin"].isna().all():  # one seed: no bootstrap, no probability to quote
+            continue
         top = g.loc[g["p_argmin"].idxmax()]
         kept = "; ".join(fmt(k) for k in g.loc[g["in_best_set"], "num_classes"])
         parts.append(
             f"fraction {fmt(frac)}: P(argmin = {fmt(top['num_classes'])} classes) = "
             f"{fmt(top['p_argmin'], 2)}, best-level set {{{kept}}}"
         )
-    return " Best level per size: " + "; ".join(parts) + "."
+    return " Best level per size: " + "; ".join(parts) + "." if parts else ""
 
 
 # ---------------------------------------------------------------- open questions
