@@ -1,0 +1,158 @@
+"""Crossed factors in the analysis (analysis/variants.py): planted truths survive the views."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import cli
+from analysis import estimators as est
+from analysis.export import read_export, write_export
+from analysis.figures import write_figures
+from analysis.fit import analyze
+from analysis.load import Sweep
+from analysis.render import render_markdown
+from analysis.report import render_report
+from analysis.variants import AnalysisConfig, config_of, views
+from contracts import ANALYSIS_CONFIG
+from testing.simulate import simulate_sweep
+
+MODE = "finetune.mode"
+LEVELS = (2, 5, 10, 20)
+
+
+def _sweep(name: str, trials: pd.DataFrame, tags: dict[str, str] | None = None) -> Sweep:
+    """Finished trial runs as a Sweep (load_runs' status and failure columns)."""
+    return Sweep(name, trials.assign(status="FINISHED", failure=None), sweep_tags=tags or {})
+
+
+def _gain(df: pd.DataFrame) -> pd.DataFrame:
+    """The gain over scratch per finer level (the manual kind, one data fraction)."""
+    t = est.BaselineGain(metric="target_error", alpha=0.05).fit(df).table_
+    t = t[(t["baseline"] == "scratch") & (t["hierarchy"] == "manual")]
+    return t.set_index("num_classes").sort_index()
+
+
+def _two_modes(full_advantage: float) -> pd.DataFrame:
+    """Linear and full trials of one sweep: full finetuning lowers every pretrained arm's error
+    by ``full_advantage``; scratch trials once, logged with the default mode (as the planner
+    does)."""
+    base = simulate_sweep(num_classes=LEVELS, seeds=6, noise=0.002, random_state=1)
+    scratch = base[base["hierarchy"] == "scratch"].assign(**{MODE: "linear"})
+    tuned = base[base["hierarchy"] != "scratch"]
+    full = tuned.assign(**{MODE: "full", "target_error": tuned["target_error"] - full_advantage})
+    return pd.concat([tuned.assign(**{MODE: "linear"}), full, scratch], ignore_index=True)
+
+
+def test_linear_and_full_are_analysed_apart_each_with_its_planted_gain():
+    df = _two_modes(full_advantage=0.1)
+    got = {v.label: v for v in views(df, AnalysisConfig())}
+    assert list(got) == ["finetune mode: full", "finetune mode: linear"]
+    n_scratch = int((df["hierarchy"] == "scratch").sum())
+    for view in got.values():  # scratch (no finetuning) is every mode's baseline
+        assert int((view.df["hierarchy"] == "scratch").sum()) == n_scratch
+    linear, full = _gain(got["finetune mode: linear"].df), _gain(got["finetune mode: full"].df)
+    truth = 0.3 - (0.2 + 0.01 * (np.log(linear.index.to_numpy(float)) - math.log(40)) ** 2)
+    np.testing.assert_allclose(linear["gain"], truth, atol=0.01)
+    np.testing.assert_allclose(full["gain"] - linear["gain"], 0.1, atol=0.005)
+    # Pooled as replicates, the two modes would average: the gap the views keep apart.
+    pooled = _gain(df)
+    np.testing.assert_allclose(pooled["gain"] - linear["gain"], 0.05, atol=0.005)
+
+
+def _blocks(offset: float) -> pd.DataFrame:
+    """Two folds (block option `fold`) of the same design; fold 1's errors all ``offset`` up."""
+    base = simulate_sweep(num_classes=LEVELS, seeds=5, noise=0.01, random_state=2)
+    other = simulate_sweep(num_classes=LEVELS, seeds=5, noise=0.01, random_state=3)
+    other = other.assign(target_error=other["target_error"] + offset)
+    return pd.concat(
+        [base.assign(**{"dataset.fold": "0"}), other.assign(**{"dataset.fold": "1"})],
+        ignore_index=True,
+    )
+
+
+def test_a_block_offset_does_not_widen_the_pooled_interval():
+    config = AnalysisConfig(block="fold")
+    pooled = {}
+    for offset in (0.0, 0.5):
+        got = views(_blocks(offset), config)
+        assert [v.label for v in got] == [
+            "pooled over the blocks of fold (replicate unit: block x seed)",
+            "block fold=0",
+            "block fold=1",
+        ]
+        pooled[offset] = _gain(got[0].df)
+        assert (pooled[offset]["n"] == 10).all()  # 2 folds x 5 seeds, each its own pair
+    # Pairs within (fold, seed): the offset cancels in every difference, so the interval is
+    # the one without it (unpaired across folds it would widen by ~offset).
+    for column in ("gain", "ci_low", "ci_high"):
+        np.testing.assert_allclose(pooled[0.5][column], pooled[0.0][column], atol=1e-9)
+    assert (pooled[0.5]["ci_high"] - pooled[0.5]["ci_low"] < 0.05).all()
+
+
+def test_size_maps_an_option_to_the_size_axis_and_the_slope_is_fitted_on_it():
+    def curve(k: np.ndarray, size: float, kind: str) -> np.ndarray:
+        return 0.3 - 0.02 * np.log(k) * np.log(size)  # gain at k over 2 classes grows with size
+
+    sim = simulate_sweep(
+        curve=curve, num_classes=LEVELS, data_fractions=(4.0, 16.0, 64.0), noise=0.001, seeds=4
+    )
+    crossed = sim.assign(
+        **{"dataset.renders": sim["data_fraction"].map(lambda f: f"{f:g}"), "data_fraction": 1.0}
+    )
+    (view,) = views(crossed, AnalysisConfig(size="renders"))
+    assert view.label == "" and view.size_label == "renders"
+    assert sorted(view.df["data_fraction"].unique()) == [4.0, 16.0, 64.0]
+    slopes = est.SizeGranularity(metric="target_error", n_boot=50).fit(view.df).slopes_
+    slopes = slopes[slopes["hierarchy"] == "manual"].set_index("num_classes").sort_index()
+    truth = 0.02 * (np.log(slopes.index.to_numpy(float)) - math.log(2))
+    np.testing.assert_allclose(slopes["slope"], truth, atol=0.002)
+
+
+def test_a_plain_sweep_gets_the_report_it_got_before(tmp_path):
+    sweep = _sweep("plain", simulate_sweep(num_classes=LEVELS, seeds=3))
+    report, _ = render_report(sweep, tmp_path / "new", n_boot=50)
+    # The report before crossed factors: every estimator on the finished trials, one section each.
+    a = analyze(sweep.finished(), n_boot=50, status_counts={"FINISHED": len(sweep.runs)})
+    a.failures = pd.Series(dtype=int)  # as analyze_sweep counts them (none failed)
+    (tmp_path / "old").mkdir()
+    before = render_markdown(a, "plain", write_figures(a, tmp_path / "old"))
+    assert report.read_text(encoding="utf-8") == before
+
+
+def test_a_crossed_report_has_one_section_group_per_mode_with_its_figures(tmp_path):
+    report, _ = render_report(_sweep("modes", _two_modes(full_advantage=0.1)), tmp_path, n_boot=50)
+    text = report.read_text(encoding="utf-8")
+    for mode in ("full", "linear"):
+        assert f"## Granularity sweep report: modes (finetune mode: {mode})" in text
+        assert f"](finetune_mode_{mode}/ucurves.png)" in text
+        assert (tmp_path / f"finetune_mode_{mode}" / "ucurves.png").is_file()
+    assert "data:image/png" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_config_travels_in_the_export_and_flags_override_it(tmp_path):
+    tags = {ANALYSIS_CONFIG: json.dumps({"size": "renders", "block": "fold"})}
+    sweep = _sweep("x", simulate_sweep(num_classes=LEVELS, seeds=2), tags)
+    back = read_export(write_export(sweep, tmp_path / "runs.jsonl.gz")).sweep_tags
+    assert config_of(back) == AnalysisConfig(size="renders", block="fold")
+    assert config_of(back, block="seed") == AnalysisConfig(size="renders", block="seed")
+    assert config_of({}) == AnalysisConfig()
+
+
+@pytest.mark.parametrize("flag", ["--size", "--block"])
+def test_a_flag_naming_no_crossed_option_exits_2_with_one_line(tmp_path, capsys, flag):
+    export = write_export(_sweep("folds", _blocks(0.0)), tmp_path / "runs.jsonl.gz")
+    parser = argparse.ArgumentParser(prog="granularity")
+    cli.register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "report"
+    args = parser.parse_args(["analyze", "--from", str(export), "--out", str(out), flag, "nope"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"{flag} 'nope' is not a crossed dataset option" in err and "accepted: fold" in err
+    assert not out.exists()
