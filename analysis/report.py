@@ -21,7 +21,7 @@ from analysis.hard_examples import HardMode
 from analysis.load import ALL_STATUSES, Sweep, find_sweep_run, load_sweep
 from analysis.publish import publish
 from analysis.render import markdown_table, render_html, render_markdown
-from analysis.variants import View, config_of, views
+from analysis.variants import View, config_of, hard_examples_within_blocks, views
 
 __all__ = [
     "ALL_STATUSES",
@@ -88,7 +88,12 @@ def render_report(
     for view in parts:
         folder = out / view.slug if view.slug else out
         folder.mkdir(exist_ok=True)
-        a = analyze_sweep(sweep, trials=view.df, **options)
+        within = hard_examples_within_blocks(view, hard_examples, metric)
+        if within is None:
+            a = analyze_sweep(sweep, trials=view.df, **options)
+        else:  # hard examples already derived block by block: analyze takes them as they are
+            a = analyze_sweep(sweep, trials=within[0], **{**options, "hard_examples": "dataset"})
+            a.hard_note = within[1]
         a.size_label = view.size_label
         title = f"{sweep.experiment} ({view.label})" if view.label else sweep.experiment
         fitted.append((view, a, render_markdown(a, title, write_figures(a, folder))))

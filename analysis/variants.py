@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from analysis.estimators import BaselineGain
+from analysis.hard_examples import HardMode, derive_hard_examples, resolve_mode
 from contracts import ANALYSIS_CONFIG, SCRATCH
 
 MODE = "finetune.mode"  # the finetuning protocol's MLflow param
@@ -50,13 +52,14 @@ class View:
 
     ``label``: "" for the whole sweep, else e.g. "finetune mode: full; block seed=1";
     ``slug``: a folder name for its figures ("" for the whole sweep); ``size_label``: the size
-    axis' name in the report.
+    axis' name in the report; ``block``: the block column of a view pooled over blocks.
     """
 
     label: str
     slug: str
     df: pd.DataFrame
     size_label: str = DEFAULT_SIZE_LABEL
+    block: str | None = None
 
 
 def config_of(
@@ -186,6 +189,7 @@ def views(df: pd.DataFrame, config: AnalysisConfig) -> list[View]:
                 _slug(f"{label} pooled"),
                 _blocked(part, column).reset_index(drop=True),
                 size_label,
+                column,
             )
         )
         for value in _sorted_values(part[column]):
@@ -198,3 +202,26 @@ def views(df: pd.DataFrame, config: AnalysisConfig) -> list[View]:
     if len(out) == 1 and not out[0].label:
         return out
     return [v for v in out if len(v.df)]
+
+
+def hard_examples_within_blocks(
+    view: View, mode: HardMode, metric: str
+) -> tuple[pd.DataFrame, str] | None:
+    """A pooled view's trials with hard examples derived block by block, and the note saying so;
+    None when the view is not pooled over blocks or the hard split is the dataset's own.
+
+    Hard examples from other seeds' models (the reference family, the target level) must come
+    from the same block: another fold has other test examples, so its models' mistakes say
+    nothing about this fold's. Pooled, the other "seeds" would include other blocks.
+    """
+    if view.block is None or resolve_mode(view.df, mode) == "dataset":
+        return None
+    parts, notes = [], []
+    for _, part in view.df.groupby(view.block, sort=True):
+        rows, _ = BaselineGain(metric=metric).target_level_rows(part)
+        derived, note = derive_hard_examples(part, rows, mode=mode)
+        parts.append(derived)
+        notes.append(note)
+    name = view.block.removeprefix(OPTION_PREFIX)
+    notes = list(dict.fromkeys(notes))  # the same sentence once
+    return pd.concat(parts).loc[view.df.index], f"within each {name} block: " + "; ".join(notes)

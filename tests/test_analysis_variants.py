@@ -15,10 +15,11 @@ from analysis import estimators as est
 from analysis.export import read_export, write_export
 from analysis.figures import write_figures
 from analysis.fit import analyze
+from analysis.hard_examples import reference_hard_examples
 from analysis.load import Sweep
 from analysis.render import render_markdown
 from analysis.report import render_report
-from analysis.variants import AnalysisConfig, config_of, views
+from analysis.variants import AnalysisConfig, config_of, hard_examples_within_blocks, views
 from contracts import ANALYSIS_CONFIG
 from testing.simulate import simulate_sweep
 
@@ -156,3 +157,27 @@ def test_a_flag_naming_no_crossed_option_exits_2_with_one_line(tmp_path, capsys,
     assert err.count("\n") == 0
     assert f"{flag} 'nope' is not a crossed dataset option" in err and "accepted: fold" in err
     assert not out.exists()
+
+
+def test_hard_examples_of_a_pooled_view_come_from_the_same_block(tmp_path):
+    from trainables.trial import encode_correct
+
+    n, hard_sets = 50, {"0": slice(0, 10), "1": slice(40, 50)}  # each fold's own hard examples
+    folds = []
+    for fold, seeds in (("0", 3), ("1", 4)):
+        sim = simulate_sweep(num_classes=LEVELS, seeds=seeds, random_state=int(fold))
+        correct = np.ones(n, dtype=bool)
+        correct[hard_sets[fold]] = False  # every model of the fold misses exactly those
+        sim = sim.drop(columns=["target_error_hard", "target_error_easy"])
+        folds.append(sim.assign(**{"dataset.fold": fold, "test_correct": encode_correct(correct)}))
+    trials = pd.concat(folds, ignore_index=True)
+    view = views(trials, AnalysisConfig(block="fold"))[0]
+    df, note = hard_examples_within_blocks(view, "auto", "target_error")
+    assert note.startswith("within each fold block: hard examples (real data)")
+    assert (df["target_error_hard"] == 1.0).all() and (df["target_error_easy"] == 0.0).all()
+    # Pooled across folds, fold 1's four scratch seeds would outvote fold 0's three.
+    across, _ = reference_hard_examples(view.df)
+    assert (across.loc[across["dataset.fold"] == "0", "target_error_hard"] == 0.0).all()
+    tags = {ANALYSIS_CONFIG: json.dumps({"block": "fold"})}
+    report, _ = render_report(_sweep("folds", trials, tags), tmp_path, n_boot=20)
+    assert "Definition: within each fold block: hard examples" in report.read_text(encoding="utf-8")
