@@ -13,13 +13,14 @@ import pytest
 from analysis import cli
 from analysis import estimators as est
 from analysis.export import read_export, write_export
-from analysis.figures import write_figures
+from analysis.figures import verdict_contrasts, write_figures
 from analysis.fit import analyze
 from analysis.hard_examples import reference_hard_examples
 from analysis.load import Sweep
 from analysis.render import render_markdown
 from analysis.report import render_report
 from analysis.variants import AnalysisConfig, config_of, hard_examples_within_blocks, views
+from analysis.verdicts import verdicts
 from contracts import ANALYSIS_CONFIG
 from testing.simulate import simulate_sweep
 
@@ -181,3 +182,15 @@ def test_hard_examples_of_a_pooled_view_come_from_the_same_block(tmp_path):
     tags = {ANALYSIS_CONFIG: json.dumps({"block": "fold"})}
     report, _ = render_report(_sweep("folds", trials, tags), tmp_path, n_boot=20)
     assert "Definition: within each fold block: hard examples" in report.read_text(encoding="utf-8")
+
+
+def test_a_block_of_one_seed_and_an_empty_hard_table_still_get_verdicts_and_contrasts():
+    # One seed per block at two sizes (the controls smoke's blocks): no P(argmin) to quote.
+    one_seed = simulate_sweep(num_classes=LEVELS, data_fractions=(0.5, 1.0), seeds=1)
+    a = analyze(one_seed, n_boot=20)
+    assert a.size.argmin_["p_argmin"].isna().all()
+    names = [name for name, _ in verdicts(a)]
+    assert any("more data" in name for name in names)
+    a.hard = pd.DataFrame()  # the target level not among the levels: no hard-example rows
+    contrasts = verdict_contrasts(a)
+    assert not (contrasts["claim"] == "fine beats coarse on hard examples").any()
