@@ -83,7 +83,8 @@ TRIAL_TAGS = (
 )
 
 # ---- MLflow: params -----------------------------------------------------------------
-# Flat, stable names a trial run carries (plus `pretrain.*` and `finetune.*`).
+# Flat, stable names a trial run carries, in this order (plus `hierarchy_p`, `dataset.<option>`,
+# `pretrain.*` and `finetune.*`): `Trial.params()` writes them, testing/simulate.py fakes them.
 TRIAL_PARAMS = (
     "dataset",
     "dataset_options",

@@ -13,7 +13,7 @@ Figures:
     >>> sorted(a.tables())  # every table of the report, by name  # doctest: +SKIP
     >>> analysis.verdicts.verdicts(a)  # (claim, verdict) sentences  # doctest: +SKIP
     >>> fig = analysis.figures.plot_gain_over_target(a)  # doctest: +SKIP
-    >>> analysis.write_report_from_export("docs/quickstart/runs.jsonl.gz", "report")  # doctest: +SKIP
+    >>> analysis.write_report_from_export("runs.jsonl.gz", "report")  # doctest: +SKIP
 
 Names are imported on first use, so ``import analysis`` stays cheap (the CLI's parser imports
 it): ``load_runs``, ``load_sweep``, ``Sweep`` (analysis.load); ``load_export``, ``read_export``,

@@ -19,10 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `analyze` to the `granularity` CLI's subparsers."""
     p = subparsers.add_parser(
         "analyze",
-        help="analyse a sweep's MLflow runs: U-curves, size x granularity, alignment -> report/",
-        description="Read a sweep's trial runs from MLflow, fit U-curves with bootstrap CIs and "
-        "two-lines tests, size x granularity, hierarchy comparisons and alignment studies, and "
-        "write report.md + PNG plots (also logged to the sweep's parent run).",
+        help="analyse a sweep (its MLflow runs, or an export file with --from) -> report/",
+        description="Read a sweep's trial runs from MLflow (or from an export file: --from), "
+        "state the verdicts with adjusted intervals, fit the best level per curve, size x "
+        "granularity, hierarchy comparisons and alignment, and write report.md + PNG figures "
+        "(also logged to the sweep's parent run when read from MLflow).",
     )
     p.add_argument(
         "experiment", nargs="?", help="MLflow experiment name (= the sweep's name); or --from"
@@ -139,5 +140,6 @@ def view_lines(experiment: str, tracking_uri: str) -> list[str]:
     return [
         f"MLflow UI{where}:",
         f"  trials: {view_address(found.experiment_id, TRIALS_VIEW, base)}",
-        f"  cells, charted against num_classes: {view_address(found.experiment_id, CELLS_VIEW, base)}",
+        "  cells, one chart per data fraction: "
+        + view_address(found.experiment_id, CELLS_VIEW, base),
     ]

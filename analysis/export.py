@@ -126,19 +126,11 @@ def read_export(path: str | Path) -> Sweep:
         columns=columns,
     )
     for column, dtype in header["dtypes"].items():
-        runs[column] = _restore(runs[column], dtype)
+        # Each cell is a Python value or None; astype turns None into the dtype's missing value.
+        runs[column] = runs[column].astype(dtype)
     return Sweep(
         experiment=str(header["experiment"]), runs=runs, sweep_tags=dict(header["sweep_tags"])
     )
-
-
-def _restore(column: pd.Series, dtype: str) -> pd.Series:
-    """``column`` (Python objects, None for missing) as the dtype it was exported with."""
-    if dtype.startswith(("float", "Float", "int", "Int", "bool", "boolean")):
-        if dtype.startswith(("float", "int")) and column.isna().any():
-            return column.astype("float64")  # a NaN in an int column made it float on export
-        return column.astype("float64" if dtype.startswith("float") else dtype)
-    return column.astype(dtype)
 
 
 def load_export(path: str | Path, *, statuses: Sequence[str] = ("FINISHED",)) -> pd.DataFrame:

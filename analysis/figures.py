@@ -5,7 +5,7 @@ Every figure reads the same estimator tables the verdicts and the report's table
 number in a figure is the number in the text. Example (in a notebook):
 
     >>> import analysis
-    >>> a = analysis.analyze(analysis.load_export("docs/quickstart/runs.jsonl.gz"))  # doctest: +SKIP
+    >>> a = analysis.analyze(analysis.load_export("runs.jsonl.gz"))  # doctest: +SKIP
     >>> analysis.figures.plot_gain_over_target(a)  # doctest: +SKIP
 """
 
@@ -359,39 +359,55 @@ def plot_gain_vs_size(a: Analysis) -> Figure | None:
 
 
 def plot_alignment(a: Analysis) -> Figure | None:
-    """Transfer gain against alignment, one panel per data fraction, a kind's levels joined in
-    class order (one point per label function, mean over its seeds)."""
-    pts, metrics = a.alignment.points_, a.alignment.metrics_
-    if pts.empty or not metrics:
+    """Gain over the target level against alignment with the target, one panel per data
+    fraction, a kind's levels joined in class order (labels: classes), with the paired 95% t
+    bars of ``a.gain.table_``; the alignment is the mean over the kind's label functions at
+    that level (replicate trees are near-copies)."""
+    metric = next((m for m in ("align/ami", "align/cond_entropy", "align/nmi") if m in a.df), None)
+    gain = a.gain.table_
+    gain = gain[(gain["baseline"] == "target_level") & (gain["hierarchy"] != SCRATCH)]
+    if metric is None or gain.empty:
         return None
-    metric = next(
-        (m for m in ("align/ami", "align/cond_entropy", "align/nmi") if m in metrics), metrics[0]
-    )
-    fractions = sorted(pts["data_fraction"].unique())
+    keys = ["hierarchy", "num_classes", "data_fraction", "backbone"]
+    x = a.df.groupby(keys)[metric].mean().rename("x")
+    points = gain.join(x, on=keys).dropna(subset=["x"])
+    if points.empty:
+        return None
+    fractions = sorted(points["data_fraction"].unique())
     fig, axes = _grid(len(fractions), width=5.0, height=3.8, sharey=True)
     colors = kind_colors(a)
     for ax, frac in zip(axes, fractions, strict=True):
-        sub = pts[pts["data_fraction"] == frac]
+        sub = points[points["data_fraction"] == frac]
         for kind in kind_order(list(sub["hierarchy"].unique())):
-            # Mean over a kind's label functions at one level: replicate trees are near-copies.
-            g = sub[sub["hierarchy"] == kind].groupby("num_classes")[[metric, "gain"]].mean()
-            ax.plot(g[metric], g["gain"], marker="o", ms=4, label=kind, color=colors.get(kind))
-            for k, row in g.iterrows():
+            g = sub[sub["hierarchy"] == kind].sort_values("num_classes")
+            err = [g["gain"] - g["ci_low"], g["ci_high"] - g["gain"]]
+            ax.errorbar(
+                g["x"],
+                g["gain"],
+                yerr=err,
+                marker="o",
+                ms=4,
+                capsize=2,
+                lw=1.2,
+                label=kind,
+                color=colors.get(kind),
+            )
+            for row in g.itertuples(index=False):
                 ax.annotate(
-                    f"{k:g}",
-                    (row[metric], row["gain"]),
+                    f"{row.num_classes:g}",
+                    (row.x, row.gain),
                     fontsize=6,
                     alpha=0.7,
-                    xytext=(2, 2),
+                    xytext=(3, 3),
                     textcoords="offset points",
                 )
         ax.axhline(0, color="k", lw=0.8)
         ax.set_title(f"data fraction {frac:g}")
         ax.set_xlabel(metric + (" (lower: more aligned)" if "entropy" in metric else ""))
-        ax.set_ylabel(a.alignment.outcome_)
+        ax.set_ylabel("gain over the target level")
     fig.suptitle(
-        "Alignment vs transfer: a kind's levels joined (labels: classes; mean over label "
-        "functions and seeds)",
+        "Alignment vs transfer: a kind's levels joined (labels: classes; mean over seeds, "
+        "paired 95% t bars)",
         fontsize=9,
     )
     _shared_legend(fig, axes, None)
@@ -413,20 +429,19 @@ def easy_hard_errors(a: Analysis) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "split", "n", "mean", "ci_low", "ci_high"])
 
 
-def plot_easy_hard(a: Analysis) -> Figure | None:
-    """Error on easy and on hard test examples against pretraining classes, per kind (solid:
-    easy, dashed: hard; 95% t bars over seeds); one panel per (size, backbone); scratch as
-    horizontal lines."""
-    t = easy_hard_errors(a)
-    if t.empty:
-        return None
+def _plot_two_splits(
+    a: Analysis, t: pd.DataFrame, splits: tuple[str, str], ylabel: str, title: str
+) -> Figure:
+    """Per kind, two error lines against pretraining classes (``splits[0]`` solid, ``[1]``
+    dashed) with 95% t bars, from a long table (keys, ``split``, ``mean``, ``ci_low``,
+    ``ci_high``); one panel per (size, backbone); scratch as horizontal lines."""
     panels = sorted(t[["data_fraction", "backbone"]].drop_duplicates().itertuples(index=False))
     fig, axes = _grid(len(panels), sharey=True)
     colors = kind_colors(a)
     for ax, (frac, backbone) in zip(axes, panels, strict=True):
         sub = t[(t["data_fraction"] == frac) & (t["backbone"] == backbone)]
         for kind in kind_order(list(sub["hierarchy"].unique())):
-            for split, style in (("easy", "-"), ("hard", "--")):
+            for split, style in zip(splits, ("-", "--"), strict=True):
                 g = sub[(sub["hierarchy"] == kind) & (sub["split"] == split)]
                 g = g.sort_values("num_classes")
                 if kind == SCRATCH:
@@ -442,19 +457,54 @@ def plot_easy_hard(a: Analysis) -> Figure | None:
                     ms=3,
                     capsize=2,
                     color=colors[kind],
-                    label=f"{kind}" if split == "easy" else None,
+                    label=f"{kind}" if split == splits[0] else None,
                 )
         ax.set_xscale("log")
         ax.set_title(f"data fraction {frac:g} ({backbone})")
         ax.set_xlabel("pretraining classes")
-        ax.set_ylabel("target error")
-    fig.suptitle(
-        f"Easy (solid) and hard (dashed) test examples: {a.hard_note or 'as logged'}; "
-        "black: scratch",
-        fontsize=8,
-    )
+        ax.set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=8)
     _shared_legend(fig, axes, None)
     return fig
+
+
+def plot_easy_hard(a: Analysis) -> Figure | None:
+    """Error on easy and on hard test examples against pretraining classes, per kind (solid:
+    easy, dashed: hard; 95% t bars over seeds); one panel per (size, backbone)."""
+    t = easy_hard_errors(a)
+    if t.empty:
+        return None
+    title = (
+        f"Easy (solid) and hard (dashed) test examples: {a.hard_note or 'as logged'}; "
+        "black: scratch"
+    )
+    return _plot_two_splits(a, t, ("easy", "hard"), "target error", title)
+
+
+def plot_pretraining(a: Analysis) -> Figure | None:
+    """Train (solid) and validation (dashed) error on the pretraining labels at the end of
+    pretraining, per kind and level (``a.pretraining``); one panel per (size, backbone)."""
+    t = a.pretraining
+    if t is None or t.empty:
+        return None
+    keys = ["hierarchy", "num_classes", "data_fraction", "backbone"]
+    long = pd.concat(
+        [
+            t[keys].assign(
+                split=split,
+                mean=t[f"{split}_error"],
+                ci_low=t[f"{split}_ci_low"],
+                ci_high=t[f"{split}_ci_high"],
+            )
+            for split in ("train", "val")
+        ],
+        ignore_index=True,
+    )
+    title = (
+        "End of pretraining: train (solid) and validation (dashed) error on the pretraining "
+        "labels; high train error = not converged in the budget"
+    )
+    return _plot_two_splits(a, long, ("train", "val"), "pretraining error", title)
 
 
 def plot_ucurves(a: Analysis) -> Figure:
@@ -534,6 +584,7 @@ FIGURES: dict[str, Callable[[Analysis], Figure | None]] = {
     "gain_vs_size": plot_gain_vs_size,
     "alignment": plot_alignment,
     "easy_hard": plot_easy_hard,
+    "pretraining": plot_pretraining,
     "ucurves": plot_ucurves,
     "heatmap": plot_heatmap,
 }

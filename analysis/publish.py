@@ -1,4 +1,4 @@
-"""Publishing a written report to MLflow: its files on the sweep's parent run, cell runs, UI views."""
+"""Publishing a written report to MLflow: its files on the sweep's run, cell runs, UI views."""
 
 from __future__ import annotations
 

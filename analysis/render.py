@@ -1,4 +1,4 @@
-"""The report as text: Markdown sections of a fitted Analysis, and that Markdown as one HTML page."""
+"""The report as text: Markdown sections of a fitted Analysis, and that Markdown as an HTML page."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
     out += _section_claim(a)
     out += _section_ucurves(a, plots)
     out += _section_gain(a, plots)
-    out += _section_pretraining(a)
+    out += _section_pretraining(a, plots)
     out += _section_size(a, plots)
     out += _section_kinds(a)
     out += _section_alignment(a, plots)
@@ -66,7 +66,8 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
         f"- trial runs: {counts}; analysed: {len(df)} finished "
         f"({a.ucurve.n_dropped_} more dropped for a NaN/inf `{a.metric}`)",
         f"- hierarchy kinds: {', '.join(kinds)}",
-        f"- data fractions: {', '.join(fmt(f) for f in sorted(df['data_fraction'].dropna().unique()))}",
+        "- data fractions: "
+        + ", ".join(fmt(f) for f in sorted(df["data_fraction"].dropna().unique())),
         f"- backbones: {', '.join(map(str, sorted(df['backbone'].dropna().unique())))}"
         if "backbone" in df
         else "- backbones: (not logged)",
@@ -80,7 +81,8 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
         )
     if len(seeds) < 2:
         out.append(
-            "- **single seed: no confidence intervals or tests are possible; every number below is one run.**"
+            "- **single seed: no confidence intervals or tests are possible; every number below "
+            "is one run.**"
         )
     out.append("")
     return out
@@ -263,7 +265,7 @@ def _section_gain(a: Analysis, plots: dict[str, bool]) -> list[str]:
     return out
 
 
-def _section_pretraining(a: Analysis) -> list[str]:
+def _section_pretraining(a: Analysis, plots: dict[str, bool]) -> list[str]:
     """Train and validation error at the end of pretraining, per level: converged or not."""
     t = a.pretraining
     if t is None or t.empty:
@@ -271,8 +273,10 @@ def _section_pretraining(a: Analysis) -> list[str]:
             "## Pretraining diagnostics\n",
             "_(the trials logged no `pretrain/error`: not available)_\n",
         ]
+    figure = ["![pretraining diagnostics](pretraining.png)\n"] if plots.get("pretraining") else []
     return [
         "## Pretraining diagnostics\n",
+        *figure,
         "Error on the pretraining labels at the end of pretraining (last epoch; mean over seeds, "
         "95% t interval): `train` on the training batches while training, `val` on the "
         "held-out validation split (– when the dataset has none). A level whose train error "
@@ -364,7 +368,8 @@ def _section_alignment(a: Analysis, plots: dict[str, bool]) -> list[str]:
 
 
 def _section_adaptive(a: Analysis) -> list[str]:
-    """Adaptive replicates: the method, and per comparison and cell the seeds run and why it stopped."""
+    """Adaptive replicates: the method, and per comparison and cell the seeds run and why they
+    stopped."""
     if a.design is None:
         return []
     d = a.design
@@ -394,7 +399,8 @@ def render_html(markdown_text: str, folder: Path, title: str) -> str:
         body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "table{border-collapse:collapse;font-size:0.85em}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}"
         "img{max-width:100%}"
     )
     return (

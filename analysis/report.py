@@ -1,8 +1,9 @@
 """The analysis report, composed: a sweep's trials (from MLflow or an export file), every estimator
 fitted, the Markdown/HTML report with its figures, published to MLflow when read from it.
 
-The parts live by job: analysis/fit.py (Analysis, analyze), analysis/verdicts.py (claims and answers as sentences), analysis/figures.py
-(plots), analysis/render.py (Markdown and HTML), analysis/publish.py (MLflow).
+The parts live by job: analysis/fit.py (Analysis, analyze), analysis/verdicts.py (claims and
+answers as sentences), analysis/figures.py (plots), analysis/render.py (Markdown and HTML),
+analysis/publish.py (MLflow).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Against it, `granularity run` on the same spec from scratch. Prints both wall
 times and their ratio.
 
     python bench/bench_anchor.py                                  # quickstart subset (below)
-    python bench/bench_anchor.py sweeps/quickstart.yaml seeds=2   # the 104 trials (~7 min)
+    python bench/bench_anchor.py sweeps/quickstart.yaml seeds=2   # 104 trials (~7 min)
     python bench/bench_anchor.py --noop 200                       # 200 no-op trials (orchestration)
 
 Default subset: the quickstart at seeds=1 and data fraction 0.25 (26 trials),

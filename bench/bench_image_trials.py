@@ -1,7 +1,7 @@
 """Fixed cost per image-file trial: a pack of small imagefolder trials against the same trials on preloaded tensors.
 
     python bench/bench_image_trials.py                      # 10 trials, 60 JPEGs, resnet18 at 64 px, 1 epoch
-    python bench/bench_image_trials.py --image-size 224 --trials 30   # the issue's setting (slow on 2 cores)
+    python bench/bench_image_trials.py --image-size 224 --trials 30   # the target's setting (slow on 2 cores)
     python bench/bench_image_trials.py --profile            # plus where the files pack's time goes
 
 What it runs (CPU, in this process, nothing downloads):
@@ -21,7 +21,7 @@ preloaded trial of its seed (run right after it): everything the file path
 adds (loader and worker start-up, decoding, moving images between
 processes). Decoding is real work, so this bounds the start-up part from
 above. The summary is the median over seeds (a burst of load elsewhere moves
-one pair, not the median). The target (issue 14) is <= 2 s per trial on CPU,
+one pair, not the median). The target is <= 2 s per trial on CPU,
 with the loader's throughput unchanged or better: `--loader-sizes` prints
 that throughput (images/s per pass, first and warm passes, in process and
 through workers).

@@ -1,4 +1,4 @@
-"""Every performance figure (issues 8, 14) in one table, each with its target: sweep, scale, anchor, trials, images, analysis, GPU.
+"""Every performance figure in one table, each with its target: sweep, scale, anchor, trials, images, analysis, GPU.
 
     python bench/run_all.py                      # everything (quickstart sweep ~3 min on 2 cores)
     python bench/run_all.py --skip-sweep         # skip the quickstart sweep
@@ -48,7 +48,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 Row = tuple[str, str, str]  # (figure, value, note)
-ANALYSIS_TARGET_RUNS = 100_000  # issue 14: load + fit of 100,000 runs in under 10 s
+ANALYSIS_TARGET_RUNS = 100_000  # target: load + fit of 100,000 runs in under 10 s
 
 
 class _Tee(io.TextIOBase):
@@ -148,7 +148,7 @@ def scale_rows(trials: int, validate_trials: int) -> list[Row]:
             (
                 "driver CPU per trial",
                 fmt(number(r"^driver CPU per trial:\s+([\d.]+)", text), " ms", 2),
-                "was ~40-55 ms (issue 14)",
+                "was ~40-55 ms earlier",
             ),
             (
                 "driver peak memory",
@@ -194,7 +194,7 @@ def anchor_rows(argv: list[str]) -> list[Row]:
         (
             "anchor: Ray Tune / granularity",
             fmt(figures["ratio"], "x"),
-            "issue 14 quoted 16x at seeds=2",
+            "was 16x at seeds=2",
         ),
     ]
 

@@ -197,6 +197,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         plan = _plan_with_tuning(spec)
         by_trial = trial_states(spec, plan)
     states = Counter(state for state, _ in by_trial.values())
+    stale = _stale(plan)
+    rerun = {k for k in stale if by_trial[k][0] == "done"}  # run reruns these
     summary = plan.summary()
     packs = make_packs(plan.trials, slots=spec.slots(), pack=spec.pack)
     print(f"spec {args.spec}: valid (sweep {spec.name!r}, spec hash {spec.spec_hash()})")
@@ -207,8 +209,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     print(f"  per arm: {dict(summary['trials_per_arm'])}")
     print(
-        f"  already done: {states['done']}, failed: {states['failed']}, "
-        f"to run: {summary['trials'] - states['done']}"
+        f"  already done: {states['done']}"
+        + (f" ({len(rerun)} stale: made by other code, rerun by run)" if rerun else "")
+        + f", failed: {states['failed']}, to run: {summary['trials'] - states['done'] + len(rerun)}"
     )
     print(
         f"  on Ray: {len(packs)} Ray trial(s) (pack={spec.pack}), {spec.slots()} at a time, "
@@ -237,23 +240,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  storage: {plan.storage}")
     for note in plan.notes:
         print(f"  note: {note}")
-    _print_stale(plan, "  ")
+    if stale:
+        print(f"  stale: {_stale_line(plan, stale)}")
     if getattr(args, "estimate", False):
         from sweeps.estimate import estimate
 
-        to_run = [t for t in plan.trials if by_trial[t.trial_key][0] != "done"]
+        to_run = [
+            t for t in plan.trials if by_trial[t.trial_key][0] != "done" or t.trial_key in rerun
+        ]
         print(estimate(spec, plan, trainable, trials=to_run).text(), flush=True)
     return 0
 
 
-def _print_stale(plan: Any, indent: str) -> None:
-    """The plan's done trials made by other code, if any (sweeps/code_version.py)."""
-    from sweeps.code_version import stale_line, stale_trials
+def _stale(plan: Any) -> dict[str, str | None]:
+    """The plan's done trials made by other code (sweeps/code_version.py)."""
+    from sweeps.code_version import stale_trials
 
-    stale = stale_trials(plan, plan.storage)
-    if stale:
-        line = stale_line(stale, plan.trials[0].config["code_version"], reuse=False)
-        print(f"{indent}stale: {line}")
+    return stale_trials(plan, plan.storage)
+
+
+def _stale_line(plan: Any, stale: dict[str, str | None]) -> str:
+    from sweeps.code_version import stale_line
+
+    return stale_line(stale, plan.trials[0].config["code_version"], reuse=False)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -270,6 +279,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         + ", ".join(f"{total[c]} {c}" for c in columns)
         + f" of {len(plan.trials)}"
     )
+    stale = _stale(plan)
+    if stale:
+        print(f"stale: {_stale_line(plan, stale)}")
     by_key = plan.by_key()
     for factor in plan_factors(plan):
         table: dict[str, Counter] = defaultdict(Counter)
@@ -283,7 +295,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("  " + "".ljust(width) + "".join(c.rjust(9) for c in columns))
         for value, counts in table.items():
             print("  " + value.ljust(width) + "".join(str(counts[c]).rjust(9) for c in columns))
-    _print_stale(plan, "")
     reasons = Counter(reason or "unknown" for state, reason in states.values() if state == "failed")
     if reasons:
         print("\nfailure reasons:")

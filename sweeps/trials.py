@@ -30,6 +30,7 @@ from contracts import (
     SCRATCH,
     SCRATCH_LEVEL,
     STAGES,
+    TRIAL_PARAMS,
     Cell,
 )
 from sweeps.spec import Spec, canonical_hash
@@ -115,7 +116,7 @@ class Trial:
     def params(self) -> dict[str, str]:
         """MLflow params (flat, stable names) known before the trial runs."""
         c = self.config
-        params: dict[str, Any] = {
+        values: dict[str, Any] = {
             "dataset": c["dataset"],
             "dataset_options": json.dumps(c["dataset_options"], sort_keys=True),
             "target": c["target"],
@@ -129,6 +130,7 @@ class Trial:
             "backbone_options": json.dumps(c["backbone_options"], sort_keys=True),
             "seed": c["seed"],
         }
+        params = {name: values[name] for name in TRIAL_PARAMS}  # the contract's list, its order
         if self.p is not None:
             params[HIERARCHY_P] = self.p
         # Crossed dataset options as columns of their own: `dataset.<option>`.

@@ -17,7 +17,17 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from contracts import PARENT, ROLE, ROLE_SWEEP, ROLE_TRIAL, RUN_NAME, SPEC_HASH, TAG_PREFIX
+from contracts import (
+    NUM_TRAIN,
+    PARENT,
+    ROLE,
+    ROLE_SWEEP,
+    ROLE_TRIAL,
+    RUN_NAME,
+    SPEC_HASH,
+    TAG_PREFIX,
+    TRIAL_PARAMS,
+)
 
 # Default granularity grid (number of classes per level), log-spaced like a taxonomy.
 DEFAULT_NUM_CLASSES = (2, 5, 10, 20, 50, 100, 200, 500)
@@ -145,18 +155,8 @@ def simulate_sweep(
 
 
 # ---------------------------------------------------------------- writing to MLflow
-PARAM_COLUMNS = (
-    "dataset",
-    "target",
-    "hierarchy",
-    "level",
-    "level_name",
-    "num_classes",
-    "data_fraction",
-    "num_train",
-    "backbone",
-    "seed",
-)
+# The trial params a simulated table has columns for (the writer's list), and num_train.
+PARAM_COLUMNS = (*TRIAL_PARAMS, NUM_TRAIN)
 TAG_COLUMNS = ("trial_key", "pretrain_key", "label_fn")
 NON_METRICS = set(PARAM_COLUMNS) | set(TAG_COLUMNS) | {"status", "run_id"}
 

@@ -1,5 +1,6 @@
-"""Results as data: an export holds the sweep (frame, dtypes, the parent's design), the report made
-from it is the report made from MLflow, the bytes are reproducible, and the CLI refuses bad input."""
+"""Results as data: an export holds the sweep (frame, dtypes, the parent's design), the report
+made from it is the report made from MLflow, the bytes are reproducible, the CLI refuses bad
+input, and the notebook API reaches it all."""
 
 from __future__ import annotations
 

@@ -82,7 +82,8 @@ def test_edited_trainable_reruns_its_trials_and_nothing_else(
     assert commands.main(["status", str(path)]) == 0
     assert "4 done trial(s) are stale" in capsys.readouterr().out
     assert commands.main(["validate", str(path)]) == 0
-    assert "4 done trial(s) are stale" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 done trial(s) are stale" in out and "to run: 4" in out
     assert commands.main(["run", str(path)]) == 0
     out = capsys.readouterr().out
     assert "4 done trial(s) are stale" in out and "run reruns them" in out

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trainables_fixtures as fixtures
 
-from sweeps import commands
+from sweeps import cli
 from sweeps.ledger.mlflow_store import Tracker
 from sweeps.spec import load_spec
 from trainables import glyphs
@@ -42,7 +42,7 @@ def test_glyph_sweep_runs_and_reports_hard_examples(tmp_path, ray_address, monke
         "finetune.epochs=1",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
     ]
-    assert commands.main(["run", spec, *overrides]) == 0
+    assert cli.main(["run", spec, *overrides]) == 0
     tracker = Tracker(load_spec(spec, overrides), create=False)
     runs = tracker.client.search_runs([tracker.experiment_id], max_results=100)
     trials = [r for r in runs if r.data.tags.get("granularity.role") == "trial"]
@@ -51,7 +51,7 @@ def test_glyph_sweep_runs_and_reports_hard_examples(tmp_path, ray_address, monke
     assert all("granularity.test_correct" in r.data.tags for r in trials)
     out = tmp_path / "report"
     assert (
-        commands.main(
+        cli.main(
             [
                 "analyze",
                 "glyphs",
@@ -98,7 +98,7 @@ def test_font_folds_cross_as_a_dataset_option(tmp_path, ray_address, monkeypatch
         "finetune.epochs=1",
         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
     ]
-    assert commands.main(["run", spec, *overrides]) == 0
+    assert cli.main(["run", spec, *overrides]) == 0
     tracker = Tracker(load_spec(spec, overrides), create=False)
     runs = tracker.client.search_runs([tracker.experiment_id], max_results=100)
     trials = [r for r in runs if r.data.tags.get("granularity.role") == "trial"]

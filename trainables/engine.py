@@ -269,7 +269,9 @@ def train_epoch(
     count = 0
     n = len(batches) if shard.parallel else 0  # the global batch lengths (parallel only)
     first = window[0] if window else 0
-    passes = batches.iterate(batch_size, train=True, seed=seed, shard=shard, window=window)
+    # `window` only when set: wrappers of Batches (bench/bench_gpu.py's timer) take the old API.
+    extra = {"window": window} if window is not None else {}
+    passes = batches.iterate(batch_size, train=True, seed=seed, shard=shard, **extra)
     for step, (x, y) in enumerate(passes):
         if on_step is not None:
             on_step(step)

@@ -273,6 +273,7 @@ def glyphs(
             (trainables/glyph_embeddings.py): "heldout" or "pixels".
         cache_dir: where renders are cached (default ~/.cache/granularity/glyphs).
     """
+    # The arguments as given (locals() holds only them here); None: not set.
     options = {k: v for k, v in locals().items() if v is not None}
     validate_options(options)
     split = resolve_fonts(fonts, test_fonts, folds, fold)
