@@ -8,6 +8,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -150,3 +151,16 @@ def test_the_notebook_api_loads_an_export_fits_and_returns_tables_and_figures(st
     names = ", ".join(f"analysis.{n}" for n in analysis.__all__)
     code = f"import analysis, sys; assert 'pandas' not in sys.modules; {names}"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+EXPORTS = sorted((Path(__file__).resolve().parent.parent / "docs").glob("*/runs.jsonl.gz"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("export", EXPORTS, ids=[p.parent.name for p in EXPORTS])
+def test_a_committed_report_regenerates_from_its_committed_export(export, tmp_path):
+    # An estimator or report change that would alter a shipped report fails here until the
+    # report is regenerated: `granularity analyze --from docs/X/runs.jsonl.gz --out docs/X`.
+    assert _run(["analyze", "--from", str(export), "--out", str(tmp_path)]) == 0
+    committed = (export.parent / "report.md").read_text(encoding="utf-8")
+    assert (tmp_path / "report.md").read_text(encoding="utf-8") == committed
