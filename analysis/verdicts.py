@@ -424,6 +424,7 @@ def _answer_alignment(a: Analysis) -> str:
         head
         + " (mixed model, seed and kind x level as units; one analysis per data fraction): "
         + "; ".join(parts)
-        + ". Lower `align/cond_entropy` means more aligned; random and perturbed kinds are also "
-        "label noise, so alignment here is confounded with noise."
+        + ". Lower `align/cond_entropy` means more aligned. Alignment varies here only with the "
+        "kind and the level, so it is confounded with both (the (kind, level) intercepts absorb "
+        "much of it); a dose-response needs alignment dialled at one level (perturbation p)."
     )
