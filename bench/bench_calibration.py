@@ -1,6 +1,6 @@
 """Calibration against planted truth: the real analysis code on simulated sweeps with known effects.
 
-    python bench/bench_calibration.py               # 300 sweeps per scenario (~5 CPU-minutes)
+    python bench/bench_calibration.py               # 300 sweeps per scenario (~7.5 CPU-minutes)
     python bench/bench_calibration.py --reps 50     # a quick look
 
 Each scenario plants mean errors per (kind, data fraction, level) on a glyph-like
