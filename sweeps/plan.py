@@ -9,6 +9,9 @@ it has no finetuning). Derived arms move whole classes of their `leaf_level`
 plain dict of docs/ARCHITECTURE.md that `trainables.train` takes; its
 `trial_key` and `pretrain_key` are in `sweeps.trials` (with the Trial and Plan objects); the
 arms' hierarchies come from `sweeps.arms`.
+
+Longer than 400 lines because the checks of datasets, backbones and crossed factors read the
+same resolved spec as the expansion they guard.
 """
 
 from __future__ import annotations

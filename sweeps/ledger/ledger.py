@@ -8,8 +8,8 @@ the journal of result files into MLflow (`granularity sync`, and after an
 outage). Its views (`results`, `failures`, `pending`, ...) are read-only.
 A live run and a replay log through the same batches, so they write the same.
 
-Over ~400 lines on purpose: one class, whose public methods are the record
-path's only door; splitting it would make its private state a seam again.
+Longer than 400 lines because it is one class, whose public methods are the record path's only
+door; splitting it would make its private state a seam again.
 """
 
 from __future__ import annotations
