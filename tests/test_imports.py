@@ -262,6 +262,20 @@ def test_a_long_module_without_a_reason_is_found():
     ]
 
 
+def test_bench_scripts_rely_on_the_installed_project():
+    """`python bench/x.py` imports the installed packages (and its bench/ siblings): no sys.path."""
+    patched = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted((ROOT / "bench").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute)
+        and node.attr == "path"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sys"
+    ]
+    assert not patched, patched
+
+
 @pytest.mark.parametrize("module", [CONTRACTS, FILEIO])
 def test_stdlib_only_modules_import_nothing_else(module):
     outside = sorted(
