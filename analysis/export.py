@@ -5,9 +5,10 @@ The file (``granularity export EXPERIMENT --out runs.jsonl.gz``) is gzipped JSON
 - line 1, the header: ``{"format": "granularity-export", "version": 1, "experiment": ...,
   "sweep_tags": {...}, "columns": [...], "dtypes": {...}}`` (the parent run's ``granularity.*``
   tags carry e.g. the adaptive design; ``dtypes`` restores every column's pandas dtype);
-- then one JSON object per trial run, of every status, in load order: the factor columns
-  (``hierarchy``, ``level``, ``level_name``, ``num_classes``, ``data_fraction``, ``backbone``...),
-  ``seed``, every metric under its MLflow name (``target_error``, ``pretrain/val_error``,
+- then one JSON object per trial run, of every status, in load order: the cell's columns
+  (``contracts.CELL_TABLE_COLUMNS``: ``hierarchy``, ``level_name``, ``num_classes``,
+  ``data_fraction``, ``backbone``), the other trial params (``contracts.TRIAL_PARAMS``: ``level``,
+  ``seed``...), every metric under its MLflow name (``target_error``, ``pretrain/val_error``,
   ``align/nmi``...), the contract tags (``trial_key``, ``label_fn``...) and the per-example
   correctness ``test_correct`` (``"<n>:" + base64(np.packbits(correct))``; decode it with
   ``analysis.hard_examples.decode_correct``). A missing value is ``null``.

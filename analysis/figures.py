@@ -7,6 +7,9 @@ number in a figure is the number in the text. Example (in a notebook):
     >>> import analysis
     >>> a = analysis.analyze(analysis.load_export("runs.jsonl.gz"))  # doctest: +SKIP
     >>> analysis.figures.plot_gain_over_target(a)  # doctest: +SKIP
+
+Longer than 400 lines because each of the report's figures is one short function over the same
+fitted Analysis and shared grid and legend helpers; a module per figure would scatter them.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Two readers give the same frame:
   bench/bench_analysis.py for the measured figures).
 
 ``method="auto"`` picks ``sql`` for a database URI and ``search`` otherwise.
+
+Longer than 400 lines because its two readers (sql, search) must return the same frame and share
+the pivot into it; apart, the code that has to agree would drift.
 """
 
 from __future__ import annotations

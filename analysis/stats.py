@@ -8,6 +8,9 @@ hand-written says why in its docstring. The bootstraps are hand-written rather t
 matrix once for every curve and statistic at a time (argmin probabilities, vertices;
 vectorised as two matrix products), and use Hesterberg's expanded percentile
 interval for few seeds, neither of which scipy's function offers.
+
+Longer than 400 lines because it is the single home of the array statistics every estimator
+shares (bootstraps, tests, multiplicity, optima, correlations); each function is short.
 """
 
 from __future__ import annotations

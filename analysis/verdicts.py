@@ -39,6 +39,9 @@ Interface for rendering (the ``Analysis`` of analysis/fit.py; DataFrame columns)
   n_cells, slope, ci_low, ci_high, ci_label, pvalue, p_adj, model, note.
 - ``a.hard``: finer levels vs the target level on target_error_hard, columns as
   ``a.gain.table_`` plus ci_label, p_adj, p_holm; ``a.hard_note`` states the set's size.
+
+Longer than 400 lines because each verdict and answer is one function over the same interval-
+and-adjusted-p helpers, so every sentence follows one rule.
 """
 
 from __future__ import annotations

@@ -26,10 +26,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sequential import SPENDING, Design, coverage  # noqa: E402
+from sequential import SPENDING, Design, coverage
 
 ADAPTIVE = "replicates={initial: 3, step: 2}"
 

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analysis import estimators  # noqa: E402
-from analysis.load import load_runs  # noqa: E402
-from analysis.report import write_report  # noqa: E402
-from testing.simulate import simulate_sweep, u_curve, write_sweep  # noqa: E402
+from analysis import estimators
+from analysis.load import load_runs
+from analysis.report import write_report
+from testing.simulate import simulate_sweep, u_curve, write_sweep
 
 
 def build_table(n_runs: int):

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 DEFAULT_OVERRIDES = ["seeds=1", "factors.data_fractions=[0.25]"]
 

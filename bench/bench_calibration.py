@@ -27,20 +27,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from analysis.claim import ROLES, PaperClaim  # noqa: E402
-from analysis.estimators import HierarchyComparison, SizeGranularity, UCurve  # noqa: E402
+from analysis.claim import ROLES, PaperClaim
+from analysis.estimators import HierarchyComparison, SizeGranularity, UCurve
 
 CLASSES = (5.0, 40.0, 110.0, 320.0, 2880.0)
 TARGET = 1  # index of the target level (40 classes)

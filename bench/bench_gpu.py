@@ -46,19 +46,17 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hierarchies import Hierarchy  # noqa: E402
-from trainables import create_backbone, create_dataset  # noqa: E402
-from trainables.data import Dataset, Split  # noqa: E402
-from trainables.engine import (  # noqa: E402
+from hierarchies import Hierarchy
+from trainables import create_backbone, create_dataset
+from trainables.data import Dataset, Split
+from trainables.engine import (
     Batches,
     Runtime,
     make_optimizer,
     resolve_runtime,
     train_epoch,
 )
-from trainables.image_datasets import imagenet_batch_transform, normalize_uint8  # noqa: E402
+from trainables.image_datasets import imagenet_batch_transform, normalize_uint8
 
 NUM_CLASSES = 1000  # an ImageNet-sized head; the labels only use the first few
 SGD = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0}

@@ -36,23 +36,18 @@ import argparse
 import contextlib
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_gpu import write_imagefolder
 
-BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH.parent), str(BENCH)]
-
-from bench_gpu import write_imagefolder  # noqa: E402
-
-from trainables import is_dataset, register_dataset, train  # noqa: E402
-from trainables.data import Dataset, Split  # noqa: E402
-from trainables.engine import Batches, resolve_runtime  # noqa: E402
-from trainables.trial import load_dataset  # noqa: E402
+from trainables import is_dataset, register_dataset, train
+from trainables.data import Dataset, Split
+from trainables.engine import Batches, resolve_runtime
+from trainables.trial import load_dataset
 
 TARGET_FIXED_S = 2.0
 

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 FRACTIONS = [round(0.1 * i, 1) for i in range(1, 11)]
 PER_SEED = (2 * 4 + 1) * len(FRACTIONS)  # (manual, random) x 4 levels + scratch, x fractions

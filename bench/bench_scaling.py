@@ -30,15 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_gpu import NUM_CLASSES, SGD, TimedBatches, in_memory_dataset, progress
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench_gpu import NUM_CLASSES, SGD, TimedBatches, in_memory_dataset, progress  # noqa: E402
-
-from trainables import create_backbone  # noqa: E402
-from trainables.distributed import current_shard, wrap  # noqa: E402
-from trainables.engine import Batches, Runtime, make_optimizer, train_epoch  # noqa: E402
+from trainables import create_backbone
+from trainables.distributed import current_shard, wrap
+from trainables.engine import Batches, Runtime, make_optimizer, train_epoch
 
 
 @dataclass(frozen=True)

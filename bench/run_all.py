@@ -44,9 +44,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH.parent), str(BENCH)]
-
 Row = tuple[str, str, str]  # (figure, value, note)
 ANALYSIS_TARGET_RUNS = 100_000  # target: load + fit of 100,000 runs in under 10 s
 

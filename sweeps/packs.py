@@ -261,6 +261,7 @@ def _run_logical(
                 handle.write(json.dumps(entry) + "\n")
         outbox.put(Epochs(trial_key=key, epochs=[entry]))
 
+    retried: dict[str, str] = {}  # the records keep them: a replay tags the run as a live driver
     for attempt in range(1, retries + 2):
         if attempt > 1:
             _release_memory()  # outside the except block: the failed frames are gone
@@ -278,6 +279,7 @@ def _run_logical(
             # trainables.TrialError for a non-finite loss) is not retried.
             if attempt <= retries and getattr(err, "retryable", True):
                 outbox.put(Retry(trial_key=key, attempt=attempt, reason=reason))
+                retried[str(attempt)] = reason
                 continue
             failed = Failed(
                 trial_key=key,
@@ -297,6 +299,7 @@ def _run_logical(
                     traceback=tb,
                     config=config,
                     meta=item.get("meta", {}),
+                    retries=retried or None,
                 )
                 write_json_atomic(failure_path(storage, key), record.to_json())
             outbox.put(failed)
@@ -311,6 +314,7 @@ def _run_logical(
             wall_s=time.time() - started,
             cpu_s=time.process_time() - cpu_started,
             finished_at=time.time(),
+            retries=retried or None,
         )
         if writes:
             write_json_atomic(result_path(storage, key), record.to_json(), fsync=False)

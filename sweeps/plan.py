@@ -9,6 +9,9 @@ it has no finetuning). Derived arms move whole classes of their `leaf_level`
 plain dict of docs/ARCHITECTURE.md that `trainables.train` takes; its
 `trial_key` and `pretrain_key` are in `sweeps.trials` (with the Trial and Plan objects); the
 arms' hierarchies come from `sweeps.arms`.
+
+Longer than 400 lines because the checks of datasets, backbones and crossed factors read the
+same resolved spec as the expansion they guard.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from contracts import SCRATCH, arm
+from contracts import SCRATCH, Cell, arm
 from sweeps.arms import ArmHierarchies, HierarchyBuilder, HierarchyFiles
 from sweeps.code_version import code_version
 from sweeps.spec import Spec, SpecError, arm_labels
@@ -408,7 +411,7 @@ def _make_trial(
     backbone: Any,
     seed: int,
     storage: Path,
-    tuned: Mapping[Any, Mapping[str, Any]] | None,
+    tuned: Mapping[Cell | str, Mapping[str, Any]] | None,
     describe: Callable[[Any, int], tuple[str, Path, str, int]],
     manual: Any,
     target_index: int,
@@ -430,9 +433,9 @@ def _make_trial(
         "backbone_options": dict(backbone.options),
         "seed": seed,
     }
-    cell = (label, level_name or "scratch", fraction, backbone.name)
     values: dict[str, Any] = {}
-    for scope in ("*", cell):
+    # A search tunes per Cell (sweeps/search.py): its values for this trial's cell, over "*"'s.
+    for scope in ("*", Cell(label, level_name or SCRATCH, fraction, backbone.name)):
         values.update((tuned or {}).get(scope, {}))
     return _finalise(
         config, values, storage, Trial(config, kind, num_classes, label_fn, digest, p, variant)

@@ -20,6 +20,9 @@ checkpoint on the sweep's (shared) storage, so a trial keeps its one MLflow run.
 
 Over ~350 lines on purpose: this is all of the project's Ray surface (the
 session, Tune, Train), kept in one module so that Ray's API churn touches one file.
+
+Longer than 400 lines because it is the only module that imports ray (tests/test_imports.py,
+ONLY_IN), so every Ray and Tune call lives here.
 """
 
 from __future__ import annotations

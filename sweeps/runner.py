@@ -39,12 +39,11 @@ from typing import Any, TextIO
 
 from contracts import ANALYSIS_CONFIG, REPLICATES
 from sweeps.code_version import retire, stale_line, stale_trials
-from sweeps.executor import Executor, start_ray
+from sweeps.executor import Executor
 from sweeps.interrupt import interruptible
 from sweeps.ledger.ledger import replay_journal
 from sweeps.ledger.offline import connect, reconnect
 from sweeps.ledger.records import result_path
-from sweeps.ledger.store import TrackingStore
 from sweeps.ledger.tracking_uri import check_locations
 from sweeps.lock import claim_sweep, driver_lock, wait_for_workers
 from sweeps.packs import Trainable
@@ -108,18 +107,15 @@ def run_sweep(
     fn = resolve_trainable(spec, trainable)
     storage = spec.resolved_storage_path()
     check_locations(spec)  # a store or storage that cannot be made: refused before anything is
-    early = _EarlyRay(spec, storage, address, verbose)
+    ray = RayStart(spec, storage, address, verbose)
     try:
         # validates first; Ray starts once the cheap checks pass, while kMeans builds hierarchies
-        plan = build_plan(
-            spec, dataset=dataset, write=False, storage=storage, on_checked=early.start
-        )
+        plan = build_plan(spec, dataset=dataset, write=False, storage=storage, on_checked=ray.early)
         storage.mkdir(parents=True, exist_ok=True)
         invocation = uuid.uuid4().hex[:12]
         lock = driver_lock(storage, "another `granularity run` is driving this sweep")
         with lock, interruptible():
             claim_sweep(storage, invocation)  # a killed driver's workers stop at their next trial
-            ray = early.take()  # _run_locked owns it from here
             return _run_locked(
                 spec,
                 plan,
@@ -135,7 +131,7 @@ def run_sweep(
                 reuse_stale,
             )
     finally:
-        early.close()  # only when nothing took it: a refused spec or a second driver
+        ray.close()  # the executor closed it after its trials; else a refusal or a second driver
 
 
 def _stale(plan: Plan, storage: Path, stream: TextIO | None, *, reuse: bool) -> set[str]:
@@ -151,50 +147,49 @@ def _stale(plan: Plan, storage: Path, stream: TextIO | None, *, reuse: bool) -> 
     return set(stale)
 
 
-class _EarlyRay:
-    """A Ray started before the plan is built, for a sweep that is sure to need one.
+class RayStart:
+    """The sweep's one Ray: the one place that decides when it starts, and starts it (once).
 
-    A sweep with no result files yet runs every trial, so its Ray can come up
-    while the driver builds the arms' hierarchies (seconds of kMeans). A sweep
-    with results may need no Ray at all (everything done): it decides after the plan.
+    A sweep with no result files yet runs every trial, so its Ray comes up
+    (`early()`, before the plan) while the driver builds the arms' hierarchies
+    (seconds of kMeans); a sweep with results may need no Ray at all (everything
+    done), so `early(plan)` decides after the plan, while MLflow is set up. Else
+    the executor's first trial starts it (`session()`: a stale trial, a later round).
     """
 
     def __init__(self, spec: Spec, storage: Path, address: str | None, verbose: bool) -> None:
-        self.session: Any = None
-        self._args = (spec, address, verbose)
-        self._fresh = spec.search is not None or not (storage / "results").exists()
+        self._spec, self._storage, self._address, self._verbose = spec, storage, address, verbose
+        self._session: Any = None
 
-    def start(self) -> None:
-        if self._fresh and self.session is None:
-            self.session = start_ray(*self._args)
+    def may_run(self, plan: Plan | None = None) -> bool:
+        """Whether the sweep may run a trial: a search, or a trial without a result file
+        (before the plan: no result files at all)."""
+        if self._spec.search is not None:
+            return True
+        if plan is None:
+            return not (self._storage / "results").exists()
+        return any(not result_path(self._storage, t.trial_key).exists() for t in plan.trials)
 
-    def take(self) -> Any:
-        session, self.session = self.session, None
-        return session
+    def early(self, plan: Plan | None = None) -> None:
+        """Start Ray in the background now if the sweep may run a trial."""
+        if self._session is None and self.may_run(plan):
+            self.session()
+
+    def session(self) -> Any:
+        """The ray_backend.BackgroundSession, started on the first call."""
+        if self._session is None:
+            from sweeps import ray_backend
+
+            self._session = ray_backend.BackgroundSession(
+                address=self._address, num_cpus=self._spec.num_cpus, verbose=self._verbose
+            )
+        return self._session
 
     def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-
-
-def _start_ray_and_tracking(
-    spec: Spec, plan: Plan, storage: Path, address: str | None, verbose: bool, ray: Any
-) -> tuple[TrackingStore, Any]:
-    """Start Ray in the background (if anything may run and `ray` is None) while the MLflow
-    store and parent run are made."""
-    if ray is None and (
-        spec.search is not None
-        or any(not result_path(storage, t.trial_key).exists() for t in plan.trials)
-    ):
-        ray = start_ray(spec, address, verbose)  # comes up while the driver sets up MLflow
-    try:
-        tracker = connect(spec)  # an unreachable server: the sweep runs offline, syncs later
-    except BaseException:
-        if ray is not None:
-            ray.close()
-        raise
-    return tracker, ray
+        """Shut Ray down (a no-op when it never started or is closed)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 def _run_locked(
@@ -208,19 +203,15 @@ def _run_locked(
     dataset: Any,
     started: float,
     invocation: str,
-    ray: Any,
+    ray: RayStart,
     reuse_stale: bool = False,
 ) -> tuple[RunSummary, Plan]:
-    try:
-        spec_hash = spec.spec_hash()
-        for digest, h in plan.hierarchies.items():
-            if not plan.hierarchy_paths[digest].exists():
-                h.save(plan.hierarchy_paths[digest])
-    except BaseException:
-        if ray is not None:
-            ray.close()
-        raise
-    tracker, ray = _start_ray_and_tracking(spec, plan, storage, address, verbose, ray)
+    spec_hash = spec.spec_hash()
+    for digest, h in plan.hierarchies.items():
+        if not plan.hierarchy_paths[digest].exists():
+            h.save(plan.hierarchy_paths[digest])
+    ray.early(plan)  # comes up while the driver sets up MLflow
+    tracker = connect(spec)  # an unreachable server: the sweep runs offline, syncs later
     executor = Executor(
         spec=spec,
         tracker=tracker,

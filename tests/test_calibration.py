@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_calibration as cal  # noqa: E402
 
-from analysis import estimators, stats  # noqa: E402
+from analysis import stats, ucurve  # noqa: E402
 
 SMALL = tuple(
     s
@@ -58,7 +58,7 @@ def _five_point_fit(Y, grid, alpha, n_boot, rng):
     return fit
 
 
-REAL_FIT = estimators.fit_optimum
+REAL_FIT = ucurve.fit_optimum
 
 
 def test_calibration_catches_the_old_five_point_parabola(monkeypatch):
@@ -66,7 +66,7 @@ def test_calibration_catches_the_old_five_point_parabola(monkeypatch):
     real = cal.calibrate(glyph, reps=10, random_state=2)
     hits, n = real.coverage[OPTIMUM]
     assert hits / n >= 0.9
-    monkeypatch.setattr(estimators, "fit_optimum", _five_point_fit)
+    monkeypatch.setattr(ucurve, "fit_optimum", _five_point_fit)
     broken = cal.calibrate(glyph, reps=10, random_state=2)
     hits, n = broken.coverage[OPTIMUM]
     assert hits / n <= 0.5, cal.table(broken)

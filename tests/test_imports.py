@@ -6,12 +6,14 @@ are still a circle); an import of a package's own `__init__` counts as an
 import of that package. `__import__("x")` and `importlib.import_module("x")`
 with a literal name count as imports too; with a computed name they are
 refused, except where a spec names user code (`DYNAMIC_IMPORTS`). No module
-reaches into another project module's private (`_name`) attributes.
+reaches into another project module's private (`_name`) attributes. A module has one job: one
+longer than MAX_LINES says why in its docstring (LONG_REASON followed by the reason).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +45,9 @@ DYNAMIC_IMPORTS = {
     "sweeps.runner": "the trainable a spec names as `module:function` (user code)",
     "sweeps.plan": "the dataset a spec names as `module:function` (user code)",
 }
+# A module over this many lines is split by job, or its docstring says why it is not.
+MAX_LINES = 400
+LONG_REASON = re.compile(r"Longer than 400 lines because \S+ \S+ \S+")
 # Third-party packages that one module of the project holds behind its API.
 ONLY_IN = {"ray": {"sweeps.ray_backend"}}
 
@@ -223,6 +228,52 @@ def test_a_private_reach_is_found():
         "b:2 A()._log",
         "b:4 x._n",
     ]
+
+
+def long_modules_without_reason(sources: dict[str, str]) -> list[str]:
+    """Modules over MAX_LINES lines whose docstring lacks LONG_REASON, as 'name: N lines'."""
+    out = []
+    for name, text in sources.items():
+        lines = len(text.splitlines())
+        doc = " ".join((ast.get_docstring(ast.parse(text)) or "").split())
+        if lines > MAX_LINES and not LONG_REASON.search(doc):
+            out.append(f"{name}: {lines} lines")
+    return sorted(out)
+
+
+def test_a_long_module_says_why_in_its_docstring():
+    sources = {name: path.read_text() for name, path in MODULES.items()}
+    assert not long_modules_without_reason(sources), long_modules_without_reason(sources)
+
+
+def test_a_long_module_without_a_reason_is_found():
+    body = "x = 1\n" * MAX_LINES
+    sources = {
+        "short": '"""One job."""\n' + "x = 1\n" * (MAX_LINES - 1),
+        "long": '"""One job."""\n' + body,
+        "bare_phrase": '"""One job.\n\nLonger than 400 lines because\n"""\n' + body,
+        "reasoned": '"""One job.\n\nLonger than 400 lines because it must\nbe so.\n"""\n' + body,
+        "in_a_comment": '"""One job."""\n# Longer than 400 lines because it must be so.\n' + body,
+    }
+    assert long_modules_without_reason(sources) == [
+        "bare_phrase: 404 lines",
+        "in_a_comment: 402 lines",
+        "long: 401 lines",
+    ]
+
+
+def test_bench_scripts_rely_on_the_installed_project():
+    """`python bench/x.py` imports the installed packages (and its bench/ siblings): no sys.path."""
+    patched = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted((ROOT / "bench").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute)
+        and node.attr == "path"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sys"
+    ]
+    assert not patched, patched
 
 
 @pytest.mark.parametrize("module", [CONTRACTS, FILEIO])

@@ -140,8 +140,8 @@ def _run_tags(tracker: Tracker, key: str) -> dict[str, str]:
     return dict(tracker.client.get_run(run_id).data.tags)
 
 
-@pytest.mark.parametrize("one_report", [True, False], ids=["whole-trial", "report-by-report"])
-def test_a_retried_trials_reason_is_recorded_on_its_run(sweep, tmp_path, one_report):
+@pytest.mark.parametrize("booking", ["whole-trial", "report-by-report", "replay"])
+def test_a_retried_trials_reason_is_recorded_on_its_run(sweep, tmp_path, booking):
     spec, tracker, items = sweep
     storage = spec.resolved_storage_path()
     flaky, failing, plain = list(items)
@@ -166,11 +166,13 @@ def test_a_retried_trials_reason_is_recorded_on_its_run(sweep, tmp_path, one_rep
     assert [e.trial_key for e in events if isinstance(e, Retry)] == [flaky, failing]
     ledger = Ledger(tracker, storage, spec.spec_hash())
     ledger.expect(items)
-    if one_report:  # each trial's whole life in one report: the bulk path
+    if booking == "whole-trial":  # each trial's whole life in one report: the bulk path
         ledger.book(events)
-    else:  # every event in a report of its own: the run is opened, then written to
+    elif booking == "report-by-report":  # the run is opened, then written to
         for event in events:
             ledger.book([event])
+    else:  # the events never arrived (an outage, a killed driver): `sync` reads the journal
+        assert ledger.replay(*read_journal(storage)) == 3
     flaky_tags = _run_tags(tracker, flaky)
     assert flaky_tags[f"{RETRY}.1"] == "RuntimeError: flaky first attempt"
     assert flaky_tags[ATTEMPTS] == "2"
@@ -179,7 +181,10 @@ def test_a_retried_trials_reason_is_recorded_on_its_run(sweep, tmp_path, one_rep
     assert f"{RETRY}.2" not in failing_tags  # the last attempt's reason is the failure's
     assert failing_tags[FAILURE].startswith("RuntimeError") and failing_tags[ATTEMPTS] == "2"
     assert not any(k.startswith(RETRY) for k in _run_tags(tracker, plain))
-    assert set(ledger.results) == {flaky, plain} and set(ledger.failures) == {failing}
+    runs = tracker.trial_runs()
+    assert [runs[k].status for k in (flaky, failing, plain)] == ["FINISHED", "FAILED", "FINISHED"]
+    if booking != "replay":
+        assert set(ledger.results) == {flaky, plain} and set(ledger.failures) == {failing}
 
 
 def test_a_replay_logs_the_journal_once(sweep):

@@ -8,6 +8,7 @@ import pytest
 import trainables_fixtures as fixtures
 from test_trainables_trial import Recorder
 
+import trainables.stages as stages_module
 import trainables.trial as trial_module
 from trainables.budget import MAX_SEGMENTS, stage_budget
 from trainables.data import Split
@@ -20,7 +21,7 @@ config = fixtures.trial_config
 def optimizer_steps(monkeypatch):
     """The optimizer steps of each optimizer a trial creates, in creation order."""
     counts: list[list[int]] = []
-    real = trial_module.make_optimizer
+    real = stages_module.make_optimizer
 
     def counting(params, settings):
         optimizer = real(params, settings)
@@ -29,7 +30,7 @@ def optimizer_steps(monkeypatch):
         optimizer.register_step_post_hook(lambda *_: count.__setitem__(0, count[0] + 1))
         return optimizer
 
-    monkeypatch.setattr(trial_module, "make_optimizer", counting)
+    monkeypatch.setattr(stages_module, "make_optimizer", counting)
     return counts
 
 

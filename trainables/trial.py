@@ -24,6 +24,10 @@ Example:
     >>> result = train({"dataset": "synthetic", "target": "superclass",
     ...                 "hierarchy_path": None, "seed": 0,
     ...                 "pretrain": {"epochs": 2}}, None)  # doctest: +SKIP
+
+Longer than 400 lines because the composition's steps (config defaults, label functions, data
+split, scratch and pretrain/finetune arms, the shared-pretraining claim, evaluation) share the
+private `_Run` state; the stage loop is in trainables/stages.py.
 """
 
 from __future__ import annotations
@@ -31,8 +35,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import lru_cache
@@ -56,23 +58,19 @@ from contracts import (
 )
 from hierarchies import Hierarchy, HierarchyError, alignment_metrics, examples_per_class
 from trainables.backbones import Classifier, create_backbone
-from trainables.budget import stage_budget
-from trainables.checkpoints import PretrainStore, load_checkpoint, save_atomic
+from trainables.checkpoints import PretrainStore, load_checkpoint
 from trainables.data import Dataset, create_dataset, subset_indices, train_val_indices
 from trainables.distributed import Shard, barrier, broadcast_flag, current_shard, wrap
 from trainables.engine import (
     Batches,
     Runtime,
     error_rate,
-    extract_features,
-    make_optimizer,
     predict,
     resolve_runtime,
     stage_seed,
 )
 from trainables.errors import TrialError
-
-Report = Callable[[dict[str, float], int], None]
+from trainables.stages import Report, eval_batch_size, linear_probe, run_stage
 
 # The stage defaults and the checkpoint interval are the trial config's
 # contract with sweeps: contracts.py holds them (the spec reads them there
@@ -155,171 +153,6 @@ def _cached_dataset(name: str, options_json: str) -> Dataset:
 def load_dataset(name: str, options: dict) -> Dataset:
     """create_dataset, memoised per process: a sweep's trials share one generated dataset."""
     return _cached_dataset(name, json.dumps(options, sort_keys=True))
-
-
-# ---- stages -------------------------------------------------------------------
-def eval_batch_size(train_batch_size: int) -> int:
-    """Evaluation needs no activations kept for backward: larger batches, capped for big models."""
-    return max(train_batch_size, min(4 * train_batch_size, 1024))
-
-
-def _run_stage(
-    stage: str,
-    model: nn.Module,
-    params,
-    train_batches: Batches,
-    val_batches: Batches,
-    settings: dict,
-    runtime: Runtime,
-    *,
-    seed: int,
-    ckpt_path: Path | None,
-    report: Report | None,
-    metric_prefix: str,
-    checkpoint_every_s: float,
-    shard: Shard,
-) -> dict[str, float]:
-    """Train `params` of `model` for the stage's budget (trainables/budget.py), resuming if saved.
-
-    Checkpoints after a segment (an epoch, or a slice of a step budget) once
-    `checkpoint_every_s` seconds have passed since the stage's start or last
-    checkpoint (before `report`; a resumed stage reports the segments after
-    its checkpoint again, which the history keeps once). `selection: best_val`
-    ends with the weights of the lowest validation error (kept, and
-    checkpointed, with the metrics of that segment). Returns the final (or
-    selected) segment's metrics plus the stage's time. Data-parallel: `model`
-    is under DDP; rank 0 writes the checkpoint, every rank resumes from it.
-    """
-    optimizer = make_optimizer(params, settings)
-    budget = stage_budget(settings, len(train_batches))
-    select_best = settings.get("selection", "last") == "best_val" and len(val_batches) > 0
-    start, elapsed, last, best = 0, 0.0, {}, None
-    saved = load_checkpoint(ckpt_path) if ckpt_path else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        start, elapsed, last = int(saved["epoch"]), float(saved["elapsed_s"]), dict(saved["last"])
-        best = saved.get("best")
-    bs = int(settings["batch_size"])
-    last_saved = time.perf_counter()
-    for segment in range(start, budget.segments):
-        t0 = time.perf_counter()
-        # Seed torch's global RNG too: dropout / drop-path in timm models.
-        runtime.seed(stage_seed(seed, stage + "/global", segment))
-        loss, err = budget.train(
-            segment,
-            model,
-            train_batches,
-            optimizer,
-            runtime,
-            settings,
-            stage=stage,
-            seed=seed,
-            shard=shard,
-        )
-        val_err = (
-            error_rate(
-                predict(model, val_batches, runtime, eval_batch_size(bs)), val_batches.labels
-            )
-            if len(val_batches)
-            else float("nan")
-        )
-        elapsed += time.perf_counter() - t0
-        last = {
-            f"{metric_prefix}/loss": loss,
-            f"{metric_prefix}/error": err,
-            f"{metric_prefix}/val_error": val_err,
-        }
-        if select_best and (best is None or val_err < best["last"][f"{metric_prefix}/val_error"]):
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best = {"model": state, "last": dict(last), "segment": segment}
-        due = time.perf_counter() - last_saved >= checkpoint_every_s
-        if ckpt_path is not None and shard.main and due:
-            last_saved = time.perf_counter()
-            save_atomic(
-                {
-                    "epoch": segment + 1,
-                    "elapsed_s": elapsed,
-                    "last": last,
-                    "best": best,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                },
-                ckpt_path,
-            )
-        if report is not None:
-            report(dict(last), segment)
-    if best is not None:
-        model.load_state_dict(best["model"])
-        last = {**best["last"], f"{metric_prefix}/best_segment": float(best["segment"])}
-    if settings.get("steps") is not None:
-        last[f"{metric_prefix}/steps"] = float(budget.total_steps)
-    return {**last, "time_s": elapsed}
-
-
-class _Standardized(nn.Module):
-    """Linear head over features standardised with fixed training statistics."""
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, num_classes: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-        self.linear = nn.Linear(len(mean), num_classes)
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.linear((f - self.mean) / self.std)
-
-
-def _linear_probe(
-    model: Classifier,
-    num_classes: int,
-    batches: dict[str, Batches],
-    settings: dict,
-    runtime: Runtime,
-    *,
-    seed: int,
-    ckpt_path: Path | None,
-    report: Report | None,
-    checkpoint_every_s: float,
-    shard: Shard,
-) -> tuple[dict[str, float], Callable[[str], torch.Tensor]]:
-    """Train a linear head on frozen features; returns stage metrics and a predictor by split name."""
-    bs = int(settings["batch_size"])
-    feats = {
-        k: extract_features(model, b, runtime, eval_batch_size(bs)) for k, b in batches.items()
-    }
-    train_f = feats["train"][0]
-    mean, std = torch.zeros(train_f.shape[1]), torch.ones(train_f.shape[1])
-    norm = settings.get("feature_norm", "standardize")
-    if norm == "standardize" and len(train_f) > 1:
-        mean, std = train_f.mean(0), train_f.std(0).clamp(min=1e-6)
-    elif norm == "scalar" and len(train_f):
-        std = std * train_f.pow(2).mean().sqrt().clamp(min=1e-6).cpu()
-    runtime.seed(stage_seed(seed, "probe/init", 0))
-    head = _Standardized(mean.to(runtime.device), std.to(runtime.device), num_classes).to(
-        runtime.device
-    )
-    fb = {k: Batches.from_tensors(f, y, runtime) for k, (f, y) in feats.items()}
-    metrics = _run_stage(
-        "finetune",
-        wrap(head, runtime.device, shard),  # every rank holds all features; each trains its slice
-        head.parameters(),
-        fb["train"],
-        fb["val"],
-        settings,
-        runtime,
-        seed=seed,
-        ckpt_path=ckpt_path,
-        checkpoint_every_s=checkpoint_every_s,
-        report=report,
-        metric_prefix="finetune",
-        shard=shard,
-    )
-
-    def predictor(split_name: str) -> torch.Tensor:
-        return predict(head, fb[split_name], runtime, eval_batch_size(bs))
-
-    return metrics, predictor
 
 
 # ---- the trial ----------------------------------------------------------------
@@ -543,7 +376,7 @@ def _train_scratch(
     """The scratch arm: the full model on the target labels with the pretrain settings."""
     labels, cfg = run.labels, run.cfg
     result: dict[str, float] = {"pretrain_reused": 0.0, "time/pretrain_s": 0.0}
-    stage = _run_stage(
+    stage = run_stage(
         "scratch",
         compiled,
         model.parameters(),
@@ -582,7 +415,7 @@ def _pretrain_and_finetune(
     target_val = run.batches("train", "val", labels.target_all)
     target_test = run.batches("test", "test", labels.target_all)
     if fin["mode"] == "linear":
-        stage, predictor = _linear_probe(
+        stage, predictor = linear_probe(
             model,
             labels.num_target,
             {"train": target_train, "val": target_val, "test": target_test},
@@ -595,7 +428,7 @@ def _pretrain_and_finetune(
         runtime.seed(stage_seed(run.seed, "finetune/head", 0))
         model.reset_head(labels.num_target)
         compiled = _trained_module(model, cfg, runtime, run.shard)
-        stage = _run_stage(
+        stage = run_stage(
             "finetune",
             compiled,
             model.parameters(),
@@ -689,7 +522,7 @@ def _pretrain(
     """
 
     def run() -> dict[str, float]:
-        stage = _run_stage(
+        stage = run_stage(
             "pretrain",
             compiled,
             model.parameters(),

@@ -8,8 +8,8 @@ the journal of result files into MLflow (`granularity sync`, and after an
 outage). Its views (`results`, `failures`, `pending`, ...) are read-only.
 A live run and a replay log through the same batches, so they write the same.
 
-Over ~400 lines on purpose: one class, whose public methods are the record
-path's only door; splitting it would make its private state a seam again.
+Longer than 400 lines because it is one class, whose public methods are the record path's only
+door; splitting it would make its private state a seam again.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TextIO
 
-from contracts import RETRY, ROLE
+from contracts import ROLE
 from fileio import read_json, write_json_atomic
 from sweeps.interrupt import raise_if_interrupted
 from sweeps.ledger.mlflow_store import RunState, WholeTrial
@@ -39,6 +39,7 @@ from sweeps.ledger.records import (
     failure_path,
     read_journal,
     result_path,
+    retry_tags,
 )
 from sweeps.ledger.store import TrackingStore
 from sweeps.ledger.write_queue import WriteQueue
@@ -78,6 +79,7 @@ class Ledger:
         self._failures: dict[str, str] = {}
         self._wall_s: dict[str, float] = {}
         self._attempts: dict[str, int] = {}
+        self._retries: dict[str, dict[str, str]] = {}  # trial_key -> {"<attempt>": reason}
         self._finished_now: list[str] = []
         self._pending: set[str] = set()  # trials whose MLflow writes failed
         self._logged: dict[str, set[tuple[str, int]]] = {}  # (metric, step) in MLflow
@@ -164,7 +166,8 @@ class Ledger:
                 batch["epochs"].extend(event.epochs)
             elif isinstance(event, Retry):
                 # The reason of each failed attempt stays on the run, beside the final outcome.
-                batch.setdefault("tags", {})[f"{RETRY}.{event.attempt}"] = event.reason[:4000]
+                self._retries.setdefault(key, {})[str(event.attempt)] = event.reason
+                batch.setdefault("tags", {}).update(retry_tags({event.attempt: event.reason}))
             elif isinstance(event, Final):
                 if event.history is not None and key not in self._results:
                     # A replay or a resumed trial: the epochs this driver has not seen.
@@ -243,6 +246,8 @@ class Ledger:
             self._items[key] = {"config": record.config, "meta": record.meta}
             final = {"result": record.result, "attempts": record.attempts}
             batch = {"epochs": record.history or [], "final": final}
+            if record.retries:
+                batch["tags"] = retry_tags(record.retries)
             if state is None:
                 self._wall_s[key] = record.wall_s or 0.0
                 whole.append((key, batch))
@@ -259,7 +264,9 @@ class Ledger:
                 continue
             self._items[key] = {"config": failure.config, "meta": failure.meta}
             failed = {"reason": failure.reason, "attempts": failure.attempts}
-            self._log_batch(key, {"epochs": [], "failed": failed})
+            self._log_batch(
+                key, {"epochs": [], "failed": failed, "tags": retry_tags(failure.retries)}
+            )
             replayed += 1
         return replayed
 
@@ -439,6 +446,7 @@ class Ledger:
                 attempts=attempts,
                 wall_s=wall_s,
                 finished_at=time.time(),
+                retries=self._retries.get(key),
             )
             write_json_atomic(path, {**record.to_json(), "wall_s": wall_s})
         self._results[key] = dict(result)
@@ -463,6 +471,7 @@ class Ledger:
                 attempts=attempts,
                 config=self._items[key]["config"],
                 meta=self._items[key]["meta"],
+                retries=self._retries.get(key),
             )
             write_json_atomic(path, {**record.to_json(), **(written or {})})
         self._failures[key] = reason

@@ -12,9 +12,8 @@ trial: four MLflow calls in all); trials that ended before any write go in
 bulk through `mlflow_sql.insert_runs`. It implements `store.TrackingStore`.
 Names come from contracts.py.
 
-Over ~400 lines on purpose: every MLflow write of the contract is one `Tracker`
-method here (the driver is the single writer); store creation and bulk SQL
-live in mlflow_sql.py.
+Longer than 400 lines because every MLflow write of the contract is one `Tracker` method here
+(the driver is the single writer); store creation and bulk SQL live in mlflow_sql.py.
 """
 
 from __future__ import annotations

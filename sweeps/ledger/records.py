@@ -4,7 +4,8 @@ The journal is `<storage>/results/<trial_key>.json` (a `TrialRecord`) and
 `<trial_key>.failed.json` (a `FailureRecord`), written atomically: workers
 write a record the moment a trial ends; the driver reads them to skip, sync
 and summarise. A record's `history` holds one entry per (step, metric names),
-merged with `add_epoch`. Workers tell the driver what happens as `Event`s
+merged with `add_epoch`; `retries` keeps why earlier attempts failed, so a
+replay tags the run as a live driver would. Workers tell the driver what happens as `Event`s
 (`Start`, `Epochs`, `Final`, `Failed`, `Retry`), sent as JSON through Ray.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from contracts import RETRY
 from fileio import read_json
 
 
@@ -69,6 +71,16 @@ def add_epoch(history: list[list[Any]], entry: list[Any]) -> None:
 
 
 History = list  # [[step, {metric: value}], ...]
+Retries = dict  # {"<attempt>": reason} of a trial's failed attempts before its last (JSON keys)
+MAX_RETRY_REASON = 4000  # characters of a reason kept in its tag
+
+
+def retry_tags(retries: Mapping[str | int, str] | None) -> dict[str, str]:
+    """The run's `granularity.retry.<attempt>` tags: why each earlier attempt failed."""
+    return {
+        f"{RETRY}.{attempt}": reason[:MAX_RETRY_REASON]
+        for attempt, reason in (retries or {}).items()
+    }
 
 
 def _to_json(record: Any) -> dict[str, Any]:
@@ -99,6 +111,7 @@ class TrialRecord:
     wall_s: float | None = None
     cpu_s: float | None = None  # the worker process's CPU time (None: written by the driver)
     finished_at: float | None = None
+    retries: Retries | None = None  # why earlier attempts failed: a replay tags them too
 
     def to_json(self) -> dict[str, Any]:
         return _to_json(self)
@@ -119,6 +132,7 @@ class FailureRecord:
     traceback: str | None = None
     config: Mapping[str, Any] | None = None  # with meta: what `sync` needs to log the failure
     meta: Mapping[str, Any] | None = None
+    retries: Retries | None = None  # why attempts before the last failed: a replay tags them too
 
     def to_json(self) -> dict[str, Any]:
         return _to_json(self)
