@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,24 @@ if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
     from matplotlib.figure import Figure
 
 DPI = 110
+
+
+def _null_formatter() -> Any:
+    from matplotlib.ticker import NullFormatter
+
+    return NullFormatter()
+
+
+def _class_axis(ax: Any, classes: Any) -> None:
+    """A log class axis ticked at the grid's own class counts, in plain numbers.
+
+    Matplotlib's default log ticks print "3x10^1 4x10^1" side by side on a short
+    grid; the levels' counts are what a reader looks up.
+    """
+    ticks = sorted({float(c) for c in classes if np.isfinite(c) and c > 0})
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{c:g}" for c in ticks])
+    ax.xaxis.set_minor_formatter(_null_formatter())
 
 
 def write_figures(a: Analysis, out: Path) -> dict[str, bool]:
@@ -142,7 +160,7 @@ def plot_gain_over_target(a: Analysis) -> Figure | None:
                 fontsize=8,
                 color="grey",
             )
-        ax.set_xscale("log")
+        _class_axis(ax, sub["num_classes"])
         ax.set_title(f"{a.size_label} {frac:g} ({backbone})")
         ax.set_xlabel("pretraining classes")
         ax.set_ylabel("gain over target level (error drop)")
@@ -154,6 +172,9 @@ def plot_gain_over_target(a: Analysis) -> Figure | None:
                 return n / np.clip(x, 1e-9, None)  # an involution: its own inverse
 
             top = ax.secondary_xaxis("top", functions=(per_class, per_class))
+            grid = sorted(n_train / c for c in set(sub["num_classes"]) if c > 0)
+            top.set_xticks(grid, [f"{v:.3g}" for v in grid])
+            top.xaxis.set_minor_formatter(_null_formatter())
             top.set_xlabel("examples per class", fontsize=8)
             top.tick_params(labelsize=7)
     fig.suptitle(
@@ -466,7 +487,7 @@ def _plot_two_splits(
                     color=colors[kind],
                     label=f"{kind}" if split == splits[0] else None,
                 )
-        ax.set_xscale("log")
+        _class_axis(ax, sub["num_classes"])
         ax.set_title(f"{a.size_label} {frac:g} ({backbone})")
         ax.set_xlabel("pretraining classes")
         ax.set_ylabel(ylabel)
@@ -546,7 +567,7 @@ def plot_ucurves(a: Analysis) -> Figure:
             if len(s) > 1:
                 half = 1.96 * s.std(ddof=1) / math.sqrt(len(s))
                 ax.axhspan(s.mean() - half, s.mean() + half, color="k", alpha=0.08)
-        ax.set_xscale("log")
+        _class_axis(ax, sub["num_classes"])
         ax.set_title(f"{a.size_label} {frac:g} ({backbone})")
         ax.set_xlabel("pretraining classes")
         ax.set_ylabel(a.metric)
