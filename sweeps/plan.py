@@ -317,9 +317,13 @@ def _expand(
         mode: base if mode is None else {**base, "finetune": {**base["finetune"], "mode": mode}}
         for mode in modes
     }
-    scratch_base = base
-    if spec.scratch_budget != "pretrain":  # absent at the default: old trial keys stay
-        scratch_base = {**base, "scratch_budget": spec.scratch_budget}
+    def scratch_base(arm_spec: Any) -> dict[str, Any]:
+        """The scratch arm's base config: its own `budget`, else the spec's `scratch_budget`."""
+        budget = arm_spec.budget or spec.scratch_budget
+        if budget == "pretrain":  # absent at the default: old trial keys stay
+            return base
+        return {**base, "scratch_budget": budget}
+
     facts: dict[tuple[int, int], tuple[str, Path, str, int]] = {}
 
     def describe(h: Any, level: int) -> tuple[str, Path, str, int]:
@@ -367,7 +371,7 @@ def _expand(
                             trials.append(
                                 _make_trial(
                                     spec,
-                                    scratch_base if h is None else bases[mode],
+                                    scratch_base(arm_spec) if h is None else bases[mode],
                                     label,
                                     arm_spec.kind,
                                     p,

@@ -6,7 +6,7 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from contracts import ARM_KINDS, FINETUNE_MODES, arm
+from contracts import ARM_KINDS, FINETUNE_MODES, SCRATCH, SCRATCH_BUDGETS, arm
 from sweeps.spec.canonical import canonical_json
 from sweeps.spec.strict import StrictSection, repeated_values
 
@@ -32,6 +32,9 @@ class ArmSpec(StrictSection):
     clustered whole, every finer level kept as the manual one's; default: the
     dataset's coherent leaf level (`Dataset.leaf_level`; the leaves when it
     declares none).
+    `budget` (scratch only): this scratch arm's budget, overriding the spec's
+    `scratch_budget`, so that one sweep holds the plain and the compute-matched
+    scratch baselines (give the second its own `label`).
     """
 
     kind: Literal[ARM_KINDS]  # the arms table of contracts.py
@@ -41,6 +44,7 @@ class ArmSpec(StrictSection):
     format: str = "auto"
     embeddings: str | None = None
     leaf_level: LevelItem | None = None
+    budget: Literal[SCRATCH_BUDGETS] | None = None
 
     @field_validator("p", mode="before")
     @classmethod
@@ -63,6 +67,8 @@ class ArmSpec(StrictSection):
             if getattr(self, option) is not None and option not in arm(self.kind).options:
                 owners = " or ".join(repr(a) for a in ARM_KINDS if option in arm(a).options)
                 raise ValueError(f"{option} applies only to kind {owners}, not {self.kind!r}")
+        if self.budget is not None and self.kind != SCRATCH:
+            raise ValueError(f"budget applies only to kind 'scratch', not {self.kind!r}")
         return self
 
 

@@ -153,7 +153,10 @@ class Spec(StrictSection):
                 "use fixed seeds"
             )
         units = (self.pretrain.budget[0], self.finetune.budget[0])
-        if self.scratch_budget == "matched" and units[0] != units[1]:
+        budgets = {self.scratch_budget} | {
+            a.budget for a in self.factors.hierarchies if a.budget is not None
+        }
+        if "matched" in budgets and units[0] != units[1]:
             problems.append(
                 f"scratch_budget: matched adds the pretraining and finetuning budgets, but "
                 f"pretrain uses {units[0]} and finetune {units[1]}; give both in one unit"
