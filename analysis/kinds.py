@@ -14,6 +14,7 @@ from analysis.trial_table import (
     adjust_table,
     cell_means,
     prepare_trials,
+    pretrained_arms,
     require_columns,
     summarise_seeds,
 )
@@ -59,7 +60,7 @@ class HierarchyComparison:
         metric: str = "target_error",
         pairs: Sequence[tuple[str, str]] | None = None,
         test: str = "t",
-        exclude: Sequence[str] = ("scratch",),
+        exclude: Sequence[str] = (),
         adjust: str = "holm",
         alpha: float = 0.05,
     ) -> None:
@@ -77,7 +78,7 @@ class HierarchyComparison:
         data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         require_columns(data, ["num_classes"])
         self.target_classes_, _ = target_classes(data)
-        data = data[~data["hierarchy"].isin(self.exclude)]
+        data = pretrained_arms(data, self.exclude)
         kinds = kind_order(list(data["hierarchy"].unique()))
         pairs = (
             list(self.pairs) if self.pairs is not None else list(itertools.combinations(kinds, 2))

@@ -13,6 +13,7 @@ import pandas as pd
 from analysis.adaptive import adaptive_state, cell_seeds_table, outcome_table
 from analysis.fit import Analysis
 from analysis.formatting import fmt
+from analysis.trial_table import pretrained_arms, scratch_labels
 from analysis.verdicts import answers, verdicts
 from contracts import kind_order
 
@@ -60,7 +61,8 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
     """Title and what the sweep holds: runs, kinds, fractions, backbones, seeds, failures."""
     df = a.df
     seeds = sorted(df["seed"].dropna().unique())
-    kinds = kind_order(list(df["hierarchy"].unique()))
+    kinds = kind_order(list(pretrained_arms(df)["hierarchy"].unique()))
+    scratch = scratch_labels(df)
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(a.status_counts.items()))
     out = [
         f"# Granularity sweep report: {experiment}\n",
@@ -69,7 +71,8 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
         "## Sweep\n",
         f"- trial runs: {counts}; analysed: {len(df)} finished "
         f"({a.ucurve.n_dropped_} more dropped for a NaN/inf `{a.metric}`)",
-        f"- hierarchy kinds: {', '.join(kinds)}",
+        f"- hierarchy kinds: {', '.join(kinds) or 'none'}; scratch baselines: "
+        f"{', '.join(scratch) or 'none'}",
         f"- {_size_axis(a)}: "
         + ", ".join(fmt(f) for f in sorted(df["data_fraction"].dropna().unique())),
         f"- backbones: {', '.join(map(str, sorted(df['backbone'].dropna().unique())))}"

@@ -15,6 +15,7 @@ from analysis.trial_table import (
     adjust_table,
     level_grid,
     prepare_trials,
+    pretrained_arms,
     require_columns,
     row_examples_per_class,
     seed_matrix,
@@ -68,7 +69,7 @@ class SizeGranularity:
         *,
         metric: str = "target_error",
         hierarchies: Sequence[str] | None = None,
-        exclude: Sequence[str] = ("scratch",),
+        exclude: Sequence[str] = (),
         n_boot: int = 2000,
         alpha: float = 0.05,
         random_state: int | None = 0,
@@ -84,7 +85,7 @@ class SizeGranularity:
         """Estimate optima per size, their trend with size, and the heatmap tables."""
         require_columns(df, ["level", "num_classes", "data_fraction"])
         data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone",))
-        data = data[~data["hierarchy"].isin(self.exclude)]
+        data = pretrained_arms(data, self.exclude)
         if self.hierarchies is not None:
             data = data[data["hierarchy"].isin(self.hierarchies)]
         rng = np.random.default_rng(self.random_state)
@@ -152,7 +153,7 @@ class SizeGranularity:
             return pd.DataFrame()
         pair = ["data_fraction", "backbone", "seed"]
         base = target.groupby(pair)[self.metric].mean().rename("target_err")
-        arms = data[~data["hierarchy"].isin(self.exclude)]
+        arms = pretrained_arms(data, self.exclude)
         if self.hierarchies is not None:
             arms = arms[arms["hierarchy"].isin(self.hierarchies)]
         arms = arms[~arms.index.isin(target.index)]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
+from contracts import SCRATCH
 
 GROUP_BY = ("hierarchy", "data_fraction", "backbone")
 PAIR_KEYS = ("data_fraction", "backbone", "seed")
@@ -29,6 +30,40 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
         raise ValueError(
             f"Trial table lacks column(s) {missing}; has: {sorted(map(str, df.columns))}"
         )
+
+
+def is_scratch(df: pd.DataFrame) -> pd.Series:
+    """Rows of a scratch arm, whatever its label (``scratch``, ``scratch_plain``, ...).
+
+    A scratch arm has no pretraining level: the trial logs level -1 (contracts.SCRATCH_LEVEL)
+    and level name ``scratch`` (or none: NaN, empty), and its arm kind (``hierarchy_kind``) is
+    ``scratch``. Any of these marks a row; a table without level columns falls back to the
+    label ``scratch``. Every estimator, verdict and figure asks this one function, so a sweep
+    with several scratch arms (plain and compute-matched budgets) treats each as a baseline,
+    never as a hierarchy kind.
+    """
+    mask = df["hierarchy"].astype(str).eq(SCRATCH) if "hierarchy" in df else False
+    mask = pd.Series(mask, index=df.index, dtype=bool)
+    if "hierarchy_kind" in df:
+        mask |= df["hierarchy_kind"].astype(str).eq(SCRATCH)
+    if "level" in df:
+        level = pd.to_numeric(df["level"], errors="coerce")
+        mask |= level.isna() | (level < 0)
+    if "level_name" in df:
+        name = df["level_name"]
+        mask |= name.isna() | name.astype(str).str.strip().isin(["", SCRATCH])
+    return mask
+
+
+def scratch_labels(df: pd.DataFrame) -> list[str]:
+    """The labels of the scratch arms present: ``scratch`` first, then the others by name."""
+    labels = set(df.loc[is_scratch(df), "hierarchy"].astype(str)) if "hierarchy" in df else set()
+    return sorted(labels, key=lambda label: (label != SCRATCH, label))
+
+
+def pretrained_arms(df: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.DataFrame:
+    """The rows of pretraining arms: no scratch arm (``is_scratch``), no kind in ``exclude``."""
+    return df[~is_scratch(df) & ~df["hierarchy"].isin(list(exclude))]
 
 
 def prepare_trials(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> tuple[pd.DataFrame, int]:

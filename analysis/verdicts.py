@@ -51,14 +51,15 @@ import pandas as pd
 
 from analysis.fit import ALPHA, Analysis
 from analysis.formatting import fmt, fmt_ci, fmt_p
-from contracts import SCRATCH, VERDICT_PAIRS, kind_order
+from analysis.trial_table import pretrained_arms
+from contracts import VERDICT_PAIRS, kind_order
 
 NOT_ANSWERABLE = "**not answerable from this sweep**"
 
 
 def primary_kind(df: pd.DataFrame) -> str | None:
     """The hierarchy kind the single-kind verdicts speak about: manual if present."""
-    kinds = [k for k in df["hierarchy"].unique() if k != SCRATCH]
+    kinds = list(pretrained_arms(df)["hierarchy"].unique())
     if not kinds:
         return None
     return "manual" if "manual" in kinds else kind_order(kinds)[0]
