@@ -309,7 +309,7 @@ def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:
     slopes = getattr(a.size, "slopes_", None)
     if slopes is not None and not slopes.empty:
         out += [
-            "Per level: the gain over the target level regressed on log(data fraction), paired "
+            f"Per level: the gain over the target level regressed on log({a.size_label}), paired "
             "by seed; `ci_low`/`ci_high` is the adjusted interval (`ci_label`) that agrees with "
             "`p_adj`; `crossover`: the size where the gain is 0, or beyond the range. With two "
             "sizes a slope is the difference of two points.\n",
@@ -320,12 +320,12 @@ def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:
         out += ["P(argmin) per level and size (seed bootstrap) and the 95% best-level set:\n"]
         out.append(markdown_table(argmin))
     out += [
-        "Optimum per data fraction (joint seed bootstrap across fractions: a seed's nested "
+        f"Optimum per {a.size_label} (joint seed bootstrap across sizes: a seed's nested "
         "subsets stay together):\n",
         markdown_table(a.size.optima_),
-        "Mean error over (level, data fraction):\n",
+        f"Mean error over (level, {a.size_label}):\n",
         markdown_table(a.size.heatmap_),
-        "Examples per pretraining class over (level, data fraction):\n",
+        f"Examples per pretraining class over (level, {a.size_label}):\n",
         markdown_table(a.size.examples_per_class_),
     ]
     return out

@@ -17,6 +17,7 @@ from analysis.adaptive import design_of
 from analysis.export import read_export
 from analysis.figures import write_figures
 from analysis.fit import ALPHA, Analysis, analyze
+from analysis.formatting import DATA_FRACTION
 from analysis.hard_examples import HardMode
 from analysis.load import ALL_STATUSES, Sweep, find_sweep_run, load_sweep
 from analysis.publish import publish
@@ -44,6 +45,7 @@ def analyze_sweep(
     n_boot: int = 2000,
     hard_examples: HardMode = "auto",
     trials: pd.DataFrame | None = None,
+    size_label: str = DATA_FRACTION,
 ) -> Analysis:
     """``analyze`` on a sweep's finished trials (or ``trials``, one view of them:
     analysis.variants), with its status counts, failure reasons and adaptive design (the parent
@@ -59,6 +61,7 @@ def analyze_sweep(
         status_counts=counts,
         failures=failures,
         hard_examples=hard_examples,
+        size_label=size_label,
     )
     a.design = design_of(sweep.sweep_tags)
     return a
@@ -89,12 +92,12 @@ def render_report(
         folder = out / view.slug if view.slug else out
         folder.mkdir(exist_ok=True)
         within = hard_examples_within_blocks(view, hard_examples, metric)
+        kw = {**options, "size_label": view.size_label}
         if within is None:
-            a = analyze_sweep(sweep, trials=view.df, **options)
+            a = analyze_sweep(sweep, trials=view.df, **kw)
         else:  # hard examples already derived block by block: analyze takes them as they are
-            a = analyze_sweep(sweep, trials=within[0], **{**options, "hard_examples": "dataset"})
+            a = analyze_sweep(sweep, trials=within[0], **{**kw, "hard_examples": "dataset"})
             a.hard_note = within[1]
-        a.size_label = view.size_label
         title = f"{sweep.experiment} ({view.label})" if view.label else sweep.experiment
         fitted.append((view, a, render_markdown(a, title, write_figures(a, folder))))
     if len(fitted) == 1 and not fitted[0][0].label:
