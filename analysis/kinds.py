@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -17,6 +16,7 @@ from analysis.trial_table import (
     pretrained_arms,
     require_columns,
     summarise_seeds,
+    within_unit_f_test,
 )
 from contracts import kind_order
 
@@ -132,20 +132,11 @@ class HierarchyComparison:
 
     def _interaction(self, both: pd.DataFrame, a: str, b: str) -> list[dict]:
         """F test of count x (a vs b): does the paired advantage differ between matched counts?"""
-        import statsmodels.formula.api as smf
-
         rows = []
         for (frac, backbone), g in both.groupby(["data_fraction", "backbone"], sort=True):
-            g = g.assign(count=g["num_classes"].astype(str), unit=g["seed"].astype(str))
-            n_counts, n_seeds = g["count"].nunique(), g["unit"].nunique()
             row = {"a": a, "b": b, "data_fraction": frac, "backbone": backbone}
-            row.update(n_class_counts=n_counts, n_seeds=n_seeds)
-            row.update(f_stat=math.nan, df_num=math.nan, df_den=math.nan, pvalue=math.nan)
-            if n_counts >= 2 and n_seeds >= 2 and len(g) > n_counts + n_seeds:
-                full = smf.ols("advantage ~ C(count) + C(unit)", data=g).fit()
-                reduced = smf.ols("advantage ~ C(unit)", data=g).fit()
-                f, p, df_num = full.compare_f_test(reduced)
-                row.update(f_stat=f, df_num=df_num, df_den=full.df_resid, pvalue=p)
+            row.update(n_class_counts=g["num_classes"].nunique(), n_seeds=g["seed"].nunique())
+            row.update(within_unit_f_test(g, "advantage", "num_classes", "seed"))
             rows.append(row)
         return rows
 

@@ -12,7 +12,8 @@ import pandas as pd
 
 from analysis.adaptive import adaptive_state, cell_seeds_table, outcome_table
 from analysis.fit import Analysis
-from analysis.formatting import fmt
+from analysis.formatting import DATA_FRACTION, fmt, fmt_ci, fmt_p, fmt_size
+from analysis.protocol import ProtocolInteraction
 from analysis.trial_table import pretrained_arms, scratch_labels
 from analysis.verdicts import answers, verdicts
 from contracts import kind_order
@@ -399,6 +400,80 @@ def _section_adaptive(a: Analysis) -> list[str]:
         "Seeds per cell:\n",
         markdown_table(cell_seeds_table(state)),
     ]
+
+
+def _with_ci(t: pd.DataFrame, value: str) -> pd.Series:
+    """``value [low, high]`` per row of a table with ``value``, ``value_ci_low``/``_ci_high``."""
+    return pd.Series(
+        [
+            fmt_ci(m, lo, hi)
+            for m, lo, hi in t[[value, f"{value}_ci_low", f"{value}_ci_high"]].to_numpy()
+        ],
+        index=t.index,
+        dtype=object,
+    )
+
+
+def render_protocol(p: ProtocolInteraction, size_label: str = DATA_FRACTION) -> str:
+    """The protocol x level section (analysis.protocol): per stratum (pooled over blocks, then
+    each block) the gains under the linear probe and full finetuning and their interaction,
+    the levels where the interaction is detected, and the omnibus test."""
+    out = [
+        "## Protocol x level interaction (linear probe vs full finetuning)\n",
+        "Both protocols finetune the same pretrained checkpoints. Per level at or finer than "
+        f"the target ({p.target_level_}): `gain_linear` / `gain_full` = error of the "
+        "target-level arm - error of the level under that protocol, paired by replicate unit "
+        "(the seed; a (block, seed) pair when pooled over blocks); `interaction` = gain_full - "
+        "gain_linear per unit (positive: full finetuning widens the level's advantage over the "
+        "target level). Intervals: t over units, Holm-consistent over the levels of one curve "
+        "(each quantity its own family; `interaction p_adj` is Holm). Omnibus: does the "
+        "protocol effect differ between the levels (target level included)? Repeated-measures "
+        f"F of level on the per-unit interaction with unit fixed effects. The {size_label} and "
+        "backbone columns say which curve a row belongs to.\n",
+    ]
+    t, omni = p.table_, p.omnibus_
+    if t.empty:
+        return "\n".join([*out, "_(no level with both protocols and a target-level arm)_\n"])
+    for stratum in dict.fromkeys(t["stratum"]):
+        rows = t[t["stratum"] == stratum]
+        title = _stratum_title(stratum, p.block)
+        shown = rows.assign(
+            **{f"{v} [CI]": _with_ci(rows, v) for v in ("gain_linear", "gain_full", "interaction")},
+            **{"interaction p_adj": rows["interaction_p_adj"]},
+        )
+        columns = ["hierarchy", "level_name", "num_classes", "data_fraction", "backbone"]
+        columns += [*p.keys, "n", "error_linear", "error_full", "gain_linear [CI]"]
+        columns += ["gain_full [CI]", "interaction [CI]", "interaction p_adj", "ci_label"]
+        found = rows[rows["interaction_p_adj"] < p.alpha]
+        detected = "; ".join(
+            f"{x.hierarchy} {fmt(x.num_classes)} classes ({fmt_size(size_label, x.data_fraction)}"
+            f"): {fmt_ci(x.interaction, x.interaction_ci_low, x.interaction_ci_high)}"
+            for x in found.itertuples(index=False)
+        )
+        o = omni[omni["stratum"] == stratum]
+        tests = "; ".join(
+            f"{x.hierarchy} ({fmt_size(size_label, x.data_fraction)}): F({fmt(x.df_num)}, "
+            f"{fmt(x.df_den)}) = {fmt(x.f_stat, 3)}, {fmt_p(x.pvalue)}"
+            for x in o.itertuples(index=False)
+        )
+        out += [
+            f"### {title}\n",
+            markdown_table(shown, columns),
+            f"Interaction detected (Holm, adjusted p < {p.alpha:g}) at: "
+            f"{detected or 'no level'}.\n",
+            f"Omnibus protocol x level: {tests or 'not testable (too few levels or units)'}.\n",
+        ]
+    return "\n".join(out)
+
+
+def _stratum_title(stratum: str, block: str | None) -> str:
+    """A stratum's heading: the pooled analysis and its unit, or one block."""
+    if block is None:
+        return "All trials (replicate unit: seed)"
+    name = block.removeprefix("dataset.")
+    if stratum == "pooled":
+        return f"Pooled over the blocks of {name} (replicate unit: {name} x seed)"
+    return f"Block {stratum}"
 
 
 def render_html(markdown_text: str, folder: Path, title: str) -> str:

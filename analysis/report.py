@@ -20,9 +20,17 @@ from analysis.fit import ALPHA, Analysis, analyze
 from analysis.formatting import DATA_FRACTION
 from analysis.hard_examples import HardMode
 from analysis.load import ALL_STATUSES, Sweep, find_sweep_run, load_sweep
+from analysis.protocol import ProtocolInteraction, crosses_protocols
 from analysis.publish import publish
-from analysis.render import markdown_table, render_html, render_markdown
-from analysis.variants import View, config_of, hard_examples_within_blocks, views
+from analysis.render import markdown_table, render_html, render_markdown, render_protocol
+from analysis.variants import (
+    AnalysisConfig,
+    View,
+    across_modes,
+    config_of,
+    hard_examples_within_blocks,
+    views,
+)
 
 __all__ = [
     "ALL_STATUSES",
@@ -84,7 +92,8 @@ def render_report(
     crossed factors gets one section group per view (variant, pooled over blocks, per block),
     each view's figures in its own sub-folder."""
     out = Path(out_dir)
-    parts = views(sweep.finished(), config_of(sweep.sweep_tags, size=size, block=block))
+    config = config_of(sweep.sweep_tags, size=size, block=block)
+    parts = views(sweep.finished(), config)
     out.mkdir(parents=True, exist_ok=True)
     options = {"metric": metric, "n_boot": n_boot, "hard_examples": hard_examples}
     fitted: list[tuple[View, Analysis, str]] = []
@@ -104,10 +113,22 @@ def render_report(
         text = fitted[0][2]
     else:
         text = _grouped(sweep.experiment, fitted)
+    text += _across_modes(sweep.finished(), config, metric)
     report = out / "report.md"
     report.write_text(text, encoding="utf-8")
     (out / "report.html").write_text(render_html(text, out, sweep.experiment), encoding="utf-8")
     return report, fitted[0][1]
+
+
+def _across_modes(trials: pd.DataFrame, config: AnalysisConfig, metric: str) -> str:
+    """The sections that compare the finetuning modes (the protocol x level interaction) when
+    the sweep crosses the linear probe with full finetuning; "" otherwise."""
+    if not crosses_protocols(trials):
+        return ""
+    frame, block, keys = across_modes(trials, config)
+    p = ProtocolInteraction(metric=metric, block=block, keys=keys, alpha=ALPHA).fit(frame)
+    size_label = config.size or DATA_FRACTION
+    return "\n" + render_protocol(p, size_label)
 
 
 def _grouped(experiment: str, fitted: list[tuple[View, Analysis, str]]) -> str:

@@ -7,6 +7,7 @@ estimators compare within a seed and bootstrap whole seeds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -201,3 +202,27 @@ def finer_domain(grid: pd.DataFrame, target_k: float) -> tuple[np.ndarray, str]:
 def cell_means(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> pd.Series:
     """Mean of ``metric`` per combination of ``keys`` (NaN keys kept as their own cells)."""
     return df.groupby(list(keys), dropna=False)[metric].mean()
+
+
+def within_unit_f_test(g: pd.DataFrame, value: str, factor: str, unit: str) -> dict[str, float]:
+    """Does ``value`` differ between the levels of ``factor`` within replicate units? The F test
+    of ``factor`` in the OLS ``value ~ C(factor) + C(unit)`` against ``value ~ C(unit)``: the
+    repeated-measures F with the unit as the subject (sphericity assumed; statsmodels).
+
+    Returns ``f_stat``, ``df_num``, ``df_den`` and ``pvalue`` (NaN without two levels, two
+    units and two residual degrees of freedom).
+    """
+    import statsmodels.formula.api as smf
+
+    d = pd.DataFrame(
+        {"y": g[value].to_numpy(float), "f": g[factor].astype(str), "u": g[unit].astype(str)}
+    ).dropna()
+    out = {"f_stat": math.nan, "df_num": math.nan, "df_den": math.nan, "pvalue": math.nan}
+    n_levels, n_units = d["f"].nunique(), d["u"].nunique()
+    if n_levels >= 2 and n_units >= 2 and len(d) > n_levels + n_units:
+        full = smf.ols("y ~ C(f) + C(u)", data=d).fit()
+        reduced = smf.ols("y ~ C(u)", data=d).fit()
+        f, p, df_num = full.compare_f_test(reduced)
+        out.update(f_stat=float(f), df_num=float(df_num), df_den=float(full.df_resid))
+        out["pvalue"] = float(p)
+    return out

@@ -156,6 +156,19 @@ def _blocked(df: pd.DataFrame, column: str) -> pd.DataFrame:
     return df.assign(replicate_seed=df["seed"], seed=units.map(codes).astype(int))
 
 
+def across_modes(
+    df: pd.DataFrame, config: AnalysisConfig
+) -> tuple[pd.DataFrame, str | None, list[str]]:
+    """The trials for an analysis that reads every finetuning mode at once (analysis.protocol):
+    ``df`` with the size option as the size axis, the block's column (None without a block)
+    and the other split columns (the mode left out), which such an analysis keeps apart."""
+    check_config(df, config)
+    if config.size is not None:
+        df = _with_size(df, config.size)
+    block = None if config.block is None else OPTION_PREFIX + config.block
+    return df, block, [c for c in _split_columns(df, config) if c != MODE]
+
+
 def views(df: pd.DataFrame, config: AnalysisConfig) -> list[View]:
     """The analyses a sweep's finished trials make: one per split value (combination), each
     pooled over blocks and then per block; a single unlabelled view of ``df`` unchanged when
