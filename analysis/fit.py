@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import estimators as est
+from analysis.alignment_dial import AlignmentDial, has_dial
 from analysis.claim import PaperClaim
 from analysis.diagnostics import pretraining_table
 from analysis.formatting import DATA_FRACTION
@@ -37,6 +38,7 @@ class Analysis:
     claim: PaperClaim | None = None  # the paper's claim as stated (analysis.claim)
     # The size axis' name in the report: a crossed dataset option's (analysis.variants) or this.
     size_label: str = DATA_FRACTION
+    dial: AlignmentDial | None = None  # alignment dialled by perturbed arms (E3)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table of the report by name, as DataFrames (for a notebook)."""
@@ -56,6 +58,9 @@ class Analysis:
             "alignment": self.alignment.results_,
             "alignment_points": self.alignment.points_,
             "alignment_seed_model": self.alignment.seed_model_,
+            "alignment_dial": self.dial.cells_ if self.dial is not None else None,
+            "alignment_dose": self.dial.dose_ if self.dial is not None else None,
+            "alignment_dial_interaction": self.dial.interaction_ if self.dial is not None else None,
             "claim": self.claim.results_ if self.claim is not None else None,
             "claim_contrasts": self.claim.contrasts_ if self.claim is not None else None,
             "hard": self.hard,
@@ -115,4 +120,5 @@ def analyze(
         pretraining=pretraining_table(df, alpha=ALPHA),
         claim=PaperClaim(**kw).fit(df),
         size_label=size_label,
+        dial=AlignmentDial(**kw).fit(df) if has_dial(df) else None,
     )

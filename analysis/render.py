@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.adaptive import adaptive_state, cell_seeds_table, outcome_table
@@ -54,6 +55,7 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
     out += _section_size(a, plots)
     out += _section_kinds(a)
     out += _section_alignment(a, plots)
+    out += _section_dial(a)
     out += _section_adaptive(a)
     return "\n".join(out) + "\n"
 
@@ -379,6 +381,57 @@ def _section_alignment(a: Analysis, plots: dict[str, bool]) -> list[str]:
         "Points:\n",
         markdown_table(a.alignment.points_),
     ]
+    return out
+
+
+def _section_dial(a: Analysis) -> list[str]:
+    """Alignment dialled by perturbed arms (analysis.alignment_dial): per (level, p) the
+    realised alignment and the gain over the target level; per level the dose-response slope
+    and where the gain crosses 0; whether the slopes differ between levels."""
+    d = a.dial
+    if d is None or d.cells_.empty:
+        return []
+    x = "AMI" if d.x_ == "align/ami" else f"`{d.x_}` (no AMI logged)"
+    out = [
+        "## Alignment dialled at fixed granularity (perturbed arms)\n",
+        f"Perturbed arms regroup the leaf classes with probability p at a fixed level, so "
+        f"alignment with the target moves while granularity does not; each seed draws its own "
+        f"perturbation. Per (level, p): realised {x} (`ami`) and H(target | pretraining) "
+        f"(`cond_entropy`), means over seeds, and the gain over the target-level arm "
+        f"({d.target_level_}; target-level error - arm error, paired by seed), its interval "
+        "Holm-consistent over the (level, p) cells (`ci_label`, `p_adj`).\n",
+        markdown_table(d.cells_),
+    ]
+    if not d.dose_.empty:
+        out += [
+            f"Dose-response per level: per seed, the OLS slope of the gain on {x} over the dial; "
+            "`slope` is their mean (the seed is the unit), its t interval Holm-consistent over "
+            f"the levels. `threshold`: the {x} where the mean fitted line crosses gain 0 "
+            "(inverse prediction; Fieller's interval with the seed as the unit: every value "
+            "where the mean line's gain is not distinguishable from 0), `crossing` says whether "
+            f"it lies within the observed range `x_low`-`x_high` of {x}.\n",
+            markdown_table(d.dose_),
+            "In words: "
+            + "; ".join(
+                f"{r.level_name} ({fmt(r.num_classes)} classes, "
+                f"{fmt_size(a.size_label, r.data_fraction)}): gain per unit {x} {fmt_ci(r.slope, r.ci_low, r.ci_high)} ({r.ci_label}; "
+                f"adjusted {fmt_p(r.p_adj)}); the gain crosses 0 {r.crossing}"
+                + (
+                    f" [{fmt(r.threshold_ci_low)}, {fmt(r.threshold_ci_high)}]"
+                    if r.crossing.startswith("at") and np.isfinite(r.threshold_ci_low)
+                    else ""
+                )
+                for r in d.dose_.itertuples(index=False)
+            )
+            + ".\n",
+        ]
+    if not d.interaction_.empty:
+        out += [
+            "Level x alignment interaction: does alignment's effect differ between the levels? "
+            "Per seed, the finer level's slope minus the coarser level's (`difference`), t "
+            "interval over seeds, Holm-consistent over the pairs of levels.\n",
+            markdown_table(d.interaction_),
+        ]
     return out
 
 

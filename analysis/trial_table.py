@@ -222,7 +222,12 @@ def within_unit_f_test(g: pd.DataFrame, value: str, factor: str, unit: str) -> d
     if n_levels >= 2 and n_units >= 2 and len(d) > n_levels + n_units:
         full = smf.ols("y ~ C(f) + C(u)", data=d).fit()
         reduced = smf.ols("y ~ C(u)", data=d).fit()
-        f, p, df_num = full.compare_f_test(reduced)
-        out.update(f_stat=float(f), df_num=float(df_num), df_den=float(full.df_resid))
-        out["pvalue"] = float(p)
+        out.update(df_num=float(reduced.df_resid - full.df_resid), df_den=float(full.df_resid))
+        scale = max(float(np.abs(d["y"]).max()), 1.0) ** 2 * 1e-20
+        if full.ssr <= scale:  # no residual variation: F is 0/0 (no effect) or x/0 (exact)
+            exact = reduced.ssr > scale
+            out.update(f_stat=math.inf if exact else 0.0, pvalue=0.0 if exact else 1.0)
+            return out
+        f, p, _ = full.compare_f_test(reduced)
+        out.update(f_stat=float(f), pvalue=float(p))
     return out
