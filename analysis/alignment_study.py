@@ -10,7 +10,13 @@ import pandas as pd
 
 from analysis import stats
 from analysis.gains import BaselineGain
-from analysis.trial_table import PAIR_KEYS, cell_means, prepare_trials
+from analysis.trial_table import (
+    PAIR_KEYS,
+    cell_means,
+    prepare_trials,
+    pretrained_arms,
+    scratch_labels,
+)
 from contracts import ALIGNMENT_METRICS
 
 
@@ -71,7 +77,8 @@ class AlignmentStudy:
 
     Unit: a label function (tag ``label_fn``; (hierarchy, level) when absent)
     within a (data fraction, backbone). Its gain is the mean over seeds of the
-    paired ``scratch - arm`` error (without a scratch arm: minus the error). For
+    paired ``scratch - arm`` error (``baseline_kind``: the scratch arm's label; default the
+    first present, ``scratch`` first; without a scratch arm: minus the error). For
     each alignment metric: Spearman's rho across label functions with a
     percentile bootstrap CI (label functions resampled) and a t-test p-value,
     and the partial Spearman controlling for log(num_classes) (ranks of metric
@@ -101,7 +108,7 @@ class AlignmentStudy:
         *,
         metric: str = "target_error",
         alignment_metrics: Sequence[str] = ALIGNMENT_METRICS,
-        baseline_kind: str = "scratch",
+        baseline_kind: str | None = None,
         n_boot: int = 2000,
         alpha: float = 0.05,
         min_units: int = 5,
@@ -119,8 +126,10 @@ class AlignmentStudy:
         """Aggregate units, then correlate each alignment metric with the gain."""
         data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         present = [m for m in self.alignment_metrics if m in data and data[m].notna().any()]
-        base = data[data["hierarchy"] == self.baseline_kind]
-        arms = data[data["hierarchy"] != self.baseline_kind].copy()
+        # The baseline: the named scratch arm, else the first present (``scratch`` first).
+        label = self.baseline_kind or next(iter(scratch_labels(data)), None)
+        base = data[data["hierarchy"] == label]
+        arms = pretrained_arms(data).copy()
         keys = [c for c in PAIR_KEYS if c in data]
         if base.empty:
             self.outcome_ = "negative error"
@@ -174,7 +183,7 @@ class AlignmentStudy:
             return pd.DataFrame()
         pair = ["data_fraction", "backbone", "seed"]
         base = target.groupby(pair)[self.metric].mean().rename("target_err")
-        arms = data[data["hierarchy"] != self.baseline_kind].join(base, on=pair, how="inner")
+        arms = pretrained_arms(data).join(base, on=pair, how="inner")
         arms = arms.assign(
             gain=arms["target_err"] - arms[self.metric],
             log_classes=np.log(arms["num_classes"].astype(float)),

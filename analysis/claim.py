@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.estimators import BaselineGain, adjust_table, prepare_trials, summarise_seeds
+from analysis.trial_table import pretrained_arms
 
 ROLES = ("finer vs target", "finer vs finest", "coarser vs target")
 KEYS = ["hierarchy", "data_fraction", "backbone"]
@@ -43,7 +44,7 @@ class PaperClaim:
         metric: the error column (lower is better).
         reference_kind: the kind whose target level is the baseline (and whose
             levels the headline verdict reads).
-        exclude: kinds that are not curves.
+        exclude: kinds that are not curves, besides the scratch arms (never curves).
         adjust: multiplicity correction within each family ("holm", "bonferroni", "none").
         alpha: significance level.
 
@@ -71,7 +72,7 @@ class PaperClaim:
         *,
         metric: str = "target_error",
         reference_kind: str = "manual",
-        exclude: tuple[str, ...] = ("scratch",),
+        exclude: tuple[str, ...] = (),
         adjust: str = "holm",
         alpha: float = 0.05,
     ) -> None:
@@ -92,7 +93,7 @@ class PaperClaim:
             return self
         pair = ["data_fraction", "backbone", "seed"]
         base = target.groupby(pair)[self.metric].mean().rename("target_err")
-        arms = data[~data["hierarchy"].isin(self.exclude)]
+        arms = pretrained_arms(data, self.exclude)
         present = [c for c in LEVEL_KEYS if c in arms]
         cells = arms.groupby([*KEYS, *present, "seed"], dropna=False)[self.metric].mean()
         cells = cells.rename("err").reset_index().join(base, on=pair, how="inner")

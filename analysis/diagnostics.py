@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import mean_ci
-from contracts import SCRATCH
+from analysis.trial_table import is_scratch
 
 TRAIN = "pretrain/error"
 VALIDATION = "pretrain/val_error"
@@ -34,7 +34,7 @@ def pretraining_table(df: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
     """One row per pretraining arm (kind, level, size, backbone): mean train and validation error
     at the end of pretraining over seeds, each with a t interval (``1 - alpha``).
 
-    The scratch arm has no pretraining and is left out; an empty frame (with the columns) when
+    The scratch arms have no pretraining and is left out; an empty frame (with the columns) when
     the trials logged no ``pretrain/error``.
 
     Example:
@@ -43,7 +43,7 @@ def pretraining_table(df: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
     """
     if TRAIN not in df or df[TRAIN].notna().sum() == 0:
         return pd.DataFrame(columns=COLUMNS)
-    arms = df[(df["hierarchy"] != SCRATCH) & df[TRAIN].notna()]
+    arms = df[~is_scratch(df) & df[TRAIN].notna()]
     keys = [k for k in LEVEL_KEYS if k in arms]
     if VALIDATION not in arms:
         arms = arms.assign(**{VALIDATION: np.nan})

@@ -25,8 +25,9 @@ import pandas as pd
 from analysis import estimators as est
 from analysis.fit import ALPHA, Analysis
 from analysis.stats import mean_ci
+from analysis.trial_table import is_scratch, pretrained_arms, scratch_labels
 from analysis.verdicts import primary_kind
-from contracts import SCRATCH, VERDICT_PAIRS, kind_order
+from contracts import VERDICT_PAIRS, kind_order
 
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
     from matplotlib.figure import Figure
@@ -69,11 +70,23 @@ def write_figures(a: Analysis, out: Path) -> dict[str, bool]:
     return drawn
 
 
+# Each scratch arm's horizontal line: (colour, line style), in scratch_labels' order.
+SCRATCH_STYLES = (("k", "--"), ("0.5", ":"), ("0.3", "-."))
+
+
+def scratch_styles(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Colour and line style of every scratch arm (``scratch`` black dashed, then greys)."""
+    labels = scratch_labels(df)
+    return {label: SCRATCH_STYLES[i % len(SCRATCH_STYLES)] for i, label in enumerate(labels)}
+
+
 def kind_colors(a: Analysis) -> dict[str, str]:
-    """One colour per hierarchy kind, the same in every figure (kinds in the report's order)."""
-    kinds = kind_order([k for k in a.df["hierarchy"].unique() if k != SCRATCH])
+    """One colour per hierarchy kind, the same in every figure (kinds in the report's order);
+    the scratch arms' colours are their lines' (``scratch_styles``)."""
+    kinds = kind_order(list(pretrained_arms(a.df)["hierarchy"].unique()))
     palette = [f"C{i}" for i in range(10)]
-    return {k: palette[i % len(palette)] for i, k in enumerate(kinds)} | {SCRATCH: "k"}
+    scratch = {label: color for label, (color, _) in scratch_styles(a.df).items()}
+    return {k: palette[i % len(palette)] for i, k in enumerate(kinds)} | scratch
 
 
 def _grid(n: int, width: float = 5.0, height: float = 3.8, **kw: object):
@@ -393,7 +406,9 @@ def plot_alignment(a: Analysis) -> Figure | None:
     that level (replicate trees are near-copies)."""
     metric = next((m for m in ("align/ami", "align/cond_entropy", "align/nmi") if m in a.df), None)
     gain = a.gain.table_
-    gain = gain[(gain["baseline"] == "target_level") & (gain["hierarchy"] != SCRATCH)]
+    gain = gain[
+        (gain["baseline"] == "target_level") & ~gain["hierarchy"].isin(scratch_labels(a.df))
+    ]
     if metric is None or gain.empty:
         return None
     keys = ["hierarchy", "num_classes", "data_fraction", "backbone"]
@@ -466,14 +481,15 @@ def _plot_two_splits(
     panels = sorted(t[["data_fraction", "backbone"]].drop_duplicates().itertuples(index=False))
     fig, axes = _grid(len(panels), sharey=True)
     colors = kind_colors(a)
+    scratch = scratch_labels(a.df)
     for ax, (frac, backbone) in zip(axes, panels, strict=True):
         sub = t[(t["data_fraction"] == frac) & (t["backbone"] == backbone)]
         for kind in kind_order(list(sub["hierarchy"].unique())):
             for split, style in zip(splits, ("-", "--"), strict=True):
                 g = sub[(sub["hierarchy"] == kind) & (sub["split"] == split)]
                 g = g.sort_values("num_classes")
-                if kind == SCRATCH:
-                    ax.axhline(g["mean"].mean(), color="k", ls=style, lw=1)
+                if kind in scratch:  # a baseline: one horizontal line per scratch arm
+                    ax.axhline(g["mean"].mean(), color=colors[kind], ls=style, lw=1)
                     continue
                 err = [g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]]
                 ax.errorbar(
@@ -504,7 +520,7 @@ def plot_easy_hard(a: Analysis) -> Figure | None:
         return None
     title = (
         f"Easy (solid) and hard (dashed) test examples: {a.hard_note or 'as logged'}; "
-        "black: scratch"
+        "black/grey: the scratch arms"
     )
     return _plot_two_splits(a, t, ("easy", "hard"), "target error", title)
 
@@ -537,7 +553,7 @@ def plot_pretraining(a: Analysis) -> Figure | None:
 
 def plot_ucurves(a: Analysis) -> Figure:
     """Error against pretraining classes per kind (mean over seeds, 95% t band), one panel per
-    (size, backbone), with the scratch baseline dashed."""
+    (size, backbone), with each scratch arm a horizontal line (``scratch_styles``)."""
     import matplotlib.pyplot as plt
 
     c = a.ucurve.curve_
@@ -546,7 +562,8 @@ def plot_ucurves(a: Analysis) -> Figure:
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False, sharey=True)
-    scratch = a.df[a.df["hierarchy"] == SCRATCH]
+    scratch = a.df[is_scratch(a.df)]
+    styles = scratch_styles(a.df)
     colors = kind_colors(a)
     for ax, (frac, backbone) in zip(axes.flat, panels, strict=False):
         sub = c[(c["data_fraction"] == frac) & (c["backbone"] == backbone)]
@@ -559,14 +576,14 @@ def plot_ucurves(a: Analysis) -> Figure:
                 ax.fill_between(
                     k["num_classes"], k["ci_low"], k["ci_high"], alpha=0.2, color=line.get_color()
                 )
-        s = scratch[(scratch["data_fraction"] == frac) & (scratch["backbone"] == backbone)][
-            a.metric
-        ].dropna()
-        if len(s):
-            ax.axhline(s.mean(), color="k", ls="--", lw=1, label="scratch")
+        here = scratch[(scratch["data_fraction"] == frac) & (scratch["backbone"] == backbone)]
+        for label, (color, style) in styles.items():  # each scratch arm its own line
+            s = here.loc[here["hierarchy"] == label, a.metric].dropna()
+            if len(s):
+                ax.axhline(s.mean(), color=color, ls=style, lw=1, label=label)
             if len(s) > 1:
                 half = 1.96 * s.std(ddof=1) / math.sqrt(len(s))
-                ax.axhspan(s.mean() - half, s.mean() + half, color="k", alpha=0.08)
+                ax.axhspan(s.mean() - half, s.mean() + half, color=color, alpha=0.08)
         _class_axis(ax, sub["num_classes"])
         ax.set_title(f"{a.size_label} {frac:g} ({backbone})")
         ax.set_xlabel("pretraining classes")

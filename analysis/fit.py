@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import estimators as est
+from analysis.alignment_dial import AlignmentDial, has_dial
 from analysis.claim import PaperClaim
 from analysis.diagnostics import pretraining_table
+from analysis.formatting import DATA_FRACTION
 from analysis.hard_examples import HardMode, derive_hard_examples, easy_hard_table
 from sequential import Design
 
@@ -35,7 +37,8 @@ class Analysis:
     pretraining: pd.DataFrame | None = None  # train / validation error at the end of pretraining
     claim: PaperClaim | None = None  # the paper's claim as stated (analysis.claim)
     # The size axis' name in the report: a crossed dataset option's (analysis.variants) or this.
-    size_label: str = "data fraction"
+    size_label: str = DATA_FRACTION
+    dial: AlignmentDial | None = None  # alignment dialled by perturbed arms (E3)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table of the report by name, as DataFrames (for a notebook)."""
@@ -55,6 +58,9 @@ class Analysis:
             "alignment": self.alignment.results_,
             "alignment_points": self.alignment.points_,
             "alignment_seed_model": self.alignment.seed_model_,
+            "alignment_dial": self.dial.cells_ if self.dial is not None else None,
+            "alignment_dose": self.dial.dose_ if self.dial is not None else None,
+            "alignment_dial_interaction": self.dial.interaction_ if self.dial is not None else None,
             "claim": self.claim.results_ if self.claim is not None else None,
             "claim_contrasts": self.claim.contrasts_ if self.claim is not None else None,
             "hard": self.hard,
@@ -73,6 +79,7 @@ def analyze(
     failures: pd.Series | None = None,
     random_state: int = 0,
     hard_examples: HardMode = "auto",
+    size_label: str = DATA_FRACTION,
 ) -> Analysis:
     """Fit all estimators on a trial table (finished trials).
 
@@ -80,6 +87,8 @@ def analyze(
     trial's own hard split; "reference": the other seeds' scratch models'
     hardest 20%, analysis.hard_examples; "target_level": the biased old
     definition, on request only; "auto": dataset, else reference).
+    `size_label`: the size axis' name (a crossed dataset option's, analysis.variants), which
+    the verdicts and the size table's crossover name.
     """
     if df.empty:
         raise ValueError(
@@ -98,7 +107,9 @@ def analyze(
         status_counts=status_counts or {"FINISHED": len(df)},
         ucurve=est.UCurve(n_boot=n_boot, random_state=random_state, **kw).fit(df),
         gain=est.BaselineGain(**kw).fit(df),
-        size=est.SizeGranularity(n_boot=n_boot, random_state=random_state, **kw).fit(df),
+        size=est.SizeGranularity(
+            n_boot=n_boot, random_state=random_state, size_label=size_label, **kw
+        ).fit(df),
         comparison=est.HierarchyComparison(**kw).fit(df),
         alignment=est.AlignmentStudy(n_boot=n_boot, random_state=random_state, **kw).fit(df),
         hard=est.hard_example_verdict(df, alpha=ALPHA),
@@ -108,4 +119,6 @@ def analyze(
         easy_hard=easy_hard_table(df),
         pretraining=pretraining_table(df, alpha=ALPHA),
         claim=PaperClaim(**kw).fit(df),
+        size_label=size_label,
+        dial=AlignmentDial(**kw).fit(df) if has_dial(df) else None,
     )

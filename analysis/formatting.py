@@ -33,3 +33,12 @@ def fmt_ci(mean: float, low: float, high: float) -> str:
 def fmt_p(p: float) -> str:
     """A p-value as ``p=0.012`` (``p<1e-4`` below that, ``p=–`` when undefined)."""
     return "p=–" if not np.isfinite(p) else (f"p={p:.2g}" if p >= 1e-4 else "p<1e-4")
+
+
+DATA_FRACTION = "data fraction"  # the size axis' name unless a dataset option is (variants)
+
+
+def fmt_size(label: str, value: object) -> str:
+    """A point of the size axis in prose: ``fraction 0.25``, or the option's name and value
+    (``renders_per_font 16``) when a crossed dataset option is the size axis."""
+    return f"{'fraction' if label == DATA_FRACTION else label} {fmt(value)}"

@@ -14,7 +14,10 @@ from analysis.trial_table import (
     PAIR_KEYS,
     adjust_table,
     cell_means,
+    is_scratch,
     prepare_trials,
+    pretrained_arms,
+    scratch_labels,
     summarise_seeds,
 )
 
@@ -24,11 +27,13 @@ class BaselineGain:
 
     ``gain = baseline error - arm error`` (positive: the arm's pretraining helps).
     Baselines:
-      - ``scratch``: rows with ``hierarchy == baseline_kind`` (trained on target labels only).
+      - each scratch arm (trained on target labels only; ``trial_table.is_scratch``), named
+        by its label: ``scratch`` and, where the sweep holds more, e.g. ``scratch_plain``
+        (the pretraining's budget beside the compute-matched one).
       - ``target_level``: pretraining on the target's own labels, i.e. rows of
         ``reference_kind`` (the manual hierarchy) whose ``level_name`` (or ``level``)
         equals the trial's ``target`` param; when no such row exists, the
-        reference level whose ``num_classes`` equals the scratch arm's (the
+        reference level whose ``num_classes`` equals the scratch arms' (the
         target's class count).
 
     Attributes after ``fit``:
@@ -43,13 +48,11 @@ class BaselineGain:
         self,
         *,
         metric: str = "target_error",
-        baseline_kind: str = "scratch",
         reference_kind: str = "manual",
         target_column: str = "target",
         alpha: float = 0.05,
     ) -> None:
         self.metric = metric
-        self.baseline_kind = baseline_kind
         self.reference_kind = reference_kind
         self.target_column = target_column
         self.alpha = alpha
@@ -69,7 +72,7 @@ class BaselineGain:
                     rows,
                     f"{self.reference_kind} level named by the `{self.target_column}` param ({target})",
                 )
-        scratch = data[data["hierarchy"] == self.baseline_kind]
+        scratch = data[is_scratch(data)]
         if not scratch.empty:
             k = scratch["num_classes"].median()
             rows = ref[ref["num_classes"] == k]
@@ -81,9 +84,9 @@ class BaselineGain:
         """Compute paired gains of every arm over scratch and over the target level."""
         data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         keys = [c for c in PAIR_KEYS if c in data]
-        baselines = {"scratch": data[data["hierarchy"] == self.baseline_kind]}
+        baselines = {label: data[data["hierarchy"] == label] for label in scratch_labels(data)}
         baselines["target_level"], self.target_level_ = self.target_level_rows(data)
-        arms = data[data["hierarchy"] != self.baseline_kind]
+        arms = pretrained_arms(data)
         arm_keys = ["hierarchy", "level", *[c for c in ("level_name",) if c in arms]]
         rows = []
         for name, base in baselines.items():

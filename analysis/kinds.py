@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -14,8 +13,10 @@ from analysis.trial_table import (
     adjust_table,
     cell_means,
     prepare_trials,
+    pretrained_arms,
     require_columns,
     summarise_seeds,
+    within_unit_f_test,
 )
 from contracts import kind_order
 
@@ -59,7 +60,7 @@ class HierarchyComparison:
         metric: str = "target_error",
         pairs: Sequence[tuple[str, str]] | None = None,
         test: str = "t",
-        exclude: Sequence[str] = ("scratch",),
+        exclude: Sequence[str] = (),
         adjust: str = "holm",
         alpha: float = 0.05,
     ) -> None:
@@ -77,7 +78,7 @@ class HierarchyComparison:
         data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone", "data_fraction"))
         require_columns(data, ["num_classes"])
         self.target_classes_, _ = target_classes(data)
-        data = data[~data["hierarchy"].isin(self.exclude)]
+        data = pretrained_arms(data, self.exclude)
         kinds = kind_order(list(data["hierarchy"].unique()))
         pairs = (
             list(self.pairs) if self.pairs is not None else list(itertools.combinations(kinds, 2))
@@ -131,20 +132,11 @@ class HierarchyComparison:
 
     def _interaction(self, both: pd.DataFrame, a: str, b: str) -> list[dict]:
         """F test of count x (a vs b): does the paired advantage differ between matched counts?"""
-        import statsmodels.formula.api as smf
-
         rows = []
         for (frac, backbone), g in both.groupby(["data_fraction", "backbone"], sort=True):
-            g = g.assign(count=g["num_classes"].astype(str), unit=g["seed"].astype(str))
-            n_counts, n_seeds = g["count"].nunique(), g["unit"].nunique()
             row = {"a": a, "b": b, "data_fraction": frac, "backbone": backbone}
-            row.update(n_class_counts=n_counts, n_seeds=n_seeds)
-            row.update(f_stat=math.nan, df_num=math.nan, df_den=math.nan, pvalue=math.nan)
-            if n_counts >= 2 and n_seeds >= 2 and len(g) > n_counts + n_seeds:
-                full = smf.ols("advantage ~ C(count) + C(unit)", data=g).fit()
-                reduced = smf.ols("advantage ~ C(unit)", data=g).fit()
-                f, p, df_num = full.compare_f_test(reduced)
-                row.update(f_stat=f, df_num=df_num, df_den=full.df_resid, pvalue=p)
+            row.update(n_class_counts=g["num_classes"].nunique(), n_seeds=g["seed"].nunique())
+            row.update(within_unit_f_test(g, "advantage", "num_classes", "seed"))
             rows.append(row)
         return rows
 

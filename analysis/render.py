@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.adaptive import adaptive_state, cell_seeds_table, outcome_table
 from analysis.fit import Analysis
-from analysis.formatting import fmt
+from analysis.formatting import DATA_FRACTION, fmt, fmt_ci, fmt_p, fmt_size
+from analysis.protocol import ProtocolInteraction
+from analysis.trial_table import pretrained_arms, scratch_labels
 from analysis.verdicts import answers, verdicts
 from contracts import kind_order
 
@@ -52,6 +55,7 @@ def render_markdown(a: Analysis, experiment: str, plots: dict[str, bool]) -> str
     out += _section_size(a, plots)
     out += _section_kinds(a)
     out += _section_alignment(a, plots)
+    out += _section_dial(a)
     out += _section_adaptive(a)
     return "\n".join(out) + "\n"
 
@@ -60,7 +64,8 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
     """Title and what the sweep holds: runs, kinds, fractions, backbones, seeds, failures."""
     df = a.df
     seeds = sorted(df["seed"].dropna().unique())
-    kinds = kind_order(list(df["hierarchy"].unique()))
+    kinds = kind_order(list(pretrained_arms(df)["hierarchy"].unique()))
+    scratch = scratch_labels(df)
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(a.status_counts.items()))
     out = [
         f"# Granularity sweep report: {experiment}\n",
@@ -69,7 +74,8 @@ def _section_sweep(a: Analysis, experiment: str) -> list[str]:
         "## Sweep\n",
         f"- trial runs: {counts}; analysed: {len(df)} finished "
         f"({a.ucurve.n_dropped_} more dropped for a NaN/inf `{a.metric}`)",
-        f"- hierarchy kinds: {', '.join(kinds)}",
+        f"- hierarchy kinds: {', '.join(kinds) or 'none'}; scratch baselines: "
+        f"{', '.join(scratch) or 'none'}",
         f"- {_size_axis(a)}: "
         + ", ".join(fmt(f) for f in sorted(df["data_fraction"].dropna().unique())),
         f"- backbones: {', '.join(map(str, sorted(df['backbone'].dropna().unique())))}"
@@ -306,7 +312,7 @@ def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:
     slopes = getattr(a.size, "slopes_", None)
     if slopes is not None and not slopes.empty:
         out += [
-            "Per level: the gain over the target level regressed on log(data fraction), paired "
+            f"Per level: the gain over the target level regressed on log({a.size_label}), paired "
             "by seed; `ci_low`/`ci_high` is the adjusted interval (`ci_label`) that agrees with "
             "`p_adj`; `crossover`: the size where the gain is 0, or beyond the range. With two "
             "sizes a slope is the difference of two points.\n",
@@ -317,12 +323,12 @@ def _section_size(a: Analysis, plots: dict[str, bool]) -> list[str]:
         out += ["P(argmin) per level and size (seed bootstrap) and the 95% best-level set:\n"]
         out.append(markdown_table(argmin))
     out += [
-        "Optimum per data fraction (joint seed bootstrap across fractions: a seed's nested "
+        f"Optimum per {a.size_label} (joint seed bootstrap across sizes: a seed's nested "
         "subsets stay together):\n",
         markdown_table(a.size.optima_),
-        "Mean error over (level, data fraction):\n",
+        f"Mean error over (level, {a.size_label}):\n",
         markdown_table(a.size.heatmap_),
-        "Examples per pretraining class over (level, data fraction):\n",
+        f"Examples per pretraining class over (level, {a.size_label}):\n",
         markdown_table(a.size.examples_per_class_),
     ]
     return out
@@ -378,6 +384,57 @@ def _section_alignment(a: Analysis, plots: dict[str, bool]) -> list[str]:
     return out
 
 
+def _section_dial(a: Analysis) -> list[str]:
+    """Alignment dialled by perturbed arms (analysis.alignment_dial): per (level, p) the
+    realised alignment and the gain over the target level; per level the dose-response slope
+    and where the gain crosses 0; whether the slopes differ between levels."""
+    d = a.dial
+    if d is None or d.cells_.empty:
+        return []
+    x = "AMI" if d.x_ == "align/ami" else f"`{d.x_}` (no AMI logged)"
+    out = [
+        "## Alignment dialled at fixed granularity (perturbed arms)\n",
+        f"Perturbed arms regroup the leaf classes with probability p at a fixed level, so "
+        f"alignment with the target moves while granularity does not; each seed draws its own "
+        f"perturbation. Per (level, p): realised {x} (`ami`) and H(target | pretraining) "
+        f"(`cond_entropy`), means over seeds, and the gain over the target-level arm "
+        f"({d.target_level_}; target-level error - arm error, paired by seed), its interval "
+        "Holm-consistent over the (level, p) cells (`ci_label`, `p_adj`).\n",
+        markdown_table(d.cells_),
+    ]
+    if not d.dose_.empty:
+        out += [
+            f"Dose-response per level: per seed, the OLS slope of the gain on {x} over the dial; "
+            "`slope` is their mean (the seed is the unit), its t interval Holm-consistent over "
+            f"the levels. `threshold`: the {x} where the mean fitted line crosses gain 0 "
+            "(inverse prediction; Fieller's interval with the seed as the unit: every value "
+            "where the mean line's gain is not distinguishable from 0), `crossing` says whether "
+            f"it lies within the observed range `x_low`-`x_high` of {x}.\n",
+            markdown_table(d.dose_),
+            "In words: "
+            + "; ".join(
+                f"{r.level_name} ({fmt(r.num_classes)} classes, "
+                f"{fmt_size(a.size_label, r.data_fraction)}): gain per unit {x} {fmt_ci(r.slope, r.ci_low, r.ci_high)} ({r.ci_label}; "
+                f"adjusted {fmt_p(r.p_adj)}); the gain crosses 0 {r.crossing}"
+                + (
+                    f" [{fmt(r.threshold_ci_low)}, {fmt(r.threshold_ci_high)}]"
+                    if r.crossing.startswith("at") and np.isfinite(r.threshold_ci_low)
+                    else ""
+                )
+                for r in d.dose_.itertuples(index=False)
+            )
+            + ".\n",
+        ]
+    if not d.interaction_.empty:
+        out += [
+            "Level x alignment interaction: does alignment's effect differ between the levels? "
+            "Per seed, the finer level's slope minus the coarser level's (`difference`), t "
+            "interval over seeds, Holm-consistent over the pairs of levels.\n",
+            markdown_table(d.interaction_),
+        ]
+    return out
+
+
 def _section_adaptive(a: Analysis) -> list[str]:
     """Adaptive replicates: the method, and per comparison and cell the seeds run and why they
     stopped."""
@@ -396,6 +453,80 @@ def _section_adaptive(a: Analysis) -> list[str]:
         "Seeds per cell:\n",
         markdown_table(cell_seeds_table(state)),
     ]
+
+
+def _with_ci(t: pd.DataFrame, value: str) -> pd.Series:
+    """``value [low, high]`` per row of a table with ``value``, ``value_ci_low``/``_ci_high``."""
+    return pd.Series(
+        [
+            fmt_ci(m, lo, hi)
+            for m, lo, hi in t[[value, f"{value}_ci_low", f"{value}_ci_high"]].to_numpy()
+        ],
+        index=t.index,
+        dtype=object,
+    )
+
+
+def render_protocol(p: ProtocolInteraction, size_label: str = DATA_FRACTION) -> str:
+    """The protocol x level section (analysis.protocol): per stratum (pooled over blocks, then
+    each block) the gains under the linear probe and full finetuning and their interaction,
+    the levels where the interaction is detected, and the omnibus test."""
+    out = [
+        "## Protocol x level interaction (linear probe vs full finetuning)\n",
+        "Both protocols finetune the same pretrained checkpoints. Per level at or finer than "
+        f"the target ({p.target_level_}): `gain_linear` / `gain_full` = error of the "
+        "target-level arm - error of the level under that protocol, paired by replicate unit "
+        "(the seed; a (block, seed) pair when pooled over blocks); `interaction` = gain_full - "
+        "gain_linear per unit (positive: full finetuning widens the level's advantage over the "
+        "target level). Intervals: t over units, Holm-consistent over the levels of one curve "
+        "(each quantity its own family; `interaction p_adj` is Holm). Omnibus: does the "
+        "protocol effect differ between the levels (target level included)? Repeated-measures "
+        f"F of level on the per-unit interaction with unit fixed effects. The {size_label} and "
+        "backbone columns say which curve a row belongs to.\n",
+    ]
+    t, omni = p.table_, p.omnibus_
+    if t.empty:
+        return "\n".join([*out, "_(no level with both protocols and a target-level arm)_\n"])
+    for stratum in dict.fromkeys(t["stratum"]):
+        rows = t[t["stratum"] == stratum]
+        title = _stratum_title(stratum, p.block)
+        shown = rows.assign(
+            **{f"{v} [CI]": _with_ci(rows, v) for v in ("gain_linear", "gain_full", "interaction")},
+            **{"interaction p_adj": rows["interaction_p_adj"]},
+        )
+        columns = ["hierarchy", "level_name", "num_classes", "data_fraction", "backbone"]
+        columns += [*p.keys, "n", "error_linear", "error_full", "gain_linear [CI]"]
+        columns += ["gain_full [CI]", "interaction [CI]", "interaction p_adj", "ci_label"]
+        found = rows[rows["interaction_p_adj"] < p.alpha]
+        detected = "; ".join(
+            f"{x.hierarchy} {fmt(x.num_classes)} classes ({fmt_size(size_label, x.data_fraction)}"
+            f"): {fmt_ci(x.interaction, x.interaction_ci_low, x.interaction_ci_high)}"
+            for x in found.itertuples(index=False)
+        )
+        o = omni[omni["stratum"] == stratum]
+        tests = "; ".join(
+            f"{x.hierarchy} ({fmt_size(size_label, x.data_fraction)}): F({fmt(x.df_num)}, "
+            f"{fmt(x.df_den)}) = {fmt(x.f_stat, 3)}, {fmt_p(x.pvalue)}"
+            for x in o.itertuples(index=False)
+        )
+        out += [
+            f"### {title}\n",
+            markdown_table(shown, columns),
+            f"Interaction detected (Holm, adjusted p < {p.alpha:g}) at: "
+            f"{detected or 'no level'}.\n",
+            f"Omnibus protocol x level: {tests or 'not testable (too few levels or units)'}.\n",
+        ]
+    return "\n".join(out)
+
+
+def _stratum_title(stratum: str, block: str | None) -> str:
+    """A stratum's heading: the pooled analysis and its unit, or one block."""
+    if block is None:
+        return "All trials (replicate unit: seed)"
+    name = block.removeprefix("dataset.")
+    if stratum == "pooled":
+        return f"Pooled over the blocks of {name} (replicate unit: {name} x seed)"
+    return f"Block {stratum}"
 
 
 def render_html(markdown_text: str, folder: Path, title: str) -> str:

@@ -17,11 +17,20 @@ from analysis.adaptive import design_of
 from analysis.export import read_export
 from analysis.figures import write_figures
 from analysis.fit import ALPHA, Analysis, analyze
+from analysis.formatting import DATA_FRACTION
 from analysis.hard_examples import HardMode
 from analysis.load import ALL_STATUSES, Sweep, find_sweep_run, load_sweep
+from analysis.protocol import ProtocolInteraction, crosses_protocols
 from analysis.publish import publish
-from analysis.render import markdown_table, render_html, render_markdown
-from analysis.variants import View, config_of, hard_examples_within_blocks, views
+from analysis.render import markdown_table, render_html, render_markdown, render_protocol
+from analysis.variants import (
+    AnalysisConfig,
+    View,
+    across_modes,
+    config_of,
+    hard_examples_within_blocks,
+    views,
+)
 
 __all__ = [
     "ALL_STATUSES",
@@ -44,6 +53,7 @@ def analyze_sweep(
     n_boot: int = 2000,
     hard_examples: HardMode = "auto",
     trials: pd.DataFrame | None = None,
+    size_label: str = DATA_FRACTION,
 ) -> Analysis:
     """``analyze`` on a sweep's finished trials (or ``trials``, one view of them:
     analysis.variants), with its status counts, failure reasons and adaptive design (the parent
@@ -59,6 +69,7 @@ def analyze_sweep(
         status_counts=counts,
         failures=failures,
         hard_examples=hard_examples,
+        size_label=size_label,
     )
     a.design = design_of(sweep.sweep_tags)
     return a
@@ -81,7 +92,8 @@ def render_report(
     crossed factors gets one section group per view (variant, pooled over blocks, per block),
     each view's figures in its own sub-folder."""
     out = Path(out_dir)
-    parts = views(sweep.finished(), config_of(sweep.sweep_tags, size=size, block=block))
+    config = config_of(sweep.sweep_tags, size=size, block=block)
+    parts = views(sweep.finished(), config)
     out.mkdir(parents=True, exist_ok=True)
     options = {"metric": metric, "n_boot": n_boot, "hard_examples": hard_examples}
     fitted: list[tuple[View, Analysis, str]] = []
@@ -89,22 +101,34 @@ def render_report(
         folder = out / view.slug if view.slug else out
         folder.mkdir(exist_ok=True)
         within = hard_examples_within_blocks(view, hard_examples, metric)
+        kw = {**options, "size_label": view.size_label}
         if within is None:
-            a = analyze_sweep(sweep, trials=view.df, **options)
+            a = analyze_sweep(sweep, trials=view.df, **kw)
         else:  # hard examples already derived block by block: analyze takes them as they are
-            a = analyze_sweep(sweep, trials=within[0], **{**options, "hard_examples": "dataset"})
+            a = analyze_sweep(sweep, trials=within[0], **{**kw, "hard_examples": "dataset"})
             a.hard_note = within[1]
-        a.size_label = view.size_label
         title = f"{sweep.experiment} ({view.label})" if view.label else sweep.experiment
         fitted.append((view, a, render_markdown(a, title, write_figures(a, folder))))
     if len(fitted) == 1 and not fitted[0][0].label:
         text = fitted[0][2]
     else:
         text = _grouped(sweep.experiment, fitted)
+    text += _across_modes(sweep.finished(), config, metric)
     report = out / "report.md"
     report.write_text(text, encoding="utf-8")
     (out / "report.html").write_text(render_html(text, out, sweep.experiment), encoding="utf-8")
     return report, fitted[0][1]
+
+
+def _across_modes(trials: pd.DataFrame, config: AnalysisConfig, metric: str) -> str:
+    """The sections that compare the finetuning modes (the protocol x level interaction) when
+    the sweep crosses the linear probe with full finetuning; "" otherwise."""
+    if not crosses_protocols(trials):
+        return ""
+    frame, block, keys = across_modes(trials, config)
+    p = ProtocolInteraction(metric=metric, block=block, keys=keys, alpha=ALPHA).fit(frame)
+    size_label = config.size or DATA_FRACTION
+    return "\n" + render_protocol(p, size_label)
 
 
 def _grouped(experiment: str, fitted: list[tuple[View, Analysis, str]]) -> str:

@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
+from analysis.formatting import DATA_FRACTION, fmt_size
 from analysis.gains import BaselineGain
 from analysis.trial_table import (
     SINGLE_SEED_NOTE,
     adjust_table,
     level_grid,
     prepare_trials,
+    pretrained_arms,
     require_columns,
     row_examples_per_class,
     seed_matrix,
@@ -57,8 +59,10 @@ class SizeGranularity:
             fraction: slope x log ratio; with two sizes, exactly the paired difference)
             with ``difference_ci_low``/``difference_ci_high`` (the slope's CI, scaled),
             ``crossover_fraction`` (where the fitted gain is 0) and ``crossover``
-            (that fraction, "beyond the range" or "no slope"), ``n_fractions``, ``note``
-            (with two sizes: the slope is the difference of two points).
+            (that size named on the size axis, e.g. "at fraction 0.3" or "at
+            renders_per_font 6.2" (``size_label``), "beyond the range" or "no slope"),
+            ``n_fractions``, ``note`` (with two sizes: the slope is the difference of two
+            points).
         argmin_: P(argmin = level) and the best-level set per (hierarchy, data
             fraction, backbone), as ``UCurve.argmin_``.
     """
@@ -68,12 +72,14 @@ class SizeGranularity:
         *,
         metric: str = "target_error",
         hierarchies: Sequence[str] | None = None,
-        exclude: Sequence[str] = ("scratch",),
+        exclude: Sequence[str] = (),
         n_boot: int = 2000,
         alpha: float = 0.05,
         random_state: int | None = 0,
+        size_label: str = DATA_FRACTION,
     ) -> None:
         self.metric = metric
+        self.size_label = size_label
         self.hierarchies = hierarchies
         self.exclude = tuple(exclude)
         self.n_boot = n_boot
@@ -84,7 +90,7 @@ class SizeGranularity:
         """Estimate optima per size, their trend with size, and the heatmap tables."""
         require_columns(df, ["level", "num_classes", "data_fraction"])
         data, self.n_dropped_ = prepare_trials(df, self.metric, ("backbone",))
-        data = data[~data["hierarchy"].isin(self.exclude)]
+        data = pretrained_arms(data, self.exclude)
         if self.hierarchies is not None:
             data = data[data["hierarchy"].isin(self.hierarchies)]
         rng = np.random.default_rng(self.random_state)
@@ -152,7 +158,7 @@ class SizeGranularity:
             return pd.DataFrame()
         pair = ["data_fraction", "backbone", "seed"]
         base = target.groupby(pair)[self.metric].mean().rename("target_err")
-        arms = data[~data["hierarchy"].isin(self.exclude)]
+        arms = pretrained_arms(data, self.exclude)
         if self.hierarchies is not None:
             arms = arms[arms["hierarchy"].isin(self.hierarchies)]
         arms = arms[~arms.index.isin(target.index)]
@@ -179,7 +185,9 @@ class SizeGranularity:
             lo, hi, n_f = ends.loc[key]
             g_lo, g_hi = means.loc[(*key, lo)], means.loc[(*key, hi)]
             mean_gain = cells.set_index(level).loc[key, "gain"].mean()
-            crossing, where = _crossover(mean_gain, r.slope, lf_mean.loc[key], lo, hi)
+            crossing, where = _crossover(
+                mean_gain, r.slope, lf_mean.loc[key], lo, hi, self.size_label
+            )
             note = "two sizes: the slope is the difference of two points; a slope needs three"
             # The change of gain from the smallest to the largest size, with the slope's CI.
             span = math.log(hi) - math.log(lo)
@@ -253,11 +261,15 @@ def _ols_slope(g: pd.DataFrame) -> float:
     return float((lc * g["gain"].to_numpy(float)).sum() / (lc * lc).sum())
 
 
-def _crossover(mean_gain: float, slope: float, lf_mean: float, lo: float, hi: float):
-    """The data fraction where the line ``mean_gain + slope * (lf - lf_mean)`` crosses 0."""
+def _crossover(
+    mean_gain: float, slope: float, lf_mean: float, lo: float, hi: float, label: str
+) -> tuple[float, str]:
+    """The size where the line ``mean_gain + slope * (lf - lf_mean)`` crosses 0, and a phrase
+    naming it on the size axis ``label`` ("at fraction 0.3", "at renders_per_font 6.2")."""
     if not np.isfinite(slope) or slope == 0:
         return math.nan, "no slope"
     log_fraction = lf_mean - mean_gain / slope
     if math.log(lo) <= log_fraction <= math.log(hi):
-        return math.exp(log_fraction), f"at fraction {math.exp(log_fraction):.3g}"
+        size = math.exp(log_fraction)
+        return size, f"at {fmt_size(label, float(f'{size:.3g}'))}"
     return (math.exp(log_fraction) if abs(log_fraction) < 700 else math.nan), "beyond the range"

@@ -7,12 +7,14 @@ estimators compare within a seed and bootstrap whole seeds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from analysis import stats
+from contracts import SCRATCH
 
 GROUP_BY = ("hierarchy", "data_fraction", "backbone")
 PAIR_KEYS = ("data_fraction", "backbone", "seed")
@@ -29,6 +31,40 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
         raise ValueError(
             f"Trial table lacks column(s) {missing}; has: {sorted(map(str, df.columns))}"
         )
+
+
+def is_scratch(df: pd.DataFrame) -> pd.Series:
+    """Rows of a scratch arm, whatever its label (``scratch``, ``scratch_plain``, ...).
+
+    A scratch arm has no pretraining level: the trial logs level -1 (contracts.SCRATCH_LEVEL)
+    and level name ``scratch`` (or none: NaN, empty), and its arm kind (``hierarchy_kind``) is
+    ``scratch``. Any of these marks a row; a table without level columns falls back to the
+    label ``scratch``. Every estimator, verdict and figure asks this one function, so a sweep
+    with several scratch arms (plain and compute-matched budgets) treats each as a baseline,
+    never as a hierarchy kind.
+    """
+    mask = df["hierarchy"].astype(str).eq(SCRATCH) if "hierarchy" in df else False
+    mask = pd.Series(mask, index=df.index, dtype=bool)
+    if "hierarchy_kind" in df:
+        mask |= df["hierarchy_kind"].astype(str).eq(SCRATCH)
+    if "level" in df:
+        level = pd.to_numeric(df["level"], errors="coerce")
+        mask |= level.isna() | (level < 0)
+    if "level_name" in df:
+        name = df["level_name"]
+        mask |= name.isna() | name.astype(str).str.strip().isin(["", SCRATCH])
+    return mask
+
+
+def scratch_labels(df: pd.DataFrame) -> list[str]:
+    """The labels of the scratch arms present: ``scratch`` first, then the others by name."""
+    labels = set(df.loc[is_scratch(df), "hierarchy"].astype(str)) if "hierarchy" in df else set()
+    return sorted(labels, key=lambda label: (label != SCRATCH, label))
+
+
+def pretrained_arms(df: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.DataFrame:
+    """The rows of pretraining arms: no scratch arm (``is_scratch``), no kind in ``exclude``."""
+    return df[~is_scratch(df) & ~df["hierarchy"].isin(list(exclude))]
 
 
 def prepare_trials(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> tuple[pd.DataFrame, int]:
@@ -166,3 +202,32 @@ def finer_domain(grid: pd.DataFrame, target_k: float) -> tuple[np.ndarray, str]:
 def cell_means(df: pd.DataFrame, metric: str, keys: Sequence[str]) -> pd.Series:
     """Mean of ``metric`` per combination of ``keys`` (NaN keys kept as their own cells)."""
     return df.groupby(list(keys), dropna=False)[metric].mean()
+
+
+def within_unit_f_test(g: pd.DataFrame, value: str, factor: str, unit: str) -> dict[str, float]:
+    """Does ``value`` differ between the levels of ``factor`` within replicate units? The F test
+    of ``factor`` in the OLS ``value ~ C(factor) + C(unit)`` against ``value ~ C(unit)``: the
+    repeated-measures F with the unit as the subject (sphericity assumed; statsmodels).
+
+    Returns ``f_stat``, ``df_num``, ``df_den`` and ``pvalue`` (NaN without two levels, two
+    units and two residual degrees of freedom).
+    """
+    import statsmodels.formula.api as smf
+
+    d = pd.DataFrame(
+        {"y": g[value].to_numpy(float), "f": g[factor].astype(str), "u": g[unit].astype(str)}
+    ).dropna()
+    out = {"f_stat": math.nan, "df_num": math.nan, "df_den": math.nan, "pvalue": math.nan}
+    n_levels, n_units = d["f"].nunique(), d["u"].nunique()
+    if n_levels >= 2 and n_units >= 2 and len(d) > n_levels + n_units:
+        full = smf.ols("y ~ C(f) + C(u)", data=d).fit()
+        reduced = smf.ols("y ~ C(u)", data=d).fit()
+        out.update(df_num=float(reduced.df_resid - full.df_resid), df_den=float(full.df_resid))
+        scale = max(float(np.abs(d["y"]).max()), 1.0) ** 2 * 1e-20
+        if full.ssr <= scale:  # no residual variation: F is 0/0 (no effect) or x/0 (exact)
+            exact = reduced.ssr > scale
+            out.update(f_stat=math.inf if exact else 0.0, pvalue=0.0 if exact else 1.0)
+            return out
+        f, p, _ = full.compare_f_test(reduced)
+        out.update(f_stat=float(f), pvalue=float(p))
+    return out

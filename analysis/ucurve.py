@@ -19,6 +19,7 @@ from analysis.trial_table import (
     finer_domain,
     level_grid,
     prepare_trials,
+    pretrained_arms,
     require_columns,
     row_examples_per_class,
     seed_matrix,
@@ -34,7 +35,7 @@ class UCurve:
     Parameters:
         metric: the error column (lower is better).
         group_by: one curve per combination of these columns.
-        exclude: hierarchy kinds that are not curves (the scratch baseline).
+        exclude: hierarchy kinds that are not curves, besides the scratch arms (never curves).
         n_boot: bootstrap resamples of seeds.
         alpha: 1 - confidence level, and the tests' significance level.
         random_state: seed of the bootstrap.
@@ -70,7 +71,7 @@ class UCurve:
         *,
         metric: str = "target_error",
         group_by: Sequence[str] = GROUP_BY,
-        exclude: Sequence[str] = ("scratch",),
+        exclude: Sequence[str] = (),
         n_boot: int = 2000,
         alpha: float = 0.05,
         random_state: int | None = 0,
@@ -87,7 +88,7 @@ class UCurve:
         require_columns(df, ["level", "num_classes"])
         data, self.n_dropped_ = prepare_trials(df, self.metric, self.group_by)
         self.target_classes_, _ = target_classes(data)
-        data = data[~data["hierarchy"].isin(self.exclude)]
+        data = pretrained_arms(data, self.exclude)
         rng = np.random.default_rng(self.random_state)
         curves, rows, argmins = [], [], []
         for key, g in data.groupby(list(self.group_by), dropna=False, sort=True):

@@ -30,7 +30,8 @@ import pandas as pd
 
 from analysis.estimators import BaselineGain
 from analysis.hard_examples import HardMode, derive_hard_examples, resolve_mode
-from contracts import ANALYSIS_CONFIG, SCRATCH
+from analysis.trial_table import is_scratch
+from contracts import ANALYSIS_CONFIG
 
 MODE = "finetune.mode"  # the finetuning protocol's MLflow param
 OPTION_PREFIX = "dataset."  # a crossed dataset option's MLflow param: dataset.<option>
@@ -87,10 +88,6 @@ def crossed_options(df: pd.DataFrame) -> list[str]:
     return sorted(c.removeprefix(OPTION_PREFIX) for c in df.columns if c.startswith(OPTION_PREFIX))
 
 
-def _is_scratch(df: pd.DataFrame) -> pd.Series:
-    return df["level_name"].fillna(SCRATCH).eq(SCRATCH) if "level_name" in df else df["level"] < 0
-
-
 def check_config(df: pd.DataFrame, config: AnalysisConfig) -> None:
     """Raise ValueError naming a ``size``/``block`` that is not a crossed option of the trials."""
     known = crossed_options(df)
@@ -125,7 +122,7 @@ def _with_size(df: pd.DataFrame, option: str) -> pd.DataFrame:
 def _split_columns(df: pd.DataFrame, config: AnalysisConfig) -> list[str]:
     """The crossed columns that split the analysis: the mode among finetuned trials, and every
     dataset option that is neither the size nor the block, where they take two or more values."""
-    tuned = df[~_is_scratch(df)]
+    tuned = df[~is_scratch(df)]
     columns = [MODE] if MODE in df and tuned[MODE].nunique() > 1 else []
     named = {config.size, config.block}
     for option in crossed_options(df):
@@ -159,6 +156,19 @@ def _blocked(df: pd.DataFrame, column: str) -> pd.DataFrame:
     return df.assign(replicate_seed=df["seed"], seed=units.map(codes).astype(int))
 
 
+def across_modes(
+    df: pd.DataFrame, config: AnalysisConfig
+) -> tuple[pd.DataFrame, str | None, list[str]]:
+    """The trials for an analysis that reads every finetuning mode at once (analysis.protocol):
+    ``df`` with the size option as the size axis, the block's column (None without a block)
+    and the other split columns (the mode left out), which such an analysis keeps apart."""
+    check_config(df, config)
+    if config.size is not None:
+        df = _with_size(df, config.size)
+    block = None if config.block is None else OPTION_PREFIX + config.block
+    return df, block, [c for c in _split_columns(df, config) if c != MODE]
+
+
 def views(df: pd.DataFrame, config: AnalysisConfig) -> list[View]:
     """The analyses a sweep's finished trials make: one per split value (combination), each
     pooled over blocks and then per block; a single unlabelled view of ``df`` unchanged when
@@ -168,7 +178,7 @@ def views(df: pd.DataFrame, config: AnalysisConfig) -> list[View]:
     if config.size is not None:
         df = _with_size(df, config.size)
     split = _split_columns(df, config)
-    scratch = _is_scratch(df)
+    scratch = is_scratch(df)
     out: list[View] = []
     for combo in itertools.product(*(_sorted_values(df.loc[~scratch, c]) for c in split)):
         keep = pd.Series(True, index=df.index)

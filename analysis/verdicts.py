@@ -50,15 +50,16 @@ import numpy as np
 import pandas as pd
 
 from analysis.fit import ALPHA, Analysis
-from analysis.formatting import fmt, fmt_ci, fmt_p
-from contracts import SCRATCH, VERDICT_PAIRS, kind_order
+from analysis.formatting import fmt, fmt_ci, fmt_p, fmt_size
+from analysis.trial_table import pretrained_arms
+from contracts import VERDICT_PAIRS, kind_order
 
 NOT_ANSWERABLE = "**not answerable from this sweep**"
 
 
 def primary_kind(df: pd.DataFrame) -> str | None:
     """The hierarchy kind the single-kind verdicts speak about: manual if present."""
-    kinds = [k for k in df["hierarchy"].unique() if k != SCRATCH]
+    kinds = list(pretrained_arms(df)["hierarchy"].unique())
     if not kinds:
         return None
     return "manual" if "manual" in kinds else kind_order(kinds)[0]
@@ -146,8 +147,9 @@ def _verdict_hard(a: Analysis) -> tuple[str, str]:
     word = signed_verdict(int((sig["gain"] > 0).sum()), int((sig["gain"] < 0).sum()), len(t))
     best = t.loc[t["gain"].idxmax()]
     evidence = (
-        f"best finer level {best['level_name']} ({fmt(best['num_classes'])} classes, fraction "
-        f"{fmt(best['data_fraction'])}): hard error lower than the target level's by "
+        f"best finer level {best['level_name']} ({fmt(best['num_classes'])} classes, "
+        f"{fmt_size(a.size_label, best['data_fraction'])}): hard error lower than the target "
+        "level's by "
         f"{_interval(best)} over {len(t)} finer levels x sizes"
     )
     counts = f"{len(sig)}/{len(t)} cells significant ({int((sig['gain'] > 0).sum())} better)"
@@ -167,7 +169,7 @@ def _verdict_claim(a: Analysis) -> tuple[str, str]:
     for r in res.itertuples(index=False):
         here = con[(con["data_fraction"] == r.data_fraction) & (con["backbone"] == r.backbone)]
         finer = here[here["role"] == "finer vs target"]
-        text = f"fraction {fmt(r.data_fraction)}: {r.note}"
+        text = f"{fmt_size(a.size_label, r.data_fraction)}: {r.note}"
         if len(finer):
             best = next(finer[finer["gain"] == finer["gain"].max()].itertuples(index=False))
             text += (
@@ -205,7 +207,8 @@ def _verdict_u(a: Analysis) -> tuple[str, str]:
             else f"not interpolated; interval {fmt(x.optimum_ci_low)}-{fmt(x.optimum_ci_high)}"
         )
         parts.append(
-            f"fraction {fmt(x.data_fraction)}: best level {fmt(x.argmin_classes)} classes "
+            f"{fmt_size(a.size_label, x.data_fraction)}: "
+            f"best level {fmt(x.argmin_classes)} classes "
             f"(P(argmin)={fmt(x.p_argmin, 2)}; 95% best-level set {{{x.best_set}}}; {opt}); "
             f"slopes {fmt(x.slope_low)} ({fmt_p(x.p_low)}) / "
             f"{fmt(x.slope_high)} ({fmt_p(x.p_high)})"
@@ -228,7 +231,8 @@ def _row_coarse(a: Analysis) -> tuple[str, str]:
     # gain = target error - coarse error: negative means the coarser level is worse.
     word = signed_verdict(int((sig["gain"] < 0).sum()), int((sig["gain"] > 0).sum()), len(coarse))
     parts = [
-        f"{fmt(x.num_classes)} classes at fraction {fmt(x.data_fraction)}: target error lower by "
+        f"{fmt(x.num_classes)} classes at {fmt_size(a.size_label, x.data_fraction)}: "
+        "target error lower by "
         f"{fmt_ci(-x.gain, -x.ci_high, -x.ci_low)} ({x.ci_label}; adjusted {fmt_p(x.p_adj)})"
         for x in coarse.itertuples(index=False)
     ]
@@ -288,7 +292,8 @@ def _verdict_pair(a: Analysis, first: str, second: str) -> tuple[str, str]:
             else ""
         )
         parts.append(
-            f"fraction {fmt(x.data_fraction)}: {first} error lower by {_interval(x, 'advantage')}, "
+            f"{fmt_size(a.size_label, x.data_fraction)}: {first} error lower by "
+            f"{_interval(x, 'advantage')}, "
             f"mean over {x.n_class_counts} counts finer than the target; per count "
             f"({here['ci_label'].iloc[0] if len(here) else ''}) {per_count}{inter_text}"
         )
@@ -300,7 +305,10 @@ def _verdict_size(a: Analysis) -> tuple[str, str]:
     kind = primary_kind(a.df)
     s = getattr(a.size, "slopes_", pd.DataFrame())
     if kind is None or s.empty:
-        return name, f"{NOT_ANSWERABLE}: it lacks at least two data fractions and a target level."
+        return (
+            name,
+            f"{NOT_ANSWERABLE}: it lacks at least two sizes ({a.size_label}) and a target level.",
+        )
     target_k = a.claim.target_classes_ if a.claim is not None else float("nan")
     s = s[(s["hierarchy"] == kind) & ~(s["num_classes"] <= target_k)]
     if s.empty:
@@ -330,7 +338,7 @@ def _argmin_by_size(a: Analysis, kind: str) -> str:
         top = g.loc[g["p_argmin"].idxmax()]
         kept = "; ".join(fmt(k) for k in g.loc[g["in_best_set"], "num_classes"])
         parts.append(
-            f"fraction {fmt(frac)}: P(argmin = {fmt(top['num_classes'])} classes) = "
+            f"{fmt_size(a.size_label, frac)}: P(argmin = {fmt(top['num_classes'])} classes) = "
             f"{fmt(top['p_argmin'], 2)}, best-level set {{{kept}}}"
         )
     return " Best level per size: " + "; ".join(parts) + "." if parts else ""
@@ -341,8 +349,8 @@ def _answer_size(a: Analysis) -> str:
     s = getattr(a.size, "slopes_", pd.DataFrame())
     if s.empty:
         return (
-            "Not answerable from this sweep: it lacks a second data fraction or a target level "
-            "(add sizes to `data_fractions`)."
+            f"Not answerable from this sweep: it lacks a second size ({a.size_label}) or a "
+            "target level (add sizes to `data_fractions`, or cross a size option)."
         )
     lines = []
     for x in s.itertuples(index=False):
@@ -386,7 +394,8 @@ def _answer_structure(a: Analysis) -> str:
             "carries the effect."
         )
     parts = [
-        f"{x.a} vs {x.b} at {fmt(x.num_classes)} classes (fraction {fmt(x.data_fraction)}): "
+        f"{x.a} vs {x.b} at {fmt(x.num_classes)} classes "
+        f"({fmt_size(a.size_label, x.data_fraction)}): "
         f"{x.a} error lower by {fmt_ci(x.advantage, x.ci_low, x.ci_high)}"
         for x in sig.itertuples(index=False)
     ]
@@ -407,7 +416,8 @@ def _answer_alignment(a: Analysis) -> str:
             "varied alignment (e.g. a `perturbed` hierarchy at several p)."
         )
     parts = [
-        f"{x.metric} (fraction {fmt(x.data_fraction)}, {x.n_obs} runs, {x.n_seeds} seeds, "
+        f"{x.metric} ({fmt_size(a.size_label, x.data_fraction)}, {x.n_obs} runs, "
+        f"{x.n_seeds} seeds, "
         f"{x.n_cells} kind x level cells): gain over the target level per unit "
         f"{fmt_ci(x.slope, x.ci_low, x.ci_high)} ({x.ci_label}; adjusted {fmt_p(x.p_adj)}; "
         f"{x.model})"
@@ -427,7 +437,7 @@ def _answer_alignment(a: Analysis) -> str:
         )
     return (
         head
-        + " (mixed model, seed and kind x level as units; one analysis per data fraction): "
+        + f" (mixed model, seed and kind x level as units; one analysis per {a.size_label}): "
         + "; ".join(parts)
         + ". Lower `align/cond_entropy` means more aligned. Alignment varies here only with the "
         "kind and the level, so it is confounded with both (the (kind, level) intercepts absorb "

@@ -53,7 +53,7 @@ def test_report_says_what_a_small_sweep_cannot_answer(tmp_path, monkeypatch):
     uri, _ = _store(tmp_path, monkeypatch, num_classes=(2, 10, 50), seeds=1, scratch_error=None)
     text = write_report("sweep", uri, tmp_path / "r", n_boot=100).read_text()
     assert "single seed" in text
-    assert "not answerable from this sweep: it lacks a second data fraction" in text.lower()
+    assert "not answerable from this sweep: it lacks a second size (data fraction)" in text.lower()
     assert "it lacks the random arm" in text
     assert "at least 4 granularity levels" in text
 

@@ -194,3 +194,45 @@ def test_a_block_of_one_seed_and_an_empty_hard_table_still_get_verdicts_and_cont
     a.hard = pd.DataFrame()  # the target level not among the levels: no hard-example rows
     contrasts = verdict_contrasts(a)
     assert not (contrasts["claim"] == "fine beats coarse on hard examples").any()
+
+
+def _crossing_at_4(k: np.ndarray, size: float, kind: str) -> np.ndarray:
+    """The 20-class level's gain over the target (2 classes) is 0.02 log(size / 4): it crosses 0
+    at renders_per_font 4."""
+    return 0.2 - np.where(np.asarray(k) == 20, 0.02 * np.log(size / 4.0), 0.0)
+
+
+def test_a_size_option_renders_its_size_sections_and_verdicts_name_the_option(tmp_path):
+    sim = simulate_sweep(
+        curve=_crossing_at_4,
+        num_classes=LEVELS,
+        data_fractions=(1.0, 4.0, 16.0),
+        seeds=6,
+        noise=0.003,
+        random_state=7,
+    )
+    crossed = sim.assign(
+        **{
+            "dataset.renders_per_font": sim["data_fraction"].map(lambda f: f"{f:g}"),
+            "data_fraction": 1.0,
+        }
+    )
+    tags = {ANALYSIS_CONFIG: json.dumps({"size": "renders_per_font"})}
+    report, a = render_report(_sweep("sizes", crossed, tags), tmp_path, n_boot=100)
+    text = report.read_text(encoding="utf-8")
+    slopes = a.size.slopes_.set_index("num_classes")
+    row = slopes.loc[20.0]
+    assert row.ci_low <= 0.02 <= row.ci_high and row.p_adj < 0.05
+    assert row.crossover_fraction == pytest.approx(4.0, rel=0.3)
+    assert row.crossover.startswith("at renders_per_font ")
+    assert set(a.size.argmin_["data_fraction"]) == {1.0, 4.0, 16.0}
+    assert "P(argmin) per level and size" in text and (tmp_path / "gain_vs_size.png").is_file()
+    assert "gain over the target level regressed on log(renders_per_font)" in text
+    verdicts_section = text.split("## Verdicts")[1].split("## The three open questions")[0]
+    size_row = next(
+        line for line in verdicts_section.splitlines() if "(the optimum moves finer)" in line
+    )
+    assert (
+        "crossover at renders_per_font " in size_row and "renders_per_font 16: P(argmin" in size_row
+    )
+    assert "fraction" not in verdicts_section  # every size is named by the option
