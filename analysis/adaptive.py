@@ -13,7 +13,8 @@ import json
 import pandas as pd
 
 from contracts import REPLICATES
-from sequential import Design, State, evaluate
+from racing import evaluate
+from sequential import Design, State
 
 
 def design_of(run_tags: dict[str, str]) -> Design | None:
@@ -23,7 +24,7 @@ def design_of(run_tags: dict[str, str]) -> Design | None:
 
 
 def adaptive_state(df: pd.DataFrame, design: Design, metric: str = "target_error") -> State:
-    """`sequential.evaluate` on a trial table (finished trials; missing ones count as not run)."""
+    """`racing.evaluate` (`sequential.evaluate` and any races) on a trial table (finished trials; missing ones count as not run)."""
     cols = [
         "hierarchy",
         "level_name",

@@ -1,0 +1,164 @@
+"""Best-level racing (racing.py): drops against planted truths, the guarantee by simulation,
+and the spec's refusals (exit 2, one line, nothing created)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sweeps_fake import write_fake_spec
+
+from contracts import Cell
+from racing import evaluate, false_claim, race_groups, run_race, simulate, verdict
+from sequential import Design
+from sweeps import commands
+
+SEEDS = list(range(8))
+
+
+def _design(**kw) -> Design:
+    return Design(**{"initial": 3, "step": 2, "max": 8, "stop_when": ("best_level",), **kw})
+
+
+def _values(means, noise=0.001, seed=0, shared=0.05):
+    """Level i on seed s: means[i] + a seed effect all levels share + a little own noise."""
+    rng = np.random.default_rng(seed)
+    u = rng.normal(0, shared, len(SEEDS))
+    return {(i, s): m + u[s] + rng.normal(0, noise) for i, m in enumerate(means) for s in SEEDS}
+
+
+def _race(means, values=None, **kw):
+    return run_race(
+        _design(**kw), ("k", 1.0, "b"), list(range(len(means))), values or _values(means), SEEDS
+    )
+
+
+def test_clearly_worse_levels_leave_and_the_best_wins():
+    race, todo = _race([0.30, 0.20, 0.10, 0.20, 0.40])
+    assert not todo and race.status == "decided" and race.winner == 2
+    statuses = {ln.level: ln.status for ln in race.lanes}
+    assert statuses == {0: "worse", 1: "worse", 2: "winner", 3: "worse", 4: "worse"}
+    assert all(ln.against == 2 for ln in race.lanes if ln.status == "worse")
+    # Dropped levels ran fewer seeds than the winner, who ran to the race's end.
+    assert race.lane(2).seeds == max(ln.seeds for ln in race.lanes)
+    assert sum(ln.seeds for ln in race.lanes) < 5 * 8
+
+
+def test_a_tie_is_never_declared_a_winner():
+    values = _values([0.1, 0.1, 0.5])
+    for s in SEEDS:  # levels 0 and 1 identical on every seed: the paired difference is 0
+        values[(1, s)] = values[(0, s)]
+    race, _ = _race([0.1, 0.1, 0.5], values)
+    assert race.status == "max" and race.lane(2).status == "worse"
+    assert {ln.level for ln in race.racing} == {0, 1}
+    assert "not decided within max" in verdict(race, values, SEEDS)
+    # With a margin the tie is settled as such, never as one level beating the other.
+    race, _ = _race([0.1, 0.1, 0.5], values, margin=0.01)
+    assert race.status == "decided" and sorted(race.within_margin()) == [0, 1]
+
+
+def test_new_seeds_go_to_every_level_still_racing_and_only_to_them():
+    means = [0.10, 0.11, 0.60]
+    values = _values(means, noise=0.02)
+    first = {k: v for k, v in values.items() if k[1] < 3}  # round 1 done
+    race, todo = _race(means, first)
+    assert race.status == "open" and race.lane(2).status == "worse"
+    assert sorted(todo) == [(lv, s) for lv in (0, 1) for s in (3, 4)]
+    # The decision is a function of the values: the same values decide the same way again.
+    again, todo_again = _race(means, first)
+    assert todo_again == todo and [ln.status for ln in again.lanes] == [
+        ln.status for ln in race.lanes
+    ]
+
+
+def test_the_anchor_is_replaced_only_by_a_level_decided_better():
+    # Level 0 absorbs level 1 (within margin); level 2 is far better and takes over.
+    means = [0.30, 0.301, 0.10]
+    values = _values(means, noise=0.0005)
+    race, _ = _race(means, values, margin=0.05)
+    assert race.status == "decided" and race.winner == 2
+    assert race.lane(0).status == "worse" and race.lane(0).against == 2
+
+
+def test_false_claim_reads_the_planted_truth():
+    race, _ = _race([0.30, 0.20, 0.10])
+    assert not false_claim(race, [0.30, 0.20, 0.10], 0.0)
+    assert false_claim(race, [0.30, 0.05, 0.10], 0.0)  # truly, level 1 was better
+    # "pretrain on 2" says 2 beats every level: wrong even when 1 is within the margin.
+    assert false_claim(race, [0.30, 0.05, 0.10], 0.06)
+    assert not false_claim(race, [0.30, 0.15, 0.10], 0.06)
+    assert false_claim(race, [0.30, 0.20, 0.20], 0.1)  # a tie called a single winner
+
+
+# Planted curves in units of the per-seed noise sd: an asymmetric V, a flat null, near-ties.
+SHAPES = {
+    "asymmetric V": [2.0, 1.0, 0.0, 0.5, 1.5],
+    "flat null": [0.0, 0.0, 0.0, 0.0, 0.0],
+    "near-ties": [1.5, 0.1, 0.0, 1.0, 2.0],
+}
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.3])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_simulated_false_claims_stay_below_alpha(shape, margin):
+    # A large alpha gives the check power; the tolerance is 3 binomial sds of the estimate.
+    alpha, n_sim = 0.3, 200
+    design = _design(alpha=alpha, margin=margin, max=10, spending="pocock")
+    out = simulate(design, SHAPES[shape], sd=0.4, n_sim=n_sim, random_state=1)
+    assert out["false_claims"] <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / n_sim)
+    assert out["mean_trials"] <= out["fixed_trials"]
+
+
+def test_evaluate_merges_the_races_into_the_state():
+    rows = []
+    means = {"a": 0.3, "b": 0.1, "c": 0.5}
+    values = _values(list(means.values()))
+    for i, level in enumerate(means):
+        for s in SEEDS[:3]:
+            rows.append(
+                {
+                    "hierarchy": "manual",
+                    "level_name": level,
+                    "data_fraction": 1.0,
+                    "backbone": "b",
+                    "num_classes": 4 * (i + 1),
+                    "label_fn": level,
+                    "seed": s,
+                    "value": values[(i, s)],
+                }
+            )
+    rows += [{**r, "seed": s, "value": None} for r in rows[::3] for s in SEEDS[3:]]
+    rows.append({**rows[0], "hierarchy": "scratch", "level_name": None, "num_classes": 4})
+    assert list(race_groups(rows)) == [("manual", 1.0, "b")]  # scratch does not race
+    state = evaluate(_design(), rows, SEEDS)
+    assert len(state.races) == 1
+    lanes = {o.cells[0].level_name: o for o in state.outcomes if o.rule == "best_level"}
+    assert lanes["c"].status == "decided" and "worse than b" in lanes["c"].verdict
+    # The next look's seeds go to the levels still racing, and the scratch cell gets none.
+    racing = {c.level_name for c, _ in state.todo}
+    assert "c" not in racing and racing and Cell("scratch", "scratch", 1.0, "b") not in racing
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"replicates": {"initial": 3, "stop_when": ["best_level"], "margin": -0.1}}, "margin"),
+        (
+            {
+                "replicates": {"initial": 3, "stop_when": ["best_level"]},
+                "factors": {"hierarchies": ["manual", "scratch"], "levels": ["leaf"]},
+            },
+            "one level",
+        ),
+        ({"replicates": {"initial": 8, "stop_when": ["best_level"]}}, "fixed seeds only"),
+    ],
+)
+def test_bad_races_exit_2_with_one_line_and_create_nothing(tmp_path, capsys, fields, expected):
+    path = write_fake_spec(
+        tmp_path, "race", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", seeds=8, **fields
+    )
+    assert commands.main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race.yaml"]
