@@ -162,3 +162,44 @@ def test_bad_races_exit_2_with_one_line_and_create_nothing(tmp_path, capsys, fie
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["race.yaml"]
+
+
+def _table(means: dict[str, float], seeds_run: dict[str, int]):
+    """A trial table (analysis' columns): each level ran its first `seeds_run` seeds."""
+    import pandas as pd
+
+    values = _values(list(means.values()))
+    rows = [
+        {
+            "hierarchy": "manual",
+            "level_name": level,
+            "data_fraction": 1.0,
+            "backbone": "b",
+            "num_classes": 4 * (i + 1),
+            "label_fn": level,
+            "seed": s,
+            "target_error": values[(i, s)],
+            "round": str(1 + (s >= 3) + (s >= 5) + (s >= 7)),
+        }
+        for i, level in enumerate(means)
+        for s in SEEDS[: seeds_run[level]]
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_the_report_and_the_summary_line_tell_each_race():
+    from analysis.adaptive import adaptive_state, race_table
+    from sweeps.rounds import Rounds
+
+    df = _table({"a": 0.3, "b": 0.1, "c": 0.5}, {"a": 3, "b": 3, "c": 3})
+    design = _design()
+    state = adaptive_state(df, design)
+    table = race_table(state, df, design)
+    row = table.iloc[0]
+    assert row["group"] == "manual f1/b" and row["winner"] == "b"
+    assert "a (round 1, worse than b)" in row["dropped (after round)"]
+    assert row["answer"].startswith("pretrain on level b (P(best) 1.00)")
+    assert row["seeds run"] == "a 3, b 3, c 3"  # decided at the first look
+    line = Rounds([], state, trials_used=9, trials_fixed=24).text()
+    assert "1 of 1 groups decided (1 with one winner" in line
+    assert "9 trials used of the fixed design's 24 (15 saved, 62%)" in line
