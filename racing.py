@@ -6,7 +6,8 @@ is compared with a reference level on the seed-paired differences of the look's
 seeds; a level leaves the race (gets no more seeds) when its deficit to the
 reference is decided (interval of `level - reference` above 0: "worse"), or, with
 `margin` > 0, when it is shown unable to beat the reference by more than `margin`
-(lower bound above `-margin`: "within margin"). Every level still in the race gets
+(lower bound above `-margin`: "within margin" when the interval lies inside
++-margin, else "not better by margin"). Every level still in the race gets
 the next look's seeds, so the differences stay paired. The race ends when one
 level remains (the winner) or at `max` (undecided: the levels left are reported).
 
@@ -51,6 +52,8 @@ from sequential import evaluate as evaluate_comparisons
 RULE = "best_level"
 # Seed-bootstrap resamples for the probability of being best (report only).
 BOOTSTRAP = 4000
+MARGIN_DROPS = ("within margin", "not better by margin")
+DROPPED = ("worse", *MARGIN_DROPS)
 
 
 @dataclass
@@ -58,7 +61,7 @@ class Lane:
     """One level in a race: where it left the race and why."""
 
     level: Hashable
-    status: str = "racing"  # racing | worse | within margin | winner
+    status: str = "racing"  # racing | worse | within margin | not better by margin | winner
     look: int = -1  # the look at which it left (or the race ended)
     seeds: int = 0  # seeds it ran in the race
     against: Hashable | None = None  # the reference it was compared with when it left
@@ -86,9 +89,18 @@ class Race:
         return next(ln for ln in self.lanes if ln.level == level)
 
     def within_margin(self) -> list[Hashable]:
-        """Levels dropped as within margin of the winner's chain (the winner first)."""
-        near = [ln.level for ln in self.lanes if ln.status == "within margin"]
+        """Levels shown within +-margin of the winner itself (the winner first), if any."""
+        near = [
+            ln.level
+            for ln in self.lanes
+            if ln.status == "within margin" and ln.against == self.winner
+        ]
         return [self.winner, *near] if near and self.winner is not None else []
+
+    @property
+    def by_margin(self) -> bool:
+        """Did a level leave by the margin? Then the claim is "within margin of the best"."""
+        return any(ln.status in MARGIN_DROPS for ln in self.lanes)
 
 
 def race_tests(levels: int, margin: float) -> int:
@@ -162,7 +174,7 @@ def _decide(
             race.anchor = ln.level
             return  # the others meet the new anchor at the next look
         elif margin > 0 and ci.low > -margin:
-            ln.status = "within margin"
+            ln.status = MARGIN_DROPS[0] if ci.high < margin else MARGIN_DROPS[1]
             race.anchor = ref
         else:
             continue
@@ -217,15 +229,11 @@ def evaluate(
 def _outcome(race: Race, ln: Lane) -> Outcome:
     """A lane as a sequential.Outcome: the report's tables and the seed counts read these."""
     name = f"{ln.level.key} in the race of {group_label(race.group)}"
-    status = {"worse": "decided", "within margin": "equivalent", "winner": "decided"}.get(
-        ln.status, "max" if race.status == "max" else "open"
+    status = {"worse": "decided", "winner": "decided"}.get(
+        ln.status,
+        "equivalent" if ln.status in MARGIN_DROPS else "max" if race.status == "max" else "open",
     )
-    against = level_name(ln.against) if ln.against is not None else ""
-    verdict = {
-        "worse": f"worse than {against}",
-        "within margin": f"within margin of {against}",
-        "winner": "best level",
-    }.get(ln.status, "still in the race")
+    verdict = drop_reason(ln) or {"winner": "best level"}.get(ln.status, "still in the race")
     look = ln.look if ln.look >= 0 else race.look
     return Outcome(RULE, name, (ln.level,), status, verdict, look, ln.seeds, ln.interval)
 
@@ -233,18 +241,28 @@ def _outcome(race: Race, ln: Lane) -> Outcome:
 def race_summary(races: Sequence[Race]) -> str:
     """One line: how many races ended, how, and how many levels left them early."""
     ended = [r for r in races if r.status == "decided"]
-    near = sum(1 for r in ended if r.within_margin())
+    near = sum(1 for r in ended if r.by_margin)
     undecided = sum(1 for r in races if r.status == "max")
     racing = sum(1 for r in races if r.status == "open")
-    dropped = sum(1 for r in races for ln in r.lanes if ln.status in ("worse", "within margin"))
+    dropped = sum(1 for r in races for ln in r.lanes if ln.status in DROPPED)
     lanes = sum(len(r.lanes) for r in races)
     text = (
         f"best-level races: {len(ended)} of {len(races)} groups decided "
-        f"({len(ended) - near} with one winner, {near} within margin), {undecided} not decided "
+        f"({len(ended) - near} with one winner, {near} by the margin), {undecided} not decided "
         f"within max"
     )
     text += f", {racing} still racing" if racing else ""
     return text + f"; {dropped} of {lanes} levels dropped early"
+
+
+def drop_reason(ln: Lane) -> str:
+    """Why a level left the race ("worse than class"), or "" for one still in it or the winner."""
+    against = level_name(ln.against)
+    return {
+        "worse": f"worse than {against}",
+        "within margin": f"within margin of {against}",
+        "not better by margin": f"not better than {against} by more than the margin",
+    }.get(ln.status, "")
 
 
 def group_label(group: tuple[Any, ...]) -> str:
@@ -295,6 +313,11 @@ def verdict(race: Race, values: Mapping, seeds: Sequence[int]) -> str:
         )
     if near:
         return f"levels {' and '.join(near)} are within margin (pretrain on {name})"
+    if race.by_margin:
+        return (
+            f"pretrain on level {name}: no level is better by more than the margin "
+            f"(P(best) {p:.2f})"
+        )
     return f"pretrain on level {name} (P(best) {p:.2f})"
 
 
@@ -302,8 +325,9 @@ def verdict(race: Race, values: Mapping, seeds: Sequence[int]) -> str:
 def false_claim(race: Race, means: Sequence[float], margin: float) -> bool:
     """Is the race's answer wrong about planted `means` (level i's true error is means[i])?
 
-    Wrong: a winner worse than the best by more than `margin`, or "pretrain on L"
-    (no level within margin) while another level is at least as good as L.
+    Wrong: a winner worse than the best by more than `margin`, or, where no level
+    left by the margin ("pretrain on L", L beats every level), another level at
+    least as good as L.
     Undecided races make no claim.
     """
     if race.status != "decided":
@@ -312,7 +336,7 @@ def false_claim(race: Race, means: Sequence[float], margin: float) -> bool:
     if w > min(means) + margin:
         return True
     others = [m for i, m in enumerate(means) if i != race.winner]
-    return not race.within_margin() and min(others) <= w
+    return not race.by_margin and min(others) <= w
 
 
 def simulate(

@@ -13,7 +13,7 @@ import json
 import pandas as pd
 
 from contracts import REPLICATES, Cell
-from racing import evaluate, group_label, level_name, verdict
+from racing import drop_reason, evaluate, group_label, level_name, verdict
 from sequential import Design, State
 
 
@@ -102,10 +102,9 @@ def race_table(
     rows = []
     for race in state.races:
         dropped = [
-            f"{ln.level.level_name} (round {ln.look + 1}, {ln.status} than "
-            f"{level_name(ln.against)})".replace("within margin than", "within margin of")
+            f"{ln.level.level_name} (round {ln.look + 1}, {drop_reason(ln)})"
             for ln in sorted(race.lanes, key=lambda x: x.look)
-            if ln.status in ("worse", "within margin")
+            if drop_reason(ln)
         ]
         ci = race.winner_interval
         rows.append(

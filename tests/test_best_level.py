@@ -73,12 +73,23 @@ def test_new_seeds_go_to_every_level_still_racing_and_only_to_them():
 
 
 def test_the_anchor_is_replaced_only_by_a_level_decided_better():
-    # Level 0 absorbs level 1 (within margin); level 2 is far better and takes over.
-    means = [0.30, 0.301, 0.10]
-    values = _values(means, noise=0.0005)
-    race, _ = _race(means, values, margin=0.05)
-    assert race.status == "decided" and race.winner == 2
+    # Look 1: level 0 has the lowest mean and absorbs level 1 (within margin): the anchor.
+    # Level 2 looks no better on seeds 0-2, then is far better: decided better, it takes over.
+    seeds = list(range(16))
+    u = np.random.default_rng(0).normal(0, 0.05, 16)
+    values = {(0, s): 0.30 + u[s] for s in seeds}
+    values |= {(1, s): 0.3005 + u[s] + 0.0001 * (s % 3) for s in seeds}
+    values |= {(2, s): 0.31 + u[s] - 0.5 * (s >= 3) + 0.001 * (s % 2) for s in seeds}
+    race, todo = run_race(_design(max=16, margin=0.05), ("k", 1.0, "b"), [0, 1, 2], values, seeds)
+    assert not todo and race.status == "decided" and race.winner == 2
+    assert race.lane(1).status == "within margin" and race.lane(1).against == 0
     assert race.lane(0).status == "worse" and race.lane(0).against == 2
+    assert race.lane(1).look == 0 < race.lane(0).look
+    # Level 1 was within margin of 0, not of 2: the answer claims only the margin.
+    assert race.by_margin and not race.within_margin()
+    assert "pretrain on level 2: no level is better by more than the margin" in verdict(
+        race, values, seeds
+    )
 
 
 def test_false_claim_reads_the_planted_truth():
