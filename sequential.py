@@ -49,7 +49,7 @@ import numpy as np
 from contracts import SCRATCH, Cell, kind_order
 
 SPENDING = ("obrien_fleming", "pocock")
-RULES = ("gain", "hierarchy", "u_test", "half_width")
+RULES = ("gain", "hierarchy", "u_test", "half_width", "best_level")  # best_level: racing.py
 METHOD = (
     "group-sequential t intervals: Lan-DeMets alpha spending ({spending}-type) over the planned "
     "looks, combined by the union bound (Lan & DeMets 1983, Biometrika 70:659)"
@@ -86,6 +86,11 @@ class Design:
             problems.append("stop_when has half_width: give half_width > 0 (error units)")
         if self.margin < 0:
             problems.append(f"margin={self.margin}: need >= 0")
+        if "best_level" in self.stop_when and self.initial >= self.max:
+            problems.append(
+                f"stop_when has best_level: a race needs rounds, but initial={self.initial} "
+                f"is max={self.max} (fixed seeds only); give max > initial"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -341,6 +346,7 @@ class State:
     todo: list[tuple[Cell, int]] = field(default_factory=list)  # (cell, seed) still to run
     seeds_run: dict[Cell, int] = field(default_factory=dict)  # cell -> seeds with a result
     cells: list[Cell] = field(default_factory=list)  # every cell of the table
+    races: list[Any] = field(default_factory=list)  # best_level's races (racing.Race), if any
 
     @property
     def done(self) -> bool:
@@ -357,7 +363,8 @@ class State:
         out: dict[Cell, tuple[int, str]] = {}
         for o in self.outcomes:
             for c in o.cells:
-                k = o.look if o.status != "open" else min(self.look, len(looks) - 1)
+                # An open race lane may be a look ahead of the other rules: the later one counts.
+                k = o.look if o.status != "open" else min(max(self.look, o.look), len(looks) - 1)
                 if c not in out or looks[k] > out[c][0]:
                     out[c] = (looks[k], f"{o.name} ({o.status})")
         return out

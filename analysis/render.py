@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.adaptive import adaptive_state, cell_seeds_table, outcome_table
+from analysis.adaptive import adaptive_state, cell_seeds_table, outcome_table, race_table
 from analysis.fit import Analysis
 from analysis.formatting import DATA_FRACTION, fmt, fmt_ci, fmt_p, fmt_size
 from analysis.protocol import ProtocolInteraction
 from analysis.trial_table import pretrained_arms, scratch_labels
 from analysis.verdicts import answers, verdicts
 from contracts import kind_order
+from sequential import State
 
 
 def markdown_table(df: pd.DataFrame, columns: list[str] | None = None, max_rows: int = 200) -> str:
@@ -452,6 +453,28 @@ def _section_adaptive(a: Analysis) -> list[str]:
         markdown_table(outcome_table(state)),
         "Seeds per cell:\n",
         markdown_table(cell_seeds_table(state)),
+        *_section_race(a, state),
+    ]
+
+
+def _section_race(a: Analysis, state: State) -> list[str]:
+    """The best-level races: per group, the levels dropped, the winner, the answer."""
+    if not state.races:
+        return []
+    d = state.design
+    used = sum(state.seeds_run.values())
+    fixed = len(state.cells) * d.max
+    return [
+        "\n## Best-level race\n",
+        f"Per kind, data fraction and backbone the levels raced (`best_level`, racing.py): after "
+        f"each round a level left once its paired deficit to the reference level was decided, "
+        f"or (margin {d.margin:g}) it was shown within margin of it; the levels still racing "
+        f"got the next round's seeds. P(the chosen level is worse than the best by more than "
+        f"the margin) <= alpha = {d.alpha:g} per group, whatever the stopping. Trials: "
+        f"{used} run, {fixed} for the fixed design ({fixed - used} saved). P(best): "
+        "seed-bootstrap probability that the winner beats every other level (paired, over "
+        "the seeds both ran). Winner interval: its mean error at its last look's level.\n",
+        markdown_table(race_table(state, a.df, d, a.metric)),
     ]
 
 

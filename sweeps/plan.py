@@ -20,7 +20,7 @@ import itertools
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +229,7 @@ def build_plan(
     target_index = _target_index(spec, dataset.hierarchy)
     wanted = _level_names(spec, dataset.hierarchy, target_index)
     check_plan_size(spec, len(wanted))
+    check_race(spec, wanted)
     leaf_levels(spec, dataset)
     combos = option_combinations(spec)
     # Each combination of crossed options is its own data (and may have its own leaves).
@@ -279,6 +280,19 @@ def check_plan_size(spec: Spec, levels: int) -> None:
         )
 
 
+def check_race(spec: Spec, levels: Sequence[str]) -> None:
+    """SpecError when `best_level` races a group of one level (nothing to choose between)."""
+    r = spec.replicates
+    if r is not None and "best_level" in r.stop_when and len(levels) < 2:
+        raise SpecError(
+            [
+                f"replicates.stop_when: best_level races the levels of each kind, but the plan "
+                f"has one level ({', '.join(levels)}); give factors.levels two or more levels, "
+                "or drop best_level"
+            ]
+        )
+
+
 def _target_index(spec: Spec, manual: Any) -> int:
     """The target level's index in the manual hierarchy; a spec error when it has none."""
     try:
@@ -317,6 +331,7 @@ def _expand(
         mode: base if mode is None else {**base, "finetune": {**base["finetune"], "mode": mode}}
         for mode in modes
     }
+
     def scratch_base(arm_spec: Any) -> dict[str, Any]:
         """The scratch arm's base config: its own `budget`, else the spec's `scratch_budget`."""
         budget = arm_spec.budget or spec.scratch_budget

@@ -1,7 +1,7 @@
 """Adaptive replicates on the driver: rounds of seeds until `sequential.evaluate` has nothing open.
 
 Each round: read the sweep's own result files (`<storage>/results/`), ask
-`sequential.evaluate` which (cell, seed) trials the current look still needs,
+`racing.evaluate` (`sequential.evaluate` plus the `best_level` races) which (cell, seed) trials the current look still needs,
 run just those through the Executor, repeat. The decisions are a pure
 function of the results, so a driver killed mid-round replays them on the
 next `run` and continues with the trials that round still lacks (finished
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from contracts import ROUND, TARGET_ERROR
-from sequential import Design, State, evaluate
+from racing import RULE, evaluate, race_summary
+from sequential import Design, State
 from sweeps.executor import Executor
 from sweeps.ledger.ledger import Ledger
 from sweeps.ledger.records import read_results
@@ -70,21 +71,33 @@ class Rounds:
     ledgers: list[Ledger]
     state: State
     trials_used: int  # trials the design needed (run now or before)
+    trials_fixed: int  # trials of the fixed design: every cell at max seeds
 
     def text(self) -> str:
         s = self.state
-        looks = s.design.looks()
-        closed = [o for o in s.outcomes if o.status != "open"]
+        comparisons = [o for o in s.outcomes if o.rule != RULE]  # a race's lanes: race_summary
+        closed = [o for o in comparisons if o.status != "open"]
         unsettled = [o for o in closed if o.status == "max"]
-        open_ = [o for o in s.outcomes if o.status == "open"]
-        line = (
-            f"adaptive replicates ({s.design.method()}): looks at {looks} seeds; "
-            f"{len(closed) - len(unsettled)} of {len(s.outcomes)} comparisons settled, "
-            f"{len(unsettled)} not settled within max={s.design.max}"
-        )
-        if open_:
-            line += f", {len(open_)} still open (look {s.look + 1} incomplete: run again)"
-        return line + f"; {self.trials_used} trials used"
+        open_ = [o for o in comparisons if o.status == "open"]
+        parts = [f"adaptive replicates ({s.design.method()}): looks at {s.design.looks()} seeds"]
+        if comparisons:
+            parts.append(
+                f"{len(closed) - len(unsettled)} of {len(comparisons)} comparisons settled, "
+                f"{len(unsettled)} not settled within max={s.design.max}"
+                + (f", {len(open_)} still open" if open_ else "")
+            )
+        if s.races:
+            parts.append(race_summary(s.races))
+        if s.todo:
+            parts.append(f"look {s.look + 1} incomplete: run again")
+        used = f"{self.trials_used} trials used"
+        if s.races:
+            saved = self.trials_fixed - self.trials_used
+            used += (
+                f" of the fixed design's {self.trials_fixed} "
+                f"({saved} saved, {saved / self.trials_fixed:.0%})"
+            )
+        return "; ".join([*parts, used])
 
 
 def run_rounds(
@@ -114,4 +127,4 @@ def run_rounds(
         ledgers.append(executor(todo, metas, f"{label} round {state.look + 1}", pack))
         attempted |= {t.trial_key for t in todo}
     used = sum(1 for t in plan.trials if t.trial_key in results or t.trial_key in attempted)
-    return Rounds(ledgers, state, used)
+    return Rounds(ledgers, state, used, len(plan.trials))

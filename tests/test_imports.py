@@ -28,6 +28,10 @@ FILEIO = "fileio"  # atomic file writes and JSON records: stdlib only, like cont
 # (sweeps) and the report (analysis), which may not import each other.
 SEQUENTIAL = "sequential"
 SEQUENTIAL_MAY_IMPORT = {"contracts", "numpy", "scipy"}
+# racing.py (best-level races, a stop rule of adaptive replicates) builds on sequential.py,
+# for the same two users.
+RACING = "racing"
+RACING_MAY_IMPORT = SEQUENTIAL_MAY_IMPORT | {"sequential"}
 # What each package must never import (docs/ARCHITECTURE.md, "Imports").
 # `testing` (fakes for tests and bench) may import any package; none imports it.
 FORBIDDEN = {
@@ -60,7 +64,7 @@ def _module_name(path: Path) -> str:
 
 
 def _project_modules() -> dict[str, Path]:
-    modules = {name: ROOT / f"{name}.py" for name in (CONTRACTS, FILEIO, SEQUENTIAL)}
+    modules = {name: ROOT / f"{name}.py" for name in (CONTRACTS, FILEIO, SEQUENTIAL, RACING)}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             modules[_module_name(path)] = path
@@ -284,13 +288,16 @@ def test_stdlib_only_modules_import_nothing_else(module):
     assert not outside, f"{module}.py must stay dependency-free, imports {outside}"
 
 
-def test_sequential_imports_only_contracts_numpy_and_scipy():
+@pytest.mark.parametrize(
+    "module, allowed", [(SEQUENTIAL, SEQUENTIAL_MAY_IMPORT), (RACING, RACING_MAY_IMPORT)]
+)
+def test_top_level_statistics_import_only_what_they_may(module, allowed):
     outside = sorted(
         dotted
-        for dotted in IMPORTS[SEQUENTIAL]
-        if _top(dotted) not in sys.stdlib_module_names and _top(dotted) not in SEQUENTIAL_MAY_IMPORT
+        for dotted in IMPORTS[module]
+        if _top(dotted) not in sys.stdlib_module_names and _top(dotted) not in allowed
     )
-    assert not outside, f"sequential.py may import contracts, numpy and scipy only: {outside}"
+    assert not outside, f"{module}.py may import {', '.join(sorted(allowed))} only: {outside}"
 
 
 def test_third_party_apis_stay_behind_their_one_module():

@@ -121,6 +121,14 @@ class Spec(StrictSection):
                 "replicates.initial={initial} exceeds the {n} seeds; give replicates.max or more seeds",
                 {"initial": r.initial, "n": len(self._listed_seeds())},
             )
+        if r is not None and "best_level" in r.stop_when and len(self.seed_list()) <= r.initial:
+            raise PydanticCustomError(
+                "spec_rule",
+                "replicates.stop_when has best_level, which races levels over rounds, but "
+                "initial={initial} already takes all {n} seeds (fixed seeds only); give "
+                "replicates.max above initial",
+                {"initial": r.initial, "n": len(self.seed_list())},
+            )
         return self
 
     @model_validator(mode="after")

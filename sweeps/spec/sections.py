@@ -176,9 +176,12 @@ class ReplicatesSpec(StrictSection):
     up to `max` seeds (default: the spec's `seeds` count). `stop_when` names
     the rules: `gain` (over scratch and the target level), `hierarchy` (kind
     pairs at matched class counts), `u_test` (each arm's curve shape),
-    `half_width` (a cell's interval narrower than +-`half_width`). A
+    `half_width` (a cell's interval narrower than +-`half_width`), `best_level`
+    (per kind, fraction and backbone, a race of the levels: racing.py). A
     comparison also settles when `margin` > 0 and its interval lies inside
-    +-margin. Intervals spend `alpha` over the rounds (`spending`, Lan-DeMets).
+    +-margin; in a race, a level leaves once shown within `margin` (error
+    units, default 0: only levels decided worse leave) of the reference.
+    Intervals spend `alpha` over the rounds (`spending`, Lan-DeMets).
     """
 
     initial: int = Field(default=3, ge=2)
