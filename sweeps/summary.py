@@ -89,7 +89,7 @@ def summarise(
         for r in recs
         for key in r.finished_now
         if r.results[key].get(PRETRAIN_REUSED, 0.0) < 0.5
-        and r.expected[key]["meta"]["params"]["hierarchy"] != SCRATCH
+        and r.expected[key]["meta"]["params"].get("hierarchy_kind") != SCRATCH
     )
     failures = {k: v for r in recs for k, v in r.failures.items()}
     scheduled = sum(r.scheduled for r in recs)

@@ -73,7 +73,8 @@ class Trial:
 
     @property
     def is_scratch(self) -> bool:
-        return self.config["hierarchy"] == SCRATCH
+        """A scratch arm's trial, whatever its label (`scratch`, `scratch_plain`, ...)."""
+        return self.arm_kind == SCRATCH
 
     @property
     def cell(self) -> Cell:

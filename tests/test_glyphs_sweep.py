@@ -1,4 +1,7 @@
-"""The shipped glyph sweep end to end on a tiny render: run -> MLflow -> analyze with hard examples."""
+"""The shipped glyph sweeps end to end on a tiny render: run -> MLflow -> analyze with hard examples.
+
+The base is `sweeps/glyphs_protocol.yaml` (E1, which replaced the retired `glyphs.yaml`), its data
+and crossed factors replaced by overrides."""
 
 from __future__ import annotations
 
@@ -26,14 +29,13 @@ def test_glyph_sweep_runs_and_reports_hard_examples(tmp_path, ray_address, monke
         fixtures.require_system_files(glyphs.FONT_DIR / source.file, package=source.package)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GRANULARITY_CACHE", str(tmp_path / "cache"))
-    spec = str(ROOT / "sweeps" / "glyphs.yaml")
+    spec = str(ROOT / "sweeps" / "glyphs_protocol.yaml")
     overrides = [
-        "dataset.options.radicals=4",
-        "dataset.options.chars_per_radical=3",
-        "dataset.options.fonts=[ukai, uming]",
-        "dataset.options.test_fonts=[wqy-zenhei]",
-        "dataset.options.image_size=16",
-        "dataset.options.heldout_chars=8",
+        "dataset.options={radicals: 4, chars_per_radical: 3, fonts: [ukai, uming],"
+        " test_fonts: [wqy-zenhei], image_size: 16, renders_per_font: 1, heldout_chars: 8}",
+        "factors.dataset_options={}",
+        "factors.finetune_modes=[linear]",
+        "analysis={}",
         "factors.hierarchies=[manual, cluster_within, scratch]",
         "factors.levels=[radical, character]",
         "factors.data_fractions=[1.0]",
@@ -54,7 +56,7 @@ def test_glyph_sweep_runs_and_reports_hard_examples(tmp_path, ray_address, monke
         cli.main(
             [
                 "analyze",
-                "glyphs",
+                "glyphs_protocol",
                 "--tracking-uri",
                 f"sqlite:///{tmp_path / 'mlflow.db'}",
                 "--out",
@@ -80,16 +82,13 @@ def test_font_folds_cross_as_a_dataset_option(tmp_path, ray_address, monkeypatch
         fixtures.require_system_files(glyphs.FONT_DIR / source.file, package=source.package)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GRANULARITY_CACHE", str(tmp_path / "cache"))
-    spec = str(ROOT / "sweeps" / "glyphs.yaml")
+    spec = str(ROOT / "sweeps" / "glyphs_protocol.yaml")
     overrides = [
-        "dataset.options.radicals=4",
-        "dataset.options.chars_per_radical=3",
-        "dataset.options.fonts=[ukai, uming, ipa-gothic]",
-        "dataset.options.test_fonts=[tw-kai, hanazono, wqy-zenhei]",
-        "dataset.options.folds=2",
-        "dataset.options.image_size=16",
-        "dataset.options.embedding=pixels",
+        "dataset.options={radicals: 4, chars_per_radical: 3, fonts: [ukai, uming, ipa-gothic],"
+        " test_fonts: [tw-kai, hanazono, wqy-zenhei], folds: 2, image_size: 16,"
+        " renders_per_font: 1, embedding: pixels}",
         "factors.dataset_options={fold: [0, 1]}",
+        "factors.finetune_modes=[linear]",
         "factors.hierarchies=[manual, scratch]",
         "factors.levels=[character]",
         "factors.data_fractions=[1.0]",

@@ -124,6 +124,31 @@ def test_steps_and_matched_scratch_reach_the_configs_without_changing_old_keys(t
         assert t.config.get("scratch_budget") == ("matched" if t.is_scratch else None)
 
 
+def test_a_scratch_arm_with_its_own_budget_sits_beside_the_matched_one(tmp_path):
+    plan = plan_of(
+        tmp_path,
+        factors={
+            "hierarchies": [
+                "manual",
+                "scratch",
+                {"kind": "scratch", "label": "scratch_plain", "budget": "pretrain"},
+            ]
+        },
+        scratch_budget="matched",
+    )
+    budgets = {t.config["hierarchy"]: t.config.get("scratch_budget") for t in plan.trials}
+    assert budgets == {"manual": None, "scratch": "matched", "scratch_plain": None}
+    keys = {t.config["hierarchy"]: t.trial_key for t in plan.trials if t.is_scratch}
+    assert keys["scratch"] != keys["scratch_plain"]
+    # The plain arm trains as the default scratch arm does: the pretraining's settings alone.
+    default = plan_of(tmp_path, factors={"hierarchies": ["manual", "scratch"]})
+    plain = next(t for t in plan.trials if t.config["hierarchy"] == "scratch_plain")
+    same = next(t for t in default.trials if t.is_scratch)
+    for field in ("pretrain", "finetune", "dataset_options", "seed"):
+        assert plain.config[field] == same.config[field], field
+    assert "scratch_budget" not in same.config
+
+
 def write(tmp_path: Path, raw: dict) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -239,6 +264,17 @@ RULES = {
         "analysis.block: 'noise' is the size axis too",
     ),
     "selection": ({"pretrain": {"selection": "best"}}, "pretrain.selection"),
+    "budget_not_scratch": (
+        {"factors": {"hierarchies": ["manual", {"kind": "random", "budget": "matched"}]}},
+        "budget applies only to kind 'scratch', not 'random'",
+    ),
+    "arm_budget_matched_units": (
+        {
+            "factors": {"hierarchies": ["manual", {"kind": "scratch", "budget": "matched"}]},
+            "pretrain": {"epochs": None, "steps": 50},
+        },
+        "scratch_budget: matched adds the pretraining and finetuning budgets",
+    ),
 }
 
 

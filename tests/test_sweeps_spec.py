@@ -145,9 +145,9 @@ def test_shipped_specs_validate_with_and_without_smoke(path):
 
 def test_a_shipped_spec_is_found_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no sweeps/ folder here: the name resolves to the installed spec
-    assert {"quickstart", "glyphs", "fashion_mnist"} <= set(shipped_specs())
+    assert {"quickstart", "glyphs_protocol", "fashion_mnist"} <= set(shipped_specs())
     assert load_spec("quickstart").name == "quickstart"
-    assert load_spec("glyphs.yaml").name == "glyphs"
+    assert load_spec("glyphs_protocol.yaml").name == "glyphs_protocol"
     with pytest.raises(
         FileNotFoundError, match=r"no shipped spec has that name \(shipped: .*quickstart"
     ):
