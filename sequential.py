@@ -213,7 +213,7 @@ def comparisons(
     groups = sorted({(c[2], c[3]) for c in info})
     for f, b in groups:
         here = {c: i for c, i in info.items() if (c[2], c[3]) == (f, b)}
-        arms = [c for c in here if c[0] != SCRATCH]
+        arms = [c for c in here if not _is_scratch(c)]
         tl = _target_level(here, arms, target)
         # Without a target level every count counts as finer (as HierarchyComparison).
         target_k = here[tl[0]]["num_classes"] if tl else -math.inf
@@ -226,9 +226,14 @@ def comparisons(
     return out
 
 
+def _is_scratch(cell: Cell) -> bool:
+    """A scratch arm's cell, whatever its label (`scratch`, `scratch_plain`): it has no level."""
+    return cell.level_name == SCRATCH
+
+
 def _target_level(here: dict, arms: list[Cell], target: str | None) -> list[Cell]:
     """The target-level cell (a list of at most one): as BaselineGain finds it."""
-    scratch = [c for c in here if c[0] == SCRATCH]
+    scratch = [c for c in here if _is_scratch(c)]
     manual = [c for c in arms if c[0] == "manual"]
     tl = [c for c in manual if c[1] == str(target)]
     if not tl and scratch:  # the manual level with the target's class count
@@ -237,7 +242,7 @@ def _target_level(here: dict, arms: list[Cell], target: str | None) -> list[Cell
 
 
 def _gain_comparisons(here: dict, arms: list[Cell], tl: list[Cell]) -> list[Comparison]:
-    scratch = [c for c in here if c[0] == SCRATCH]
+    scratch = [c for c in here if _is_scratch(c)]
     out = []
     for base_name, base in (("scratch", scratch[:1]), ("target level", tl[:1])):
         if not base:
