@@ -189,7 +189,7 @@ def race_groups(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[Any, ...], list
         classes.setdefault(Cell.of(r), int(r["num_classes"]))
     groups: dict[tuple[Any, ...], list[Cell]] = {}
     for c in classes:
-        if c.hierarchy != SCRATCH:
+        if c.level_name != SCRATCH:  # scratch arms (any label) have no level and race not
             groups.setdefault((c.hierarchy, c.data_fraction, c.backbone), []).append(c)
     return {g: sorted(cs, key=lambda c: classes[c]) for g, cs in groups.items()}
 
