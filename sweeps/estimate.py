@@ -41,6 +41,11 @@ from sweeps.spec import Spec
 from sweeps.trials import Plan, Trial
 
 PROBE_EPOCHS = 2  # two epoch reports per stage: their gap is one epoch, free of set-up
+# A probe of a trial whose stages both run step budgets trains on about this many
+# examples: a step costs the same whatever the data size, and two epochs of a large
+# set (56,320 renders of the glyph size sweep) timed what the steps never run (a 47-
+# minute probe on a busy machine).
+PROBE_STEP_EXAMPLES = 4096
 # Measured on the quickstart smoke (2 cores): driver start to the first Ray trial
 # (Ray, the MLflow store and parent run, the plan) and one Ray trial's launch.
 SWEEP_START_S = 12.0
@@ -119,12 +124,13 @@ def run_probe(
     Ray worker (Ray sets OMP_NUM_THREADS to the trial's `resources.cpu`); this
     process's default would oversubscribe a busy machine and time that instead.
     """
-    cold, _, _ = _timed_run(trial, hierarchy, trainable, threads)  # imports, the dataset
-    warm, epoch, num_train = _timed_run(trial, hierarchy, trainable, threads)
+    fraction = probe_fraction(trial)
+    cold, _, _ = _timed_run(trial, hierarchy, trainable, threads, fraction)  # imports, the dataset
+    warm, epoch, num_train = _timed_run(trial, hierarchy, trainable, threads, fraction)
     fixed = warm - sum(e * PROBE_EPOCHS for e in epoch.values())
     return Probe(
         probe_kind(trial),
-        float(trial.config["data_fraction"]),
+        fraction,
         epoch["pretrain"],
         epoch["finetune"],
         max(fixed, 0.0),
@@ -134,13 +140,37 @@ def run_probe(
     )
 
 
+def probe_fraction(trial: Trial) -> float:
+    """The data fraction a probe of `trial` trains on: the trial's own, or, when both its stages
+    run step budgets on more than PROBE_STEP_EXAMPLES examples, the fraction holding about that
+    many (`_stage_seconds` prices a step from the probe's epoch time and its own example count,
+    so the fraction cancels out)."""
+    c = trial.config
+    fraction = float(c["data_fraction"])
+    if c["pretrain"].get("steps") is None or c["finetune"].get("steps") is None:
+        return fraction
+    from trainables.trial import load_dataset  # memoised: the probe's trial reuses it
+
+    try:
+        examples = len(load_dataset(c["dataset"], c["dataset_options"]).train) * fraction
+    except Exception:  # noqa: BLE001 (a dataset the project cannot build: the trial's trainable may)
+        return fraction
+    return fraction if examples <= PROBE_STEP_EXAMPLES else fraction * PROBE_STEP_EXAMPLES / examples
+
+
 def _timed_run(
-    trial: Trial, hierarchy: Any, trainable: Callable[..., Any], threads: int
+    trial: Trial,
+    hierarchy: Any,
+    trainable: Callable[..., Any],
+    threads: int,
+    fraction: float | None = None,
 ) -> tuple[float, dict[str, float], float]:
     """(wall time, one epoch's time per stage, training examples) of `trial` with PROBE_EPOCHS
-    per stage."""
+    per stage, at data fraction `fraction` (default: the trial's)."""
     with tempfile.TemporaryDirectory(prefix="granularity-probe-") as tmp:
         config = json.loads(json.dumps(trial.config))
+        if fraction is not None:
+            config["data_fraction"] = fraction
         for stage in ("pretrain", "finetune"):
             config[stage]["epochs"] = PROBE_EPOCHS
             config[stage].pop("steps", None)  # the probe times epochs, whatever the budget

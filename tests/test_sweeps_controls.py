@@ -311,3 +311,31 @@ def test_the_estimate_prices_a_step_budget_the_same_at_every_fraction(tmp_path):
     }
     assert seconds[("manual", 0.25)] == seconds[("manual", 1.0)] == 1.0 + 40 * 0.5 + 10 * 0.25
     assert seconds[("scratch", 0.25)] == seconds[("scratch", 1.0)] == 1.0 + (40 + 10) * 0.5
+
+
+def test_a_step_budget_probe_trains_on_a_capped_share_of_a_large_set(tmp_path, monkeypatch):
+    """Two probe epochs of a large set would time what the steps never run: the probe of a
+    step-budget trial trains on about PROBE_STEP_EXAMPLES examples; an epoch budget's does not."""
+    from sweeps import estimate as est
+    from trainables.trial import load_dataset
+
+    monkeypatch.setattr(est, "PROBE_STEP_EXAMPLES", 40)
+    steps = plan_of(
+        tmp_path, pretrain={"epochs": None, "steps": 6}, finetune={"epochs": None, "steps": 3}
+    )
+    trial = next(t for t in steps.trials if not t.is_scratch)
+    c = trial.config
+    examples = len(load_dataset(c["dataset"], c["dataset_options"]).train)
+    assert examples > 40
+    assert est.probe_fraction(trial) == pytest.approx(40 / examples)
+    probe = est.run_probe(trial, steps.hierarchies.get(trial.hierarchy_hash), train_trainable())
+    assert probe.data_fraction == pytest.approx(40 / examples)
+    assert 0 < probe.num_train <= 40  # the validation share comes out of the subset
+    epochs = plan_of(tmp_path)
+    assert est.probe_fraction(next(t for t in epochs.trials if not t.is_scratch)) == 1.0
+
+
+def train_trainable():
+    from trainables import train
+
+    return train
